@@ -1,0 +1,328 @@
+//! Scheduler benchmarks: bulwark against tokio's multi-thread runtime.
+//!
+//! The workloads are the ones tokio uses to benchmark its own multi-thread
+//! scheduler (`benches/rt_multi_threaded.rs` in the tokio repository):
+//!
+//! - `spawn_many_local`: 10 000 empty tasks spawned from inside `block_on`;
+//!   the last one to run signals the `block_on` thread.
+//! - `spawn_many_remote_idle`: 10 000 empty tasks spawned from outside the
+//!   runtime, then every `JoinHandle` awaited inside `block_on`.
+//! - `spawn_many_remote_busy1`: the same, while 8 tasks keep every worker busy
+//!   (each loops `yield_now` + a 10 us spin).
+//! - `yield_many`: 200 tasks that each yield 1 000 times.
+//! - `ping_pong`: 1 000 pairs of tasks exchanging two oneshot messages.
+//! - `chained_spawn`: a chain of 1 000 tasks, each spawning the next.
+//!
+//! Every workload is one criterion group with two functions, `bulwark` and
+//! `tokio` (ids `<workload>/bulwark` and `<workload>/tokio`). Both variants are
+//! generated from the same macro, so they run the same code and differ only in
+//! the runtime type, the free `spawn` function and `yield_now`. Channels are
+//! the same on both sides (`std::sync::mpsc` and `tokio::sync::oneshot`, which
+//! does not need a tokio runtime). Each runtime has 4 worker threads and is
+//! built once per group. What is measured is the time of one whole iteration
+//! of the workload, as seen from the thread that drives it.
+//!
+//! `../shared/bench-ratios` prints the bulwark/tokio ratio per workload.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+
+/// Worker threads of both runtimes.
+const WORKERS: usize = 4;
+/// Tasks per iteration in the `spawn_many_*` workloads.
+const NUM_SPAWN: usize = 10_000;
+/// Tasks in `yield_many`.
+const YIELD_TASKS: usize = 200;
+/// Yields per task in `yield_many`.
+const NUM_YIELD: usize = 1_000;
+/// Task pairs in `ping_pong`.
+const NUM_PINGS: usize = 1_000;
+/// Length of the task chain in `chained_spawn`.
+const CHAIN: usize = 1_000;
+/// Tasks that keep the workers busy in `spawn_many_remote_busy1`.
+const BUSY_TASKS: usize = 2 * WORKERS;
+/// How long a busy task spins between two yields.
+const BUSY_SPIN: Duration = Duration::from_micros(10);
+/// A workload that has not signalled completion after this long is hung.
+const HANG: Duration = Duration::from_secs(60);
+
+/// Completion signal shared by the tasks of one workload: a countdown of
+/// tasks still to finish, and a channel the last one sends on.
+struct Signal {
+    rem: Arc<AtomicUsize>,
+    tx: mpsc::SyncSender<()>,
+    rx: mpsc::Receiver<()>,
+}
+
+impl Signal {
+    fn new() -> Signal {
+        let (tx, rx) = mpsc::sync_channel(1);
+        Signal {
+            rem: Arc::new(AtomicUsize::new(0)),
+            tx,
+            rx,
+        }
+    }
+
+    /// Arms the countdown for `n` tasks.
+    fn arm(&self, n: usize) {
+        self.rem.store(n, Relaxed);
+    }
+
+    /// Blocks until the last task has signalled; panics (naming the
+    /// workload) if that does not happen within [`HANG`].
+    fn wait(&self, what: &str) {
+        if self.rx.recv_timeout(HANG).is_err() {
+            panic!("{what}: no completion signal after {HANG:?} (hung?)");
+        }
+    }
+}
+
+/// Counts one task down; the task that brings the countdown to zero signals.
+fn count_down(rem: &AtomicUsize, tx: &mpsc::SyncSender<()>) {
+    if rem.fetch_sub(1, Relaxed) == 1 {
+        tx.send(()).unwrap();
+    }
+}
+
+/// Spins on the clock for [`BUSY_SPIN`] (a poll that does CPU work).
+fn spin() {
+    let start = Instant::now();
+    while start.elapsed() < BUSY_SPIN {
+        std::hint::spin_loop();
+    }
+}
+
+/// Generates one module of workloads for one runtime.
+///
+/// `$rt` is the runtime type (it must have `block_on` and `spawn`), `$build`
+/// an expression building it, `$spawn` the free spawn function usable inside
+/// the runtime and `$yield_now` its `yield_now`. Each workload function runs
+/// one iteration.
+macro_rules! workloads {
+    ($name:ident, $label:literal, $rt:ty, $build:expr, $spawn:path, $yield_now:path) => {
+        mod $name {
+            use super::*;
+
+            pub type Rt = $rt;
+
+            pub fn build() -> Rt {
+                $build.expect(concat!("building the ", $label, " runtime"))
+            }
+
+            pub fn spawn_many_local(rt: &Rt, sig: &Signal) {
+                sig.arm(NUM_SPAWN);
+                rt.block_on(async {
+                    for _ in 0..NUM_SPAWN {
+                        let rem = sig.rem.clone();
+                        let tx = sig.tx.clone();
+                        drop($spawn(async move { count_down(&rem, &tx) }));
+                    }
+                    sig.wait(concat!("spawn_many_local/", $label));
+                });
+            }
+
+            pub fn spawn_many_remote(rt: &Rt) {
+                let mut handles = Vec::with_capacity(NUM_SPAWN);
+                for _ in 0..NUM_SPAWN {
+                    handles.push(rt.spawn(async {}));
+                }
+                rt.block_on(async {
+                    for handle in handles {
+                        handle.await.unwrap();
+                    }
+                });
+            }
+
+            /// Starts the tasks that keep the workers busy until `run` is cleared.
+            pub fn start_busy(rt: &Rt, run: &Arc<AtomicBool>) {
+                for _ in 0..BUSY_TASKS {
+                    let run = run.clone();
+                    drop(rt.spawn(async move {
+                        while run.load(Relaxed) {
+                            $yield_now().await;
+                            spin();
+                        }
+                    }));
+                }
+            }
+
+            pub fn yield_many(rt: &Rt, sig: &Signal) {
+                sig.arm(YIELD_TASKS);
+                for _ in 0..YIELD_TASKS {
+                    let rem = sig.rem.clone();
+                    let tx = sig.tx.clone();
+                    drop(rt.spawn(async move {
+                        for _ in 0..NUM_YIELD {
+                            $yield_now().await;
+                        }
+                        count_down(&rem, &tx);
+                    }));
+                }
+                sig.wait(concat!("yield_many/", $label));
+            }
+
+            pub fn ping_pong(rt: &Rt, sig: &Signal) {
+                sig.arm(NUM_PINGS);
+                let rem = sig.rem.clone();
+                let done = sig.tx.clone();
+                rt.block_on(async move {
+                    drop($spawn(async move {
+                        for _ in 0..NUM_PINGS {
+                            let rem = rem.clone();
+                            let done = done.clone();
+                            drop($spawn(async move {
+                                let (ping_tx, ping_rx) = tokio::sync::oneshot::channel();
+                                let (pong_tx, pong_rx) = tokio::sync::oneshot::channel();
+                                drop($spawn(async move {
+                                    ping_rx.await.unwrap();
+                                    pong_tx.send(()).unwrap();
+                                }));
+                                ping_tx.send(()).unwrap();
+                                pong_rx.await.unwrap();
+                                count_down(&rem, &done);
+                            }));
+                        }
+                    }));
+                    sig.wait(concat!("ping_pong/", $label));
+                });
+            }
+
+            /// One link of the chain: spawns the next link, or signals at the end.
+            fn link(done: mpsc::SyncSender<()>, left: usize) {
+                if left == 0 {
+                    done.send(()).unwrap();
+                } else {
+                    drop($spawn(async move { link(done, left - 1) }));
+                }
+            }
+
+            pub fn chained_spawn(rt: &Rt, sig: &Signal) {
+                let done = sig.tx.clone();
+                rt.block_on(async move {
+                    drop($spawn(async move { link(done, CHAIN) }));
+                    sig.wait(concat!("chained_spawn/", $label));
+                });
+            }
+        }
+    };
+}
+
+workloads!(
+    on_bulwark,
+    "bulwark",
+    bulwark::Runtime,
+    bulwark::Runtime::builder().worker_threads(WORKERS).build(),
+    bulwark::spawn,
+    bulwark::task::yield_now
+);
+
+workloads!(
+    on_tokio,
+    "tokio",
+    tokio::runtime::Runtime,
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build(),
+    tokio::spawn,
+    tokio::task::yield_now
+);
+
+/// Both runtimes for one group, built once.
+struct Runtimes {
+    bulwark: on_bulwark::Rt,
+    tokio: on_tokio::Rt,
+}
+
+fn runtimes() -> Runtimes {
+    Runtimes {
+        bulwark: on_bulwark::build(),
+        tokio: on_tokio::build(),
+    }
+}
+
+/// A group with settings that keep the whole bench to a few minutes.
+fn group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+) -> BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    g
+}
+
+/// Benches a workload that takes `(&Rt, &Signal)` on both runtimes.
+macro_rules! signalled {
+    ($c:expr, $workload:ident) => {{
+        let rts = runtimes();
+        let sig = Signal::new();
+        let mut g = group($c, stringify!($workload));
+        g.bench_function("bulwark", |b| {
+            b.iter(|| on_bulwark::$workload(&rts.bulwark, &sig))
+        });
+        g.bench_function("tokio", |b| b.iter(|| on_tokio::$workload(&rts.tokio, &sig)));
+        g.finish();
+    }};
+}
+
+fn spawn_many_local(c: &mut Criterion) {
+    signalled!(c, spawn_many_local);
+}
+
+fn spawn_many_remote_idle(c: &mut Criterion) {
+    let rts = runtimes();
+    let mut g = group(c, "spawn_many_remote_idle");
+    g.bench_function("bulwark", |b| {
+        b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
+    });
+    g.bench_function("tokio", |b| b.iter(|| on_tokio::spawn_many_remote(&rts.tokio)));
+    g.finish();
+}
+
+fn spawn_many_remote_busy1(c: &mut Criterion) {
+    let rts = runtimes();
+    let mut g = group(c, "spawn_many_remote_busy1");
+    // Each runtime is loaded only while it is measured, so the other one's
+    // busy tasks do not take CPU from it; all of them stop by the group's end.
+    let bulwark_busy = Arc::new(AtomicBool::new(true));
+    on_bulwark::start_busy(&rts.bulwark, &bulwark_busy);
+    g.bench_function("bulwark", |b| {
+        b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
+    });
+    bulwark_busy.store(false, Relaxed);
+
+    let tokio_busy = Arc::new(AtomicBool::new(true));
+    on_tokio::start_busy(&rts.tokio, &tokio_busy);
+    g.bench_function("tokio", |b| b.iter(|| on_tokio::spawn_many_remote(&rts.tokio)));
+    tokio_busy.store(false, Relaxed);
+    g.finish();
+}
+
+fn yield_many(c: &mut Criterion) {
+    signalled!(c, yield_many);
+}
+
+fn ping_pong(c: &mut Criterion) {
+    signalled!(c, ping_pong);
+}
+
+fn chained_spawn(c: &mut Criterion) {
+    signalled!(c, chained_spawn);
+}
+
+criterion_group!(
+    benches,
+    spawn_many_local,
+    spawn_many_remote_idle,
+    spawn_many_remote_busy1,
+    yield_many,
+    ping_pong,
+    chained_spawn
+);
+criterion_main!(benches);

@@ -1,0 +1,421 @@
+//! `Runtime`, its `Builder` and `Handle`: tokio's names for the same things.
+
+use crate::blocking::{self, join_until};
+use crate::context;
+use crate::scheduler::{idle::Idle, worker, Remote, Shared};
+use crate::task::list::Registry;
+use crate::task::{Id, JoinHandle, TaskMeta};
+use bulwark_io::Parker;
+use bulwark_metrics::{SharedCounters, Snapshot, WorkerCounters};
+use crossbeam_deque::{Injector, Worker};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Configures and builds a [`Runtime`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::Runtime::builder()
+///     .worker_threads(2)
+///     .thread_name("svc")
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    worker_threads: Option<usize>,
+    thread_name: String,
+    max_blocking_threads: usize,
+    keep_alive: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new_multi_thread()
+    }
+}
+
+impl Builder {
+    /// A builder for the multi-thread work-stealing runtime (the only kind
+    /// bulwark has), with defaults: one worker per core, threads named
+    /// `bulwark-worker-N`, up to 512 blocking threads kept 10 s when idle.
+    pub fn new_multi_thread() -> Builder {
+        Builder {
+            worker_threads: None,
+            thread_name: "bulwark-worker".to_string(),
+            max_blocking_threads: blocking::DEFAULT_MAX_THREADS,
+            keep_alive: blocking::DEFAULT_KEEP_ALIVE,
+        }
+    }
+
+    /// Number of worker threads (default: the number of cores). Zero is
+    /// refused by [`build`](Self::build).
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// Name prefix of the runtime's threads: workers are `{name}-{index}`,
+    /// blocking threads `{name}-blocking`.
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Cap on the blocking pool's threads (default 512). Zero is refused by
+    /// [`build`](Self::build).
+    pub fn max_blocking_threads(&mut self, n: usize) -> &mut Self {
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before it exits
+    /// (default 10 s).
+    pub fn thread_keep_alive(&mut self, duration: Duration) -> &mut Self {
+        self.keep_alive = duration;
+        self
+    }
+
+    /// Starts the worker threads and returns the runtime.
+    ///
+    /// Errors with `InvalidInput` for zero workers or zero blocking threads,
+    /// and with the OS error if a thread cannot be started.
+    pub fn build(&mut self) -> io::Result<Runtime> {
+        let workers = match self.worker_threads {
+            Some(0) => {
+                return Err(invalid("worker_threads must be at least 1"));
+            }
+            Some(n) => n,
+            None => thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if self.max_blocking_threads == 0 {
+            return Err(invalid("max_blocking_threads must be at least 1"));
+        }
+        if workers > 4096 {
+            return Err(invalid("worker_threads must be at most 4096"));
+        }
+
+        let mut locals = Vec::with_capacity(workers);
+        let mut remotes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let local = Worker::new_fifo();
+            let parker = Parker::new();
+            remotes.push(Remote {
+                stealer: local.stealer(),
+                unparker: parker.unparker(),
+                counters: WorkerCounters::default(),
+            });
+            locals.push((local, parker));
+        }
+        let shared = Arc::new(Shared {
+            injector: Injector::new(),
+            remotes: remotes.into_boxed_slice(),
+            idle: Idle::new(workers),
+            registry: Registry::new(workers * 4),
+            shutdown: Default::default(),
+            counters: SharedCounters::default(),
+            blocking: blocking::Pool::new(
+                self.max_blocking_threads,
+                self.keep_alive,
+                format!("{}-blocking", self.thread_name),
+            ),
+        });
+        let mut runtime = Runtime {
+            handle: Handle { shared },
+            workers: Vec::with_capacity(workers),
+        };
+        for (index, (local, parker)) in locals.into_iter().enumerate() {
+            let handle = runtime.handle.clone();
+            let thread = thread::Builder::new()
+                .name(format!("{}-{index}", self.thread_name))
+                .spawn(move || worker::run(handle, index, local, parker))?;
+            // On error, `runtime` drops here and stops the workers started.
+            runtime.workers.push(thread);
+        }
+        Ok(runtime)
+    }
+}
+
+fn invalid(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// The bulwark runtime: worker threads running tasks, and a blocking pool.
+///
+/// Dropping it shuts it down: the workers stop, every task that has not
+/// finished has its future dropped (its destructors run) and its
+/// `JoinHandle` resolves as cancelled, and the threads are joined. Drop waits
+/// for running blocking closures to return; [`shutdown_timeout`] bounds the
+/// wait.
+///
+/// [`shutdown_timeout`]: Runtime::shutdown_timeout
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let handle = rt.spawn(async { "hello" });
+/// assert_eq!(rt.block_on(handle).unwrap(), "hello");
+/// ```
+pub struct Runtime {
+    handle: Handle,
+    workers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// A runtime with the default configuration: one worker per core.
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new_multi_thread().build()
+    }
+
+    /// A [`Builder`] to configure one.
+    pub fn builder() -> Builder {
+        Builder::new_multi_thread()
+    }
+
+    /// Runs `future` to completion on the current thread, with this runtime
+    /// current (so `bulwark::spawn` inside reaches it). Tasks run on the
+    /// workers meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// If called on a runtime worker or inside another `block_on`: blocking
+    /// that thread would stall the tasks queued behind it.
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// Spawns a task onto this runtime. See [`Handle::spawn`].
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+
+    /// Runs a blocking closure on the blocking pool. See
+    /// [`Handle::spawn_blocking`].
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.handle.spawn_blocking(f)
+    }
+
+    /// This runtime's handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Makes this runtime current on this thread until the guard drops, so
+    /// that `bulwark::spawn` works outside `block_on`.
+    pub fn enter(&self) -> EnterGuard<'_> {
+        self.handle.enter()
+    }
+
+    /// The runtime's counts now.
+    pub fn metrics(&self) -> Snapshot {
+        self.handle.metrics()
+    }
+
+    /// Shuts down as drop does, but waits at most `timeout` for threads to
+    /// finish (a worker stuck in a poll, a blocking closure still running);
+    /// threads still busy then are left to finish on their own.
+    pub fn shutdown_timeout(mut self, timeout: Duration) {
+        self.shutdown(Some(Instant::now() + timeout));
+    }
+
+    fn shutdown(&mut self, deadline: Option<Instant>) {
+        let shared = &self.handle.shared;
+        shared.begin_shutdown();
+        for thread in self.workers.drain(..) {
+            join_until(thread, deadline);
+        }
+        // Workers are stopped (or stuck in a poll, whose task they cancel
+        // when it returns): cancel everything still alive.
+        shared.registry.close_and_shutdown_all();
+        shared.drain_injector();
+        shared.blocking.shutdown(deadline);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if !self.handle.shared.registry.is_closed() {
+            self.shutdown(None);
+        }
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.handle.shared.remotes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cloneable reference to a runtime, for spawning onto it from anywhere.
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let handle = rt.handle().clone();
+/// let out = std::thread::spawn(move || handle.block_on(async { 7 }))
+///     .join()
+///     .unwrap();
+/// assert_eq!(out, 7);
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// The handle of the runtime this thread is in (a worker, inside
+    /// `block_on`, or under [`Runtime::enter`]).
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime; [`try_current`](Self::try_current) returns an error
+    /// instead.
+    #[track_caller]
+    pub fn current() -> Handle {
+        match Handle::try_current() {
+            Ok(h) => h,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The handle of the runtime this thread is in, or an error outside one.
+    pub fn try_current() -> Result<Handle, TryCurrentError> {
+        context::current_handle().ok_or(TryCurrentError(()))
+    }
+
+    /// Spawns a task onto this runtime and returns its [`JoinHandle`]. The
+    /// task starts running on a worker at once; it need not be awaited.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.clone().spawn_with_meta(future, TaskMeta::new(None, Location::caller()))
+    }
+
+    /// Runs `f` on the blocking pool: for work that blocks (file IO, a
+    /// synchronous client, heavy CPU) and must not hold up a worker.
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        blocking::spawn_blocking(self, f, TaskMeta::new(None, Location::caller()))
+    }
+
+    /// Runs `future` to completion on this thread, with this runtime current.
+    ///
+    /// # Panics
+    ///
+    /// On a runtime worker or inside another `block_on`.
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _enter = context::enter_runtime(self);
+        let mut future = pin!(future);
+        BLOCK_ON_PARKER.with(|(parker, waker)| {
+            let mut cx = Context::from_waker(waker);
+            loop {
+                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    return out;
+                }
+                parker.park();
+            }
+        })
+    }
+
+    /// Makes this runtime current on this thread until the guard drops.
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard {
+            _guard: context::set_handle(self.clone()),
+            _handle: PhantomData,
+        }
+    }
+
+    /// The runtime's counts now.
+    pub fn metrics(&self) -> Snapshot {
+        self.shared.metrics()
+    }
+}
+
+thread_local! {
+    /// One parker per thread for `block_on`, made once: a runtime's
+    /// `block_on` is often called in a loop.
+    static BLOCK_ON_PARKER: (Parker, Waker) = {
+        let parker = Parker::new();
+        let waker = parker.unparker().waker();
+        (parker, waker)
+    };
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("workers", &self.shared.remotes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskMeta {
+    pub(crate) fn new(name: Option<&str>, location: &'static Location<'static>) -> TaskMeta {
+        TaskMeta {
+            id: Id::next(),
+            name: name.map(Into::into),
+            location,
+        }
+    }
+}
+
+/// Keeps a runtime current on this thread; see [`Runtime::enter`].
+#[must_use = "the runtime is current only while the guard lives"]
+pub struct EnterGuard<'a> {
+    _guard: context::HandleGuard,
+    _handle: PhantomData<&'a Handle>,
+}
+
+impl fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnterGuard")
+    }
+}
+
+/// Returned by [`Handle::try_current`] outside a runtime.
+#[derive(Debug)]
+pub struct TryCurrentError(());
+
+impl fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "there is no bulwark runtime on this thread: this must be called from a task, \
+             inside `Runtime::block_on`, or while a `Runtime::enter` guard lives",
+        )
+    }
+}
+
+impl std::error::Error for TryCurrentError {}

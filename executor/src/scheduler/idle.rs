@@ -1,0 +1,165 @@
+//! Who is searching, who sleeps: the protocol that wakes one worker at a time.
+//!
+//! One word counts the workers that are awake (*unparked*) and, of those, the
+//! ones looking for work (*searching*). The rules, after tokio's scheduler:
+//!
+//! - New work wakes a sleeper only if nobody is searching: a searcher will
+//!   find it. This avoids a thundering herd of wake-ups on every push.
+//! - At most about half the workers search at once; the rest park.
+//! - A searcher that finds work stops searching, and if it was the last one it
+//!   wakes another to keep looking (there may be more where that came from).
+//! - The last searcher to park looks at every queue once more after it has
+//!   counted itself asleep, and wakes someone if work is there. Together with
+//!   the pusher's check (push, fence, read the count), this is the Dekker-style
+//!   handshake that loses no wake-up: either the pusher sees the searcher, or
+//!   the searcher sees the pushed work.
+//!
+//! The sleepers list is behind a mutex, taken only on the way to sleep and
+//! when a sleeper must be woken (which costs a syscall anyway).
+
+use crate::sync::{fence, AtomicUsize};
+use parking_lot::Mutex;
+use std::sync::atomic::Ordering::SeqCst;
+
+const UNPARKED_SHIFT: usize = 16;
+const SEARCHING_MASK: usize = (1 << UNPARKED_SHIFT) - 1;
+
+pub(crate) struct Idle {
+    /// `unparked << 16 | searching`.
+    state: AtomicUsize,
+    /// Indices of parked workers.
+    sleepers: Mutex<Vec<usize>>,
+    num_workers: usize,
+}
+
+fn searching(state: usize) -> usize {
+    state & SEARCHING_MASK
+}
+
+fn unparked(state: usize) -> usize {
+    state >> UNPARKED_SHIFT
+}
+
+impl Idle {
+    pub(crate) fn new(num_workers: usize) -> Idle {
+        assert!(num_workers < SEARCHING_MASK, "too many workers");
+        Idle {
+            state: AtomicUsize::new(num_workers << UNPARKED_SHIFT),
+            sleepers: Mutex::new(Vec::with_capacity(num_workers)),
+            num_workers,
+        }
+    }
+
+    /// Work was pushed where any worker could take it. Returns the worker to
+    /// unpark, if one must be woken. Already counted as unparked and
+    /// searching when this returns.
+    pub(crate) fn worker_to_notify(&self) -> Option<usize> {
+        // Pairs with the fence in `transition_worker_to_parked`'s caller: the
+        // push before this fence and the count read after it are ordered.
+        fence(SeqCst);
+        if !self.should_notify(self.state.load(SeqCst)) {
+            return None;
+        }
+        let mut sleepers = self.sleepers.lock();
+        // Changes to `unparked` happen under this lock, so re-check here.
+        if !self.should_notify(self.state.load(SeqCst)) {
+            return None;
+        }
+        let index = sleepers.pop()?;
+        self.state.fetch_add((1 << UNPARKED_SHIFT) | 1, SeqCst);
+        Some(index)
+    }
+
+    fn should_notify(&self, state: usize) -> bool {
+        searching(state) == 0 && unparked(state) < self.num_workers
+    }
+
+    /// A worker out of local work asks to search. Refused when half the
+    /// workers already search.
+    pub(crate) fn transition_worker_to_searching(&self) -> bool {
+        let state = self.state.load(SeqCst);
+        if 2 * searching(state) >= self.num_workers {
+            return false;
+        }
+        self.state.fetch_add(1, SeqCst);
+        true
+    }
+
+    /// A searcher found work. True if it was the last searcher, in which case
+    /// the caller wakes another.
+    pub(crate) fn transition_worker_from_searching(&self) -> bool {
+        let prev = self.state.fetch_sub(1, SeqCst);
+        debug_assert!(searching(prev) > 0);
+        searching(prev) == 1
+    }
+
+    /// Worker `index` goes to sleep. True if it was the last searcher: then
+    /// the caller must check every queue once more.
+    pub(crate) fn transition_worker_to_parked(&self, index: usize, is_searching: bool) -> bool {
+        let mut sleepers = self.sleepers.lock();
+        let dec = (1 << UNPARKED_SHIFT) | usize::from(is_searching);
+        let prev = self.state.fetch_sub(dec, SeqCst);
+        sleepers.push(index);
+        is_searching && searching(prev) == 1
+    }
+
+    /// After a wake-up: true if worker `index` was really woken (taken off
+    /// the sleepers list by `worker_to_notify`), false if it is still listed
+    /// (a spurious wake-up, or a shutdown).
+    pub(crate) fn was_unparked(&self, index: usize) -> bool {
+        !self.sleepers.lock().contains(&index)
+    }
+
+    /// Shutdown: counts every sleeper as awake again.
+    pub(crate) fn unpark_all(&self) -> Vec<usize> {
+        let mut sleepers = self.sleepers.lock();
+        let n = sleepers.len();
+        self.state.fetch_add(n << UNPARKED_SHIFT, SeqCst);
+        std::mem::take(&mut *sleepers)
+    }
+
+    /// (unparked, searching), for tests.
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize) {
+        let s = self.state.load(SeqCst);
+        (unparked(s), searching(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_half_search() {
+        let idle = Idle::new(4);
+        assert!(idle.transition_worker_to_searching());
+        assert!(idle.transition_worker_to_searching());
+        assert!(!idle.transition_worker_to_searching());
+        assert_eq!(idle.counts(), (4, 2));
+    }
+
+    #[test]
+    fn no_wake_while_someone_searches() {
+        let idle = Idle::new(4);
+        assert!(!idle.transition_worker_to_parked(3, false));
+        assert!(idle.transition_worker_to_searching());
+        assert_eq!(idle.worker_to_notify(), None);
+        // The last searcher parks and is told so.
+        assert!(idle.transition_worker_to_parked(2, true));
+        assert_eq!(idle.counts(), (2, 0));
+        // Now new work wakes exactly one sleeper, counted as searching.
+        assert_eq!(idle.worker_to_notify(), Some(2));
+        assert_eq!(idle.counts(), (3, 1));
+        assert!(idle.was_unparked(2));
+        assert!(!idle.was_unparked(3));
+        assert_eq!(idle.worker_to_notify(), None);
+    }
+
+    #[test]
+    fn last_searcher_finding_work_is_told() {
+        let idle = Idle::new(2);
+        assert!(idle.transition_worker_to_searching());
+        assert!(idle.transition_worker_from_searching());
+    }
+}

@@ -1,0 +1,246 @@
+//! A worker thread: its queues, its run loop, its way to sleep.
+//!
+//! The `Core` (local queue, LIFO slot, tick, searching flag) belongs to the
+//! worker thread alone and sits in a `RefCell`: the run loop borrows it to
+//! pick a task and releases it before polling, so the task's wakes and spawns
+//! can borrow it again to queue locally.
+
+use super::{is_worker_of, Queued, Shared, GLOBAL_QUEUE_INTERVAL, MAX_LIFO_POLLS};
+use crate::context;
+use crate::runtime::Handle;
+use bulwark_io::Parker;
+use bulwark_metrics::WorkerCounters;
+use crossbeam_deque::{Steal, Worker};
+use std::cell::RefCell;
+
+/// The per-thread context of one worker, on the worker thread's stack for the
+/// life of its loop.
+pub(crate) struct WorkerCx {
+    pub(crate) handle: Handle,
+    index: usize,
+    core: RefCell<Core>,
+    parker: Parker,
+}
+
+struct Core {
+    local: Worker<Queued>,
+    lifo: Option<Queued>,
+    /// LIFO polls in a row since the last task from the queue.
+    lifo_polls: u32,
+    tick: u32,
+    rng: u32,
+    searching: bool,
+}
+
+/// Runs `f` with this thread's worker if it is one of `shared`'s.
+#[inline]
+pub(crate) fn with_local<R>(shared: &Shared, f: impl FnOnce(Option<&WorkerCx>) -> R) -> R {
+    context::with_worker(|w| f(w.filter(|w| is_worker_of(w, shared))))
+}
+
+/// A worker thread's body.
+pub(crate) fn run(handle: Handle, index: usize, local: Worker<Queued>, parker: Parker) {
+    let cx = WorkerCx {
+        handle,
+        index,
+        core: RefCell::new(Core {
+            local,
+            lifo: None,
+            lifo_polls: 0,
+            tick: 0,
+            // Any non-zero seed; distinct per worker so victims differ.
+            rng: 0x9E37_79B9u32.wrapping_mul(index as u32 + 1) | 1,
+            searching: false,
+        }),
+        parker,
+    };
+    let runtime = context::enter_runtime(&cx.handle);
+    let worker = context::enter_worker(&cx);
+    cx.run_loop();
+    // Off the worker context first, so wakes from the drops below go to the
+    // injector, which shutdown drains.
+    drop(worker);
+    cx.drain();
+    drop(runtime);
+}
+
+impl WorkerCx {
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    pub(crate) fn counters(&self) -> &WorkerCounters {
+        &self.shared().remotes[self.index].counters
+    }
+
+    /// Queues a task from this worker: into the LIFO slot, or (a yield) to
+    /// the back of the local queue.
+    pub(crate) fn schedule_local(&self, task: Queued, is_yield: bool) {
+        let Ok(mut core) = self.core.try_borrow_mut() else {
+            // The loop itself holds the core (a drop during `drain`): the
+            // injector takes it.
+            self.shared().schedule_remote(task);
+            return;
+        };
+        let pushed = if is_yield {
+            core.local.push(task);
+            true
+        } else if let Some(prev) = core.lifo.replace(task) {
+            core.local.push(prev);
+            true
+        } else {
+            // A task in the LIFO slot cannot be stolen: nobody to wake.
+            false
+        };
+        drop(core);
+        if pushed {
+            self.shared().notify_parked();
+        }
+    }
+
+    fn run_loop(&self) {
+        while !self.shared().is_shutdown() {
+            if let Some(task) = self.next_task() {
+                self.run_task(task);
+            } else if let Some(task) = self.steal_work() {
+                self.run_task(task);
+            } else {
+                self.park();
+            }
+        }
+    }
+
+    fn run_task(&self, task: Queued) {
+        let was_searching = std::mem::replace(&mut self.core.borrow_mut().searching, false);
+        if was_searching && self.shared().idle.transition_worker_from_searching() {
+            // The last searcher found work; there may be more, so another
+            // worker takes up the search.
+            self.shared().notify_parked();
+        }
+        self.counters().polls.bump();
+        task.run();
+    }
+
+    /// The next task from this worker's own queues (and now and then the
+    /// injector, for fairness).
+    fn next_task(&self) -> Option<Queued> {
+        let shared = self.shared();
+        let mut core = self.core.borrow_mut();
+        core.tick = core.tick.wrapping_add(1);
+        if core.tick % GLOBAL_QUEUE_INTERVAL == 0 {
+            if let Some(task) = steal_one(|| shared.injector.steal()) {
+                return Some(task);
+            }
+        }
+        if let Some(task) = core.lifo.take() {
+            if core.lifo_polls < MAX_LIFO_POLLS {
+                core.lifo_polls += 1;
+                return Some(task);
+            }
+            // Enough LIFO in a row: behind the queue it goes.
+            core.local.push(task);
+            drop(core);
+            shared.notify_parked();
+            core = self.core.borrow_mut();
+        }
+        core.lifo_polls = 0;
+        if let Some(task) = core.local.pop() {
+            return Some(task);
+        }
+        steal_one(|| shared.injector.steal_batch_and_pop(&core.local))
+    }
+
+    /// Looks for work elsewhere: half a random victim's queue, then a batch
+    /// from the injector. Only while allowed to search (see `idle`).
+    fn steal_work(&self) -> Option<Queued> {
+        let shared = self.shared();
+        let mut core = self.core.borrow_mut();
+        if !core.searching {
+            if !shared.idle.transition_worker_to_searching() {
+                return None;
+            }
+            core.searching = true;
+        }
+        let n = shared.remotes.len();
+        let start = next_rand(&mut core.rng) as usize % n;
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            let stealer = &shared.remotes[victim].stealer;
+            if let Some(task) = steal_one(|| stealer.steal_batch_and_pop(&core.local)) {
+                self.counters().steals.add(1 + core.local.len() as u64);
+                return Some(task);
+            }
+        }
+        steal_one(|| shared.injector.steal_batch_and_pop(&core.local))
+    }
+
+    /// Sleeps until woken for work (or shutdown).
+    fn park(&self) {
+        let shared = self.shared();
+        let was_searching = {
+            let mut core = self.core.borrow_mut();
+            if core.lifo.is_some() || !core.local.is_empty() {
+                return;
+            }
+            std::mem::replace(&mut core.searching, false)
+        };
+        if shared
+            .idle
+            .transition_worker_to_parked(self.index, was_searching)
+        {
+            // The last searcher: work pushed while we searched may have
+            // counted on us to find it.
+            shared.notify_if_work_pending();
+        }
+        self.counters().parks.bump();
+        loop {
+            self.parker.park();
+            if shared.is_shutdown() {
+                return;
+            }
+            if shared.idle.was_unparked(self.index) {
+                // Woken by `worker_to_notify`, which counted us as searching.
+                self.core.borrow_mut().searching = true;
+                return;
+            }
+        }
+    }
+
+    /// Drops what is left in this worker's queues at shutdown. The tasks
+    /// themselves are cancelled through the registry.
+    fn drain(&self) {
+        let mut left = Vec::new();
+        {
+            let mut core = self.core.borrow_mut();
+            left.extend(core.lifo.take());
+            while let Some(task) = core.local.pop() {
+                left.push(task);
+            }
+        }
+        drop(left);
+    }
+}
+
+/// Retries a steal until it gives a task or says the queue is empty.
+fn steal_one(mut steal: impl FnMut() -> Steal<Queued>) -> Option<Queued> {
+    loop {
+        match steal() {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
+        }
+    }
+}
+
+/// xorshift32: cheap, good enough to pick a victim.
+fn next_rand(state: &mut u32) -> u32 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *state = x;
+    x
+}

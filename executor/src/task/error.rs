@@ -1,0 +1,134 @@
+//! `JoinError`: why a task gave no output.
+
+use super::Id;
+use std::any::Any;
+use std::fmt;
+
+/// A task ended without producing its output: it panicked, or it was
+/// cancelled (aborted, or dropped when its runtime shut down).
+///
+/// Its `Display` names the task (id, and name if it has one) and the reason.
+pub struct JoinError {
+    id: Id,
+    name: Option<Box<str>>,
+    repr: Repr,
+}
+
+enum Repr {
+    Cancelled,
+    Panic(Payload),
+}
+
+/// A panic payload, made `Sync` the only sound way: nothing reads it through
+/// a shared reference except `downcast_ref` for `&str` and `String`, which
+/// are `Sync` themselves (see `panic_message`).
+struct Payload(Box<dyn Any + Send + 'static>);
+
+// SAFETY: `&Payload` exposes the payload only through `panic_message`, which
+// downcasts to `&'static str` or `String` (both `Sync`); every other access
+// takes the payload by value.
+unsafe impl Sync for Payload {}
+
+impl JoinError {
+    pub(crate) fn cancelled(id: Id, name: Option<&str>) -> JoinError {
+        JoinError {
+            id,
+            name: name.map(Into::into),
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn panic(id: Id, name: Option<&str>, payload: Box<dyn Any + Send>) -> JoinError {
+        JoinError {
+            id,
+            name: name.map(Into::into),
+            repr: Repr::Panic(Payload(payload)),
+        }
+    }
+
+    /// True if the task was cancelled: aborted through its `JoinHandle`, or
+    /// dropped at runtime shutdown.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// True if the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The panic payload.
+    ///
+    /// # Panics
+    ///
+    /// If the error is not a panic; use [`try_into_panic`](Self::try_into_panic)
+    /// to check instead.
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic()
+            .expect("`JoinError::into_panic` called on an error that is not a panic")
+    }
+
+    /// The panic payload, or the error back if it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panic(p) => Ok(p.0),
+            Repr::Cancelled => Err(self),
+        }
+    }
+
+    /// The id of the task that failed.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    fn fmt_task(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.id)?;
+        if let Some(name) = &self.name {
+            write!(f, " ({name:?})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The message of a panic payload, if it is a string (as `panic!` makes).
+fn panic_message(payload: &Payload) -> Option<&str> {
+    let payload = &*payload.0;
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_task(f)?;
+        match &self.repr {
+            Repr::Cancelled => f.write_str(" was cancelled"),
+            Repr::Panic(p) => match panic_message(p) {
+                Some(msg) => write!(f, " panicked with message {msg:?}"),
+                None => f.write_str(" panicked"),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
+            Repr::Panic(p) => match panic_message(p) {
+                Some(msg) => write!(f, "JoinError::Panic({:?}, {msg:?}, ...)", self.id),
+                None => write!(f, "JoinError::Panic({:?}, ...)", self.id),
+            },
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+impl From<JoinError> for std::io::Error {
+    fn from(e: JoinError) -> std::io::Error {
+        std::io::Error::other(e.to_string())
+    }
+}

@@ -1,0 +1,332 @@
+//! The typed half of a task: polling, completing, cancelling, the join
+//! handshake. Each function here is reached through the vtable and knows the
+//! task's real types.
+
+use super::core::{Cell, Header, Stage};
+use super::state::{ToIdle, ToNotified, ToRunning};
+use super::waker::waker_ref;
+use super::{Finish, JoinError, Notified, RawTask, Schedule, Task};
+use std::future::Future;
+use std::mem::{self, ManuallyDrop};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::task::{Context, Poll, Waker};
+
+/// A typed view of one task. Holds no reference by itself: each operation
+/// says which reference its caller gave up.
+struct Harness<F: Future, S: 'static> {
+    cell: NonNull<Cell<F, S>>,
+}
+
+impl<F: Future, S: 'static> Clone for Harness<F, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F: Future, S: 'static> Copy for Harness<F, S> {}
+
+impl<F, S> Harness<F, S>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    fn from_raw(ptr: NonNull<Header>) -> Self {
+        Harness { cell: ptr.cast() }
+    }
+
+    fn raw(&self) -> RawTask {
+        RawTask::from_raw(self.cell.cast())
+    }
+
+    fn cell(&self) -> &Cell<F, S> {
+        // SAFETY: every entry point is called by a holder of a reference, so
+        // the cell is alive for the duration of the call (until `dealloc`).
+        unsafe { self.cell.as_ref() }
+    }
+
+    fn header(&self) -> &Header {
+        &self.cell().header
+    }
+
+    /// # Safety
+    ///
+    /// The caller must have exclusive access to the stage (module docs of
+    /// `task`: it set `RUNNING`, or it owns the completed output).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn stage(&self) -> &mut Stage<F> {
+        // SAFETY: exclusive access is the caller's promise.
+        unsafe { &mut *self.cell().stage.get() }
+    }
+
+    /// Consumes the `Notified` reference.
+    fn poll(self) {
+        match self.header().state.transition_to_running() {
+            ToRunning::Success => self.poll_running(),
+            ToRunning::Cancelled => {
+                self.cancel_task();
+                self.complete(Finish::Cancelled);
+            }
+            ToRunning::Failed => {}
+            ToRunning::Dealloc => self.dealloc(),
+        }
+    }
+
+    fn poll_running(self) {
+        let header = self.header();
+        let waker = waker_ref(self.cell.cast());
+        let mut cx = Context::from_waker(&waker);
+        let prev = crate::context::set_current_task(Some(header.id));
+        // SAFETY: we set RUNNING, so the stage is ours.
+        let res = unsafe { poll_future(self.stage(), &mut cx) };
+        crate::context::set_current_task(prev);
+        match res {
+            Poll::Ready(output) => {
+                let how = if output.is_ok() {
+                    Finish::Completed
+                } else {
+                    Finish::Panicked
+                };
+                let output = output.map_err(|p| JoinError::panic(header.id, header.name.as_deref(), p));
+                self.drop_future();
+                // SAFETY: still RUNNING: the stage is ours.
+                unsafe { *self.stage() = Stage::Finished(output) };
+                self.complete(how);
+            }
+            Poll::Pending => match header.state.transition_to_idle() {
+                ToIdle::Ok => {}
+                ToIdle::OkNotified => {
+                    // The running reference becomes the Notified's.
+                    let task = Task::<S>::from_raw(self.raw());
+                    self.cell().scheduler.yield_now(task.into_notified());
+                }
+                ToIdle::OkDealloc => self.dealloc(),
+                ToIdle::Cancelled => {
+                    self.cancel_task();
+                    self.complete(Finish::Cancelled);
+                }
+            },
+        }
+    }
+
+    /// Drops the future (or whatever the stage holds). A panic in its
+    /// destructor is caught and ignored: the task's result is already decided.
+    fn drop_future(&self) {
+        // SAFETY: called only while RUNNING, so the stage is ours.
+        let old = mem::replace(unsafe { self.stage() }, Stage::Consumed);
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(old)));
+    }
+
+    /// Drops the future without polling it and stores the cancellation error
+    /// (or a panic error, if the future's destructor panicked).
+    fn cancel_task(&self) {
+        let header = self.header();
+        // SAFETY: the caller set (or was granted) RUNNING.
+        let old = mem::replace(unsafe { self.stage() }, Stage::Consumed);
+        let err = match panic::catch_unwind(AssertUnwindSafe(move || drop(old))) {
+            Ok(()) => JoinError::cancelled(header.id, header.name.as_deref()),
+            Err(p) => JoinError::panic(header.id, header.name.as_deref(), p),
+        };
+        // SAFETY: as above.
+        unsafe { *self.stage() = Stage::Finished(Err(err)) };
+    }
+
+    /// The stage holds the output. Publishes it, tells the join handle, takes
+    /// the task out of the registry and drops the running reference.
+    fn complete(self, how: Finish) {
+        let cell = self.cell();
+        // Counted before COMPLETE is published, so whoever sees the join
+        // handle resolve also sees the count.
+        cell.scheduler.on_finish(how);
+        let prev = cell.header.state.transition_to_complete();
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+            if !prev.is_join_interested() {
+                // Nobody will read the output: it is ours to drop.
+                // SAFETY: COMPLETE is set and the join handle is gone.
+                let out = mem::replace(unsafe { self.stage() }, Stage::Consumed);
+                drop(out);
+            } else if prev.is_join_waker_set() {
+                // SAFETY: JOIN_WAKER was set when COMPLETE was, so the slot
+                // holds a waker the join handle no longer writes; we only read.
+                let waker = unsafe { &*cell.join_waker.get() };
+                if let Some(waker) = waker {
+                    waker.wake_by_ref();
+                }
+            }
+        }));
+        let me = ManuallyDrop::new(Task::<S>::from_raw(self.raw()));
+        let mut refs = 1;
+        if let Some(registry_ref) = cell.scheduler.release(&me) {
+            mem::forget(registry_ref);
+            refs += 1;
+        }
+        if cell.header.state.transition_to_terminal(refs) {
+            self.dealloc();
+        }
+    }
+
+    fn dealloc(self) {
+        // SAFETY: the last reference is gone; the cell was made by Box::new
+        // in `Cell::new` and nobody else can reach it.
+        drop(unsafe { Box::from_raw(self.cell.as_ptr()) });
+    }
+
+    /// Whether the join handle may take the output now; if not, its waker is
+    /// left for the runtime to wake at completion.
+    fn can_read_output(&self, waker: &Waker) -> bool {
+        let cell = self.cell();
+        let state = &cell.header.state;
+        let snapshot = state.load();
+        if snapshot.is_complete() {
+            return true;
+        }
+        if snapshot.is_join_waker_set() {
+            // SAFETY: JOIN_WAKER is set: the slot holds a waker and nobody
+            // writes it; reading is allowed to both sides.
+            let same = unsafe { &*cell.join_waker.get() }
+                .as_ref()
+                .is_some_and(|w| w.will_wake(waker));
+            if same {
+                return false;
+            }
+            // Take the slot back to write the new waker.
+            if state.unset_join_waker().is_err() {
+                return true;
+            }
+        }
+        // SAFETY: JOIN_WAKER is clear and the task is not complete (checked
+        // by the transitions above), so only the join handle (us) writes.
+        unsafe { *cell.join_waker.get() = Some(waker.clone()) };
+        state.set_join_waker().is_err()
+    }
+}
+
+/// Polls the future, catching a panic. Ready(Err) carries the payload.
+fn poll_future<F: Future>(
+    stage: &mut Stage<F>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<F::Output, Box<dyn std::any::Any + Send>>> {
+    let Stage::Running(future) = stage else {
+        unreachable!("a task was polled after it finished");
+    };
+    // SAFETY: the future lives in the heap cell and is never moved until it
+    // is dropped in place (by `mem::replace` into a local, after which it is
+    // never polled again).
+    let future = unsafe { Pin::new_unchecked(future) };
+    match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Err(payload) => Poll::Ready(Err(payload)),
+    }
+}
+
+// The vtable entries. Each is `unsafe` because it trusts the pointer to be a
+// live `Cell<F, S>` and the caller to give up the reference it names.
+
+pub(super) unsafe fn poll<F, S>(ptr: NonNull<Header>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    Harness::<F, S>::from_raw(ptr).poll();
+}
+
+pub(super) unsafe fn schedule<F, S>(ptr: NonNull<Header>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let harness = Harness::<F, S>::from_raw(ptr);
+    let task = Task::<S>::from_raw(harness.raw());
+    harness.cell().scheduler.schedule(Notified(task));
+}
+
+pub(super) unsafe fn dealloc<F, S>(ptr: NonNull<Header>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    Harness::<F, S>::from_raw(ptr).dealloc();
+}
+
+pub(super) unsafe fn try_read_output<F, S>(ptr: NonNull<Header>, dst: *mut (), waker: &Waker)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let harness = Harness::<F, S>::from_raw(ptr);
+    if harness.can_read_output(waker) {
+        // SAFETY: COMPLETE is set and the join handle (our caller) still has
+        // interest, so the output is the join handle's alone.
+        let stage = mem::replace(unsafe { harness.stage() }, Stage::Consumed);
+        let Stage::Finished(output) = stage else {
+            panic!("JoinHandle polled after it returned its output");
+        };
+        let dst = dst.cast::<Poll<Result<F::Output, JoinError>>>();
+        // SAFETY: the caller passes a pointer to this exact type.
+        unsafe { *dst = Poll::Ready(output) };
+    }
+}
+
+pub(super) unsafe fn drop_join_handle<F, S>(ptr: NonNull<Header>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let harness = Harness::<F, S>::from_raw(ptr);
+    let prev = harness.header().state.unset_join_interested();
+    // If the task completed first, its output is ours to drop. It is moved out
+    // before the reference goes, and dropped after, so a panicking destructor
+    // cannot leak the cell.
+    let output = if prev.is_complete() {
+        // SAFETY: COMPLETE was set while we held JOIN_INTEREST: the output
+        // belongs to the join handle.
+        Some(mem::replace(unsafe { harness.stage() }, Stage::Consumed))
+    } else {
+        None
+    };
+    if harness.header().state.ref_dec() {
+        harness.dealloc();
+    }
+    drop(output);
+}
+
+pub(super) unsafe fn shutdown<F, S>(ptr: NonNull<Header>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let harness = Harness::<F, S>::from_raw(ptr);
+    if harness.header().state.transition_to_shutdown() {
+        // Claimed: our reference serves as the running one.
+        harness.cancel_task();
+        harness.complete(Finish::Cancelled);
+    } else if harness.header().state.ref_dec() {
+        harness.dealloc();
+    }
+}
+
+/// A waker woken by value: schedule, drop the reference, or free the task.
+pub(super) fn wake_by_val(raw: RawTask) {
+    match raw.header().state.transition_to_notified_by_val() {
+        ToNotified::Submit => raw.schedule(),
+        ToNotified::Dealloc => raw.dealloc(),
+        ToNotified::DoNothing => {}
+    }
+}
+
+/// A waker woken by reference: schedule with a new reference if needed.
+pub(super) fn wake_by_ref(raw: RawTask) {
+    match raw.header().state.transition_to_notified_by_ref() {
+        ToNotified::Submit => raw.schedule(),
+        ToNotified::Dealloc => unreachable!("waking by reference never frees"),
+        ToNotified::DoNothing => {}
+    }
+}

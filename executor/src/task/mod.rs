@@ -1,0 +1,193 @@
+//! Tasks: one allocation per spawned future, driven by a state word; and the
+//! public task API (`spawn`, `JoinHandle`, `yield_now`, `Builder`, `id`).
+//!
+//! # Layout
+//!
+//! A task is a [`core::Cell`]: a header (state word, vtable, id, name, spawn
+//! site, registry key), then the scheduler handle and the *stage* (the future
+//! while it runs, its output once done), then the join waker slot. Everything
+//! that is not generic lives in the header, so wakers, join handles and
+//! queues hold a plain pointer to it and reach the generic code through the
+//! vtable.
+//!
+//! # State
+//!
+//! See [`state`]: flag bits `RUNNING`, `COMPLETE`, `NOTIFIED`,
+//! `JOIN_INTEREST`, `JOIN_WAKER`, `CANCELLED` and a reference count. A task
+//! starts with three references: the registry's (the runtime's list of live
+//! tasks, so shutdown can reach idle tasks), the first `Notified`'s, and the
+//! `JoinHandle`'s. Each waker holds one more.
+//!
+//! # Who touches what
+//!
+//! - The stage: only the thread that set `RUNNING` (to poll or to cancel);
+//!   after `COMPLETE`, the `JoinHandle` (to take the output) or, if the handle
+//!   is gone, whoever observes both `COMPLETE` and no `JOIN_INTEREST` first.
+//! - The join waker slot: the `JoinHandle` writes it only while `JOIN_WAKER`
+//!   is clear and the task is not complete; the runtime only reads it (to
+//!   wake) while `JOIN_WAKER` is set. It is dropped with the cell.
+//! - The registry key: only under the registry shard's lock.
+//!
+//! # Safety
+//!
+//! The raw pointers handed around ([`RawTask`]) are valid while their holder
+//! owns a reference; the last reference frees the cell. Every function that
+//! dereferences one is `unsafe` and says which reference it relies on.
+
+mod core;
+mod current;
+mod error;
+mod harness;
+mod id;
+mod join;
+pub(crate) mod list;
+mod raw;
+mod spawn;
+mod state;
+mod waker;
+mod yield_now;
+
+pub use current::{id, try_id};
+pub use error::JoinError;
+pub use id::Id;
+pub use join::JoinHandle;
+pub use spawn::{spawn, spawn_blocking, Builder};
+pub use yield_now::yield_now;
+
+pub(crate) use self::core::TaskMeta;
+pub(crate) use raw::RawTask;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// What a task needs from whoever runs it.
+pub(crate) trait Schedule: Send + Sync + Sized + 'static {
+    /// The task was woken and must be queued to run.
+    fn schedule(&self, task: Notified<Self>);
+
+    /// The task woke itself during its own poll (as `yield_now` does): queue
+    /// it behind the work already waiting.
+    fn yield_now(&self, task: Notified<Self>);
+
+    /// The task finished; take it out of the registry. Returns the registry's
+    /// reference if it was still there.
+    fn release(&self, task: &Task<Self>) -> Option<Task<Self>>;
+
+    /// Count how the task ended.
+    fn on_finish(&self, how: Finish);
+}
+
+/// How a task ended, for the books.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Completed,
+    Panicked,
+    Cancelled,
+}
+
+/// One counted reference to a task, as held by the registry.
+pub(crate) struct Task<S: 'static> {
+    raw: RawTask,
+    _s: PhantomData<S>,
+}
+
+/// A reference to a task that is due to run: what the queues hold. At most
+/// one exists per task at a time (the `NOTIFIED` bit).
+pub(crate) struct Notified<S: 'static>(Task<S>);
+
+// SAFETY: a task's future and output are `Send` (required at spawn), and all
+// shared state in the header is atomic or guarded by the rules above, so the
+// reference may move between threads.
+unsafe impl<S: Schedule> Send for Task<S> {}
+// SAFETY: as above; `&Task` only reads the header.
+unsafe impl<S: Schedule> Sync for Task<S> {}
+
+/// Allocates a task for `future`. Returns the registry's reference, the first
+/// `Notified`, and the join handle.
+pub(crate) fn new_task<F, S>(
+    future: F,
+    scheduler: S,
+    meta: TaskMeta,
+) -> (Task<S>, Notified<S>, JoinHandle<F::Output>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let raw = RawTask::new(future, scheduler, meta);
+    let task = Task::from_raw(raw);
+    let notified = Notified(Task::from_raw(raw));
+    let join = JoinHandle::new(raw);
+    (task, notified, join)
+}
+
+impl<S: 'static> Task<S> {
+    fn from_raw(raw: RawTask) -> Task<S> {
+        Task {
+            raw,
+            _s: PhantomData,
+        }
+    }
+
+    pub(crate) fn header_ptr(&self) -> NonNull<core::Header> {
+        self.raw.header_ptr()
+    }
+
+    pub(crate) fn id(&self) -> Id {
+        self.raw.header().id
+    }
+
+    /// The registry key, written under the registry shard's lock.
+    pub(crate) fn registry_key(&self) -> &std::cell::UnsafeCell<usize> {
+        &self.raw.header().registry_key
+    }
+
+    /// Runtime shutdown: cancels the task unless a worker is running it (that
+    /// worker cancels it when its poll returns). Consumes this reference.
+    pub(crate) fn shutdown(self) {
+        let raw = self.raw;
+        std::mem::forget(self);
+        raw.shutdown();
+    }
+
+    /// Turns this reference into a `Notified`. Only valid for a reference
+    /// that was created to be submitted (see `state`).
+    fn into_notified(self) -> Notified<S> {
+        Notified(self)
+    }
+}
+
+impl<S: 'static> Drop for Task<S> {
+    fn drop(&mut self) {
+        if self.raw.header().state.ref_dec() {
+            self.raw.dealloc();
+        }
+    }
+}
+
+impl<S: 'static> Notified<S> {
+    /// Polls the task (or cancels it, or drops this reference if it was
+    /// claimed meanwhile). Consumes the reference.
+    pub(crate) fn run(self) {
+        let raw = self.0.raw;
+        std::mem::forget(self);
+        raw.poll();
+    }
+
+    pub(crate) fn id(&self) -> Id {
+        self.0.id()
+    }
+
+    /// Cancels a queued task that will never run (its queue is shutting
+    /// down). Consumes the reference.
+    pub(crate) fn shutdown(self) {
+        self.0.shutdown();
+    }
+}
+
+impl<S: 'static> std::fmt::Debug for Notified<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Notified({})", self.id())
+    }
+}

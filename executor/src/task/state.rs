@@ -1,0 +1,390 @@
+//! A task's state word: flag bits and a reference count in one `AtomicUsize`.
+//!
+//! Every change is a `transition_to_*` function that returns what the caller
+//! must do next; callers never poke bits. Orderings: transitions that hand the
+//! future or the output from one thread to another (to running, to idle, to
+//! complete, and the join-waker handshake) use `AcqRel`, so the stage written
+//! before a transition is seen by whoever observes it. Reference increments are
+//! `Relaxed` (a new reference is made from an existing one, as `Arc::clone`);
+//! decrements are `AcqRel` so the thread that frees the cell sees every write.
+
+use crate::sync::AtomicUsize;
+use std::fmt;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+
+/// The task is being polled (or cancelled) by one thread, which alone may
+/// touch the future.
+const RUNNING: usize = 1 << 0;
+/// The task has finished: the stage holds its output (or nothing, once read).
+/// Never cleared.
+const COMPLETE: usize = 1 << 1;
+/// The task has been submitted to a queue, or must be resubmitted when the
+/// running poll ends. At most one `Notified` exists while this is set.
+const NOTIFIED: usize = 1 << 2;
+/// A `JoinHandle` exists; whoever clears this while `COMPLETE` is set drops
+/// the output.
+const JOIN_INTEREST: usize = 1 << 3;
+/// The join waker slot holds a waker the runtime may read. While clear and the
+/// task not complete, only the `JoinHandle` may write the slot.
+const JOIN_WAKER: usize = 1 << 4;
+/// The task must be cancelled: its future dropped without another poll.
+const CANCELLED: usize = 1 << 5;
+
+const REF_SHIFT: usize = 6;
+/// One reference: held by the registry, the `JoinHandle`, each waker and the
+/// one `Notified` (or the worker running the task).
+const REF_ONE: usize = 1 << REF_SHIFT;
+
+/// A fresh task: notified (it is about to be queued), with a join handle, and
+/// three references: registry, `Notified`, `JoinHandle`.
+const INITIAL: usize = NOTIFIED | JOIN_INTEREST | 3 * REF_ONE;
+
+pub(crate) struct State(AtomicUsize);
+
+/// A copy of the state word.
+#[derive(Clone, Copy)]
+pub(crate) struct Snapshot(usize);
+
+#[must_use]
+pub(crate) enum ToRunning {
+    /// Poll the future.
+    Success,
+    /// Cancelled while queued: drop the future, do not poll it.
+    Cancelled,
+    /// Someone else runs or finished it; the `Notified` reference was dropped.
+    Failed,
+    /// As `Failed`, and that was the last reference: free the task.
+    Dealloc,
+}
+
+#[must_use]
+pub(crate) enum ToIdle {
+    /// Idle; the running reference was dropped.
+    Ok,
+    /// Woken during the poll: resubmit; the running reference becomes the
+    /// `Notified` reference.
+    OkNotified,
+    /// Idle and the running reference was the last: free the task.
+    OkDealloc,
+    /// Cancelled during the poll: still running; drop the future now.
+    Cancelled,
+}
+
+#[must_use]
+pub(crate) enum ToNotified {
+    DoNothing,
+    /// Submit a `Notified` holding the reference the transition set aside.
+    Submit,
+    /// The waker's reference was the last: free the task.
+    Dealloc,
+}
+
+impl State {
+    pub(crate) fn new() -> State {
+        State(AtomicUsize::new(INITIAL))
+    }
+
+    pub(crate) fn load(&self) -> Snapshot {
+        Snapshot(self.0.load(Acquire))
+    }
+
+    fn fetch_update<T>(&self, mut f: impl FnMut(Snapshot) -> (Option<Snapshot>, T)) -> T {
+        let mut curr = self.0.load(Acquire);
+        loop {
+            let (next, out) = f(Snapshot(curr));
+            let Some(next) = next else { return out };
+            match self.0.compare_exchange_weak(curr, next.0, AcqRel, Acquire) {
+                Ok(_) => return out,
+                Err(actual) => curr = actual,
+            }
+        }
+    }
+
+    /// A worker took the `Notified` from a queue and wants to poll.
+    pub(crate) fn transition_to_running(&self) -> ToRunning {
+        self.fetch_update(|mut s| {
+            debug_assert!(s.is_notified(), "running a task that was not notified");
+            if s.is_running() || s.is_complete() {
+                // Shut down (claimed) while it sat in a queue.
+                s.ref_dec();
+                let out = if s.ref_count() == 0 {
+                    ToRunning::Dealloc
+                } else {
+                    ToRunning::Failed
+                };
+                return (Some(s), out);
+            }
+            s.0 = (s.0 & !NOTIFIED) | RUNNING;
+            let out = if s.is_cancelled() {
+                ToRunning::Cancelled
+            } else {
+                ToRunning::Success
+            };
+            (Some(s), out)
+        })
+    }
+
+    /// The poll returned `Pending`.
+    pub(crate) fn transition_to_idle(&self) -> ToIdle {
+        self.fetch_update(|mut s| {
+            debug_assert!(s.is_running());
+            if s.is_cancelled() {
+                return (None, ToIdle::Cancelled);
+            }
+            s.0 &= !RUNNING;
+            let out = if s.is_notified() {
+                ToIdle::OkNotified
+            } else {
+                s.ref_dec();
+                if s.ref_count() == 0 {
+                    ToIdle::OkDealloc
+                } else {
+                    ToIdle::Ok
+                }
+            };
+            (Some(s), out)
+        })
+    }
+
+    /// The output (or the cancellation error) is stored. Returns the state
+    /// just before, for the caller's join handling.
+    pub(crate) fn transition_to_complete(&self) -> Snapshot {
+        let prev = Snapshot(self.0.fetch_xor(RUNNING | COMPLETE, AcqRel));
+        debug_assert!(prev.is_running() && !prev.is_complete());
+        prev
+    }
+
+    /// Drops `count` references; true if they were the last.
+    pub(crate) fn transition_to_terminal(&self, count: usize) -> bool {
+        let prev = Snapshot(self.0.fetch_sub(count * REF_ONE, AcqRel));
+        debug_assert!(prev.ref_count() >= count, "task reference count underflow");
+        prev.ref_count() == count
+    }
+
+    /// A waker is woken by value: its reference is consumed.
+    pub(crate) fn transition_to_notified_by_val(&self) -> ToNotified {
+        self.fetch_update(|mut s| {
+            if s.is_running() {
+                // The running worker resubmits; this reference goes.
+                s.0 |= NOTIFIED;
+                s.ref_dec();
+                debug_assert!(s.ref_count() > 0);
+                (Some(s), ToNotified::DoNothing)
+            } else if s.is_complete() || s.is_notified() {
+                s.ref_dec();
+                let out = if s.ref_count() == 0 {
+                    ToNotified::Dealloc
+                } else {
+                    ToNotified::DoNothing
+                };
+                (Some(s), out)
+            } else {
+                // The waker's reference becomes the Notified's.
+                s.0 |= NOTIFIED;
+                (Some(s), ToNotified::Submit)
+            }
+        })
+    }
+
+    /// A waker is woken by reference: a new reference is made if it must be
+    /// submitted.
+    pub(crate) fn transition_to_notified_by_ref(&self) -> ToNotified {
+        self.fetch_update(|mut s| {
+            if s.is_complete() || s.is_notified() {
+                (None, ToNotified::DoNothing)
+            } else if s.is_running() {
+                s.0 |= NOTIFIED;
+                (Some(s), ToNotified::DoNothing)
+            } else {
+                s.0 |= NOTIFIED;
+                s.ref_inc();
+                (Some(s), ToNotified::Submit)
+            }
+        })
+    }
+
+    /// `JoinHandle::abort`: mark cancelled and make sure a worker sees it.
+    /// True if the caller must submit a `Notified` (a reference was made).
+    pub(crate) fn transition_to_notified_and_cancel(&self) -> bool {
+        self.fetch_update(|mut s| {
+            if s.is_cancelled() || s.is_complete() {
+                (None, false)
+            } else if s.is_running() || s.is_notified() {
+                // The runner, or the worker that dequeues it, sees CANCELLED.
+                s.0 |= CANCELLED | NOTIFIED;
+                (Some(s), false)
+            } else {
+                s.0 |= CANCELLED | NOTIFIED;
+                s.ref_inc();
+                (Some(s), true)
+            }
+        })
+    }
+
+    /// Runtime shutdown: mark cancelled, and if nobody runs the task, claim it
+    /// (set `RUNNING`) so the caller may drop its future. True if claimed.
+    pub(crate) fn transition_to_shutdown(&self) -> bool {
+        self.fetch_update(|mut s| {
+            if s.is_complete() {
+                return (None, false);
+            }
+            let claimed = !s.is_running();
+            s.0 |= CANCELLED | RUNNING;
+            (Some(s), claimed)
+        })
+    }
+
+    /// The join handle is dropped. Returns the snapshot before: if it was
+    /// complete, the output is the caller's to drop.
+    pub(crate) fn unset_join_interested(&self) -> Snapshot {
+        Snapshot(self.0.fetch_and(!JOIN_INTEREST, AcqRel))
+    }
+
+    /// The join handle has written the waker slot; hand it to the runtime.
+    /// Fails (with the current snapshot) if the task completed meanwhile.
+    pub(crate) fn set_join_waker(&self) -> Result<Snapshot, Snapshot> {
+        self.fetch_update(|mut s| {
+            debug_assert!(s.is_join_interested() && !s.is_join_waker_set());
+            if s.is_complete() {
+                return (None, Err(s));
+            }
+            s.0 |= JOIN_WAKER;
+            (Some(s), Ok(s))
+        })
+    }
+
+    /// The join handle takes the waker slot back to replace the waker. Fails
+    /// if the task completed meanwhile.
+    pub(crate) fn unset_join_waker(&self) -> Result<Snapshot, Snapshot> {
+        self.fetch_update(|mut s| {
+            debug_assert!(s.is_join_interested() && s.is_join_waker_set());
+            if s.is_complete() {
+                return (None, Err(s));
+            }
+            s.0 &= !JOIN_WAKER;
+            (Some(s), Ok(s))
+        })
+    }
+
+    pub(crate) fn ref_inc(&self) {
+        let prev = self.0.fetch_add(REF_ONE, Relaxed);
+        // As Arc: an overflow would free a live task; abort rather than risk it.
+        if prev > isize::MAX as usize {
+            std::process::abort();
+        }
+    }
+
+    /// True if this was the last reference.
+    pub(crate) fn ref_dec(&self) -> bool {
+        self.transition_to_terminal(1)
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn is_running(self) -> bool {
+        self.0 & RUNNING != 0
+    }
+    pub(crate) fn is_complete(self) -> bool {
+        self.0 & COMPLETE != 0
+    }
+    pub(crate) fn is_notified(self) -> bool {
+        self.0 & NOTIFIED != 0
+    }
+    pub(crate) fn is_join_interested(self) -> bool {
+        self.0 & JOIN_INTEREST != 0
+    }
+    pub(crate) fn is_join_waker_set(self) -> bool {
+        self.0 & JOIN_WAKER != 0
+    }
+    pub(crate) fn is_cancelled(self) -> bool {
+        self.0 & CANCELLED != 0
+    }
+    pub(crate) fn ref_count(self) -> usize {
+        self.0 >> REF_SHIFT
+    }
+    fn ref_inc(&mut self) {
+        self.0 += REF_ONE;
+    }
+    fn ref_dec(&mut self) {
+        debug_assert!(self.ref_count() > 0);
+        self.0 -= REF_ONE;
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("running", &self.is_running())
+            .field("complete", &self.is_complete())
+            .field("notified", &self.is_notified())
+            .field("cancelled", &self.is_cancelled())
+            .field("join_interested", &self.is_join_interested())
+            .field("join_waker", &self.is_join_waker_set())
+            .field("refs", &self.ref_count())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_counts_references() {
+        let s = State::new();
+        assert_eq!(s.load().ref_count(), 3);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        // Woken by reference while running: no new reference, resubmit later.
+        assert!(matches!(
+            s.transition_to_notified_by_ref(),
+            ToNotified::DoNothing
+        ));
+        assert!(matches!(s.transition_to_idle(), ToIdle::OkNotified));
+        assert_eq!(s.load().ref_count(), 3);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
+        assert_eq!(s.load().ref_count(), 2);
+        // Woken while idle: a new reference for the Notified.
+        assert!(matches!(s.transition_to_notified_by_ref(), ToNotified::Submit));
+        assert_eq!(s.load().ref_count(), 3);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        let prev = s.transition_to_complete();
+        assert!(prev.is_join_interested());
+        assert!(s.load().is_complete() && !s.load().is_running());
+        assert!(!s.transition_to_terminal(2));
+        assert!(s.transition_to_terminal(1));
+    }
+
+    #[test]
+    fn abort_of_idle_task_submits_once() {
+        let s = State::new();
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
+        assert!(s.transition_to_notified_and_cancel());
+        assert!(!s.transition_to_notified_and_cancel());
+        assert!(matches!(s.transition_to_running(), ToRunning::Cancelled));
+    }
+
+    #[test]
+    fn shutdown_claims_only_idle_tasks() {
+        let s = State::new();
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        assert!(!s.transition_to_shutdown());
+        assert!(matches!(s.transition_to_idle(), ToIdle::Cancelled));
+
+        let s = State::new();
+        assert!(s.transition_to_shutdown());
+        // The queued Notified then finds it taken.
+        assert!(matches!(s.transition_to_running(), ToRunning::Failed));
+    }
+
+    #[test]
+    fn join_waker_handshake_fails_after_complete() {
+        let s = State::new();
+        assert!(s.set_join_waker().is_ok());
+        assert!(s.unset_join_waker().is_ok());
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        let _ = s.transition_to_complete();
+        assert!(s.set_join_waker().is_err());
+    }
+}

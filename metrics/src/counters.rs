@@ -1,0 +1,94 @@
+//! Counters: single-writer per-worker slots and shared atomics.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A counter written by exactly one thread and read by any.
+///
+/// `bump` is a relaxed load and store rather than `fetch_add`: the owner is the
+/// only writer, so no increment is lost, and the store costs no locked
+/// instruction. Readers may see a slightly old value, which is all a metric
+/// promises.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one. Only the owning thread may call this (see the type's docs).
+    #[inline]
+    pub fn bump(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`. Only the owning thread may call this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// What one worker thread counts. Each worker owns one, padded to its own
+/// cache lines so that workers never share a line through their counters.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct WorkerCounters {
+    /// Task polls run on this worker. The watchdog (a later guard) reads this
+    /// to see a worker that has stopped making progress.
+    pub polls: Counter,
+    /// Tasks spawned from this worker.
+    pub spawned: Counter,
+    /// Tasks that finished on this worker with an output.
+    pub completed: Counter,
+    /// Tasks whose poll panicked on this worker.
+    pub panicked: Counter,
+    /// Tasks cancelled (aborted or shut down) on this worker.
+    pub cancelled: Counter,
+    /// Tasks taken from another worker's queue.
+    pub steals: Counter,
+    /// Times this worker went to sleep for want of work.
+    pub parks: Counter,
+}
+
+/// Counts written from threads that are not workers (spawns from outside,
+/// tasks finished on the blocking pool or during shutdown).
+#[derive(Debug, Default)]
+pub struct SharedCounters {
+    /// Tasks spawned from outside any worker.
+    pub spawned: AtomicU64,
+    /// Tasks that finished with an output off the workers.
+    pub completed: AtomicU64,
+    /// Tasks that panicked off the workers.
+    pub panicked: AtomicU64,
+    /// Tasks cancelled off the workers.
+    pub cancelled: AtomicU64,
+}
+
+impl SharedCounters {
+    /// Adds one to `counter`, one of this struct's fields.
+    #[inline]
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_adds() {
+        let c = Counter::default();
+        c.bump();
+        c.add(41);
+        assert_eq!(c.get(), 42);
+    }
+
+    #[test]
+    fn worker_counters_sit_on_their_own_lines() {
+        assert!(std::mem::align_of::<WorkerCounters>() >= 128);
+    }
+}

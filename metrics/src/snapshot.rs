@@ -1,0 +1,116 @@
+//! A plain copy of the books at one moment, merged from every worker.
+
+use crate::{SharedCounters, WorkerCounters};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// What the blocking pool reports into a [`Snapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockingSnapshot {
+    /// Threads the blocking pool has now, busy or idle.
+    pub threads: usize,
+    /// Of those, threads waiting for work.
+    pub idle: usize,
+    /// Closures queued and not yet started.
+    pub queue_depth: usize,
+}
+
+/// A runtime's counts at one moment.
+///
+/// Counts are read one at a time without stopping the workers, so a snapshot
+/// taken while tasks run may be off by the tasks in flight; at quiescence
+/// `tasks_spawned == tasks_completed + tasks_panicked + tasks_cancelled` and
+/// `tasks_live == 0`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Worker threads.
+    pub workers: usize,
+    /// Tasks spawned, including blocking tasks.
+    pub tasks_spawned: u64,
+    /// Tasks that finished with an output.
+    pub tasks_completed: u64,
+    /// Tasks whose poll (or blocking closure) panicked.
+    pub tasks_panicked: u64,
+    /// Tasks cancelled: aborted, or dropped at shutdown.
+    pub tasks_cancelled: u64,
+    /// Tasks spawned and not yet finished.
+    pub tasks_live: u64,
+    /// Task polls run by the workers.
+    pub polls: u64,
+    /// Tasks a worker took from another worker's queue.
+    pub steals: u64,
+    /// Times a worker went to sleep for want of work.
+    pub parks: u64,
+    /// Threads the blocking pool has now.
+    pub blocking_threads: usize,
+    /// Blocking threads waiting for work.
+    pub blocking_threads_idle: usize,
+    /// Blocking closures queued and not yet started.
+    pub blocking_queue_depth: usize,
+}
+
+impl Snapshot {
+    /// Merges the per-worker counters, the shared counters and the blocking
+    /// pool's figures.
+    pub fn collect<'a>(
+        workers: impl IntoIterator<Item = &'a WorkerCounters>,
+        shared: &SharedCounters,
+        blocking: BlockingSnapshot,
+    ) -> Snapshot {
+        let mut s = Snapshot {
+            tasks_spawned: shared.spawned.load(Relaxed),
+            tasks_completed: shared.completed.load(Relaxed),
+            tasks_panicked: shared.panicked.load(Relaxed),
+            tasks_cancelled: shared.cancelled.load(Relaxed),
+            blocking_threads: blocking.threads,
+            blocking_threads_idle: blocking.idle,
+            blocking_queue_depth: blocking.queue_depth,
+            ..Snapshot::default()
+        };
+        for w in workers {
+            s.workers += 1;
+            s.polls += w.polls.get();
+            s.tasks_spawned += w.spawned.get();
+            s.tasks_completed += w.completed.get();
+            s.tasks_panicked += w.panicked.get();
+            s.tasks_cancelled += w.cancelled.get();
+            s.steals += w.steals.get();
+            s.parks += w.parks.get();
+        }
+        let finished = s.tasks_completed + s.tasks_panicked + s.tasks_cancelled;
+        s.tasks_live = s.tasks_spawned.saturating_sub(finished);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collect_merges_workers_and_shared() {
+        let w = [WorkerCounters::default(), WorkerCounters::default()];
+        w[0].spawned.add(5);
+        w[1].completed.add(3);
+        w[1].polls.add(7);
+        let shared = SharedCounters::default();
+        SharedCounters::bump(&shared.spawned);
+        SharedCounters::bump(&shared.panicked);
+        let s = Snapshot::collect(
+            &w,
+            &shared,
+            BlockingSnapshot {
+                threads: 2,
+                idle: 1,
+                queue_depth: 0,
+            },
+        );
+        assert_eq!(s.workers, 2);
+        assert_eq!(s.tasks_spawned, 6);
+        assert_eq!(s.tasks_completed, 3);
+        assert_eq!(s.tasks_panicked, 1);
+        assert_eq!(s.tasks_live, 2);
+        assert_eq!(s.polls, 7);
+        assert_eq!(s.blocking_threads, 2);
+    }
+}

@@ -1,0 +1,62 @@
+//! bulwark: an async runtime for Rust services that stays up under hostile
+//! load.
+//!
+//! It takes the place of tokio's multi-thread runtime in a service's `main`,
+//! with tokio's names for the same things: [`Runtime`], [`spawn`],
+//! [`task::JoinHandle`], [`task::spawn_blocking`], [`task::yield_now`],
+//! [`runtime::Handle`]. Runtime-agnostic crates (`tokio::sync`, `futures`)
+//! work unchanged inside its tasks.
+//!
+//! # What is here today
+//!
+//! - A work-stealing executor: per-worker FIFO queues with a LIFO slot, a
+//!   global injector, random-victim stealing, and a parking protocol that
+//!   wakes one worker at a time and loses no wake-up.
+//! - Tasks as single allocations with a state word; panics are caught per
+//!   task and reach the `JoinHandle`; `abort` drops the future.
+//! - A blocking pool (`spawn_blocking`), capped at 512 threads by default.
+//! - Shutdown on drop that drops every unfinished task's future and joins
+//!   every thread.
+//!
+//! The guards (task ceiling, admission, deadlines, watchdog, leak ledger),
+//! networking, timers and the metrics endpoint come next; see the README.
+//!
+//! # Example
+//!
+//! ```
+//! use bulwark::Runtime;
+//!
+//! let rt = Runtime::new()?;
+//! let total = rt.block_on(async {
+//!     let handles: Vec<_> = (0..10u64).map(|i| bulwark::spawn(async move { i * i })).collect();
+//!     let mut sum = 0;
+//!     for h in handles {
+//!         sum += h.await.expect("task panicked");
+//!     }
+//!     sum
+//! });
+//! assert_eq!(total, 285);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub use bulwark_executor::{spawn, Runtime};
+
+/// The runtime, its builder and handle (as `tokio::runtime`).
+pub mod runtime {
+    pub use bulwark_executor::runtime::{Builder, EnterGuard, Handle, Runtime, TryCurrentError};
+}
+
+/// Tasks: spawning, joining, yielding (as `tokio::task`).
+pub mod task {
+    pub use bulwark_executor::task::{
+        id, spawn, spawn_blocking, try_id, yield_now, Builder, Id, JoinError, JoinHandle,
+    };
+}
+
+/// What the runtime counts, as read by [`Runtime::metrics`].
+pub mod metrics {
+    pub use bulwark_metrics::Snapshot;
+}

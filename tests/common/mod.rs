@@ -1,0 +1,96 @@
+//! Helpers shared by the integration tests: a bound on every wait, panic
+//! payload text, a drop counter, and a count of this process's threads by name.
+//!
+//! Not every test file uses every helper.
+#![allow(dead_code)]
+
+use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Runs `body` on its own thread and returns its result, or fails the test
+/// with "timed out after {secs} s waiting for {what}" if it has not finished
+/// by then. A panic in `body` is passed on unchanged.
+///
+/// A body that hangs is left behind on its thread; the test process exits
+/// when the harness is done, which ends it.
+pub fn within<T, F>(secs: u64, what: &str, body: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let thread = thread::Builder::new()
+        .name("bounded-test".into())
+        .spawn(move || {
+            let result = panic::catch_unwind(AssertUnwindSafe(body));
+            let _ = tx.send(result);
+        })
+        .expect("spawn the test body's thread");
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(value)) => {
+            thread.join().expect("join the test body's thread");
+            value
+        }
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("timed out after {secs} s waiting for {what}"),
+    }
+}
+
+/// Polls `cond` every millisecond until it holds; fails the test with
+/// "waited {secs} s for {what}" if it does not within `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "waited {secs} s for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The text of a panic payload (`panic!` gives a `&'static str` or a `String`).
+pub fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<&'static str>() {
+        Ok(s) => (*s).to_string(),
+        Err(payload) => match payload.downcast::<String>() {
+            Ok(s) => *s,
+            Err(_) => "<panic payload is not a string>".to_string(),
+        },
+    }
+}
+
+/// Adds one to a shared counter when dropped. A future that owns one shows,
+/// through the counter, whether and how often it was dropped.
+pub struct DropCounter(Arc<AtomicUsize>);
+
+impl DropCounter {
+    /// A guard that counts into `drops`.
+    pub fn new(drops: &Arc<AtomicUsize>) -> Self {
+        DropCounter(Arc::clone(drops))
+    }
+}
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Names (`comm`, truncated by Linux to 15 bytes) of this process's threads
+/// whose name starts with `prefix`.
+pub fn threads_named(prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let dir = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    for entry in dir.flatten() {
+        // A thread can exit between read_dir and read: skip it.
+        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+            let comm = comm.trim_end_matches('\n');
+            if comm.starts_with(prefix) {
+                names.push(comm.to_string());
+            }
+        }
+    }
+    names
+}

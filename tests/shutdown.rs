@@ -1,0 +1,181 @@
+//! Shutdown: dropping the runtime drops every unfinished task's future,
+//! resolves their join handles as cancelled and leaves no thread behind;
+//! `shutdown_timeout` returns on time even when a worker is blocked.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bulwark::runtime::Runtime;
+use bulwark::task::{self, JoinHandle};
+use common::{threads_named, wait_until, within, DropCounter};
+
+/// Spawns `n` tasks that each own a drop counter and wait forever, and waits
+/// until every one of them has been polled once.
+fn spawn_pending(rt: &Runtime, n: usize, drops: &Arc<AtomicUsize>) -> Vec<JoinHandle<()>> {
+    let started = Arc::new(AtomicUsize::new(0));
+    let handles = (0..n)
+        .map(|_| {
+            let guard = DropCounter::new(drops);
+            let started = Arc::clone(&started);
+            rt.spawn(async move {
+                let _guard = guard;
+                started.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            })
+        })
+        .collect();
+    wait_until(30, "every pending task to be polled once", || {
+        started.load(Ordering::SeqCst) == n
+    });
+    handles
+}
+
+#[test]
+fn dropping_the_runtime_drops_10_000_pending_futures_and_cancels_their_handles() {
+    const TASKS: usize = 10_000;
+    within(60, "drop of a runtime with 10_000 pending tasks", || {
+        let rt = Runtime::builder()
+            .worker_threads(2)
+            .build()
+            .expect("build the runtime");
+        let drops = Arc::new(AtomicUsize::new(0));
+        let handles = spawn_pending(&rt, TASKS, &drops);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "futures dropped before shutdown"
+        );
+
+        let start = Instant::now();
+        drop(rt);
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "dropping the runtime took {took:?}"
+        );
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            TASKS,
+            "futures dropped by the time the runtime's drop returned"
+        );
+
+        for (i, handle) in handles.into_iter().enumerate() {
+            let err = futures::executor::block_on(handle)
+                .expect_err("a task that never finished returned Ok after shutdown");
+            assert!(err.is_cancelled(), "handle {i} after shutdown: {err}");
+        }
+    });
+}
+
+#[test]
+fn dropping_the_runtime_leaves_no_thread_behind() {
+    const PREFIX: &str = "bwsd1";
+    within(30, "runtime threads to exit after drop", || {
+        let rt = Runtime::builder()
+            .worker_threads(2)
+            .thread_name(PREFIX)
+            .build()
+            .expect("build the runtime");
+        let total = rt.block_on(async {
+            let tasks: Vec<JoinHandle<u64>> = (0..100u64)
+                .map(|i| bulwark::spawn(async move { i }))
+                .collect();
+            // Several blocking calls at once, so the pool starts several threads.
+            let blocking: Vec<JoinHandle<u64>> = (0..8u64)
+                .map(|i| {
+                    task::spawn_blocking(move || {
+                        std::thread::sleep(Duration::from_millis(20));
+                        i
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for handle in tasks.into_iter().chain(blocking) {
+                total += handle.await.expect("a task failed");
+            }
+            total
+        });
+        assert_eq!(total, (0..100).sum::<u64>() + (0..8).sum::<u64>());
+
+        // The name is applied, so counting by name below means something.
+        let running = threads_named(PREFIX);
+        assert!(
+            running.len() >= 3,
+            "expected 2 workers and at least one blocking thread named {PREFIX}*, found {running:?}"
+        );
+
+        drop(rt);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = threads_named(PREFIX);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "threads left after the runtime was dropped: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+}
+
+#[test]
+fn shutdown_timeout_returns_on_time_with_a_blocked_worker() {
+    within(30, "shutdown_timeout with a blocked worker", || {
+        let rt = Runtime::builder()
+            .worker_threads(2)
+            .thread_name("bwsd2")
+            .build()
+            .expect("build the runtime");
+        let (started_tx, started_rx) = mpsc::channel();
+        drop(rt.spawn(async move {
+            started_tx.send(()).expect("signal started");
+            // Blocks its worker; nothing can stop it early.
+            std::thread::sleep(Duration::from_secs(3));
+        }));
+        started_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the blocking task never started");
+
+        let start = Instant::now();
+        rt.shutdown_timeout(Duration::from_millis(500));
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(2_500),
+            "shutdown_timeout(500 ms) took {took:?} with a worker blocked for 3 s"
+        );
+    });
+}
+
+#[test]
+fn shutdown_timeout_on_an_idle_runtime_drops_pending_tasks() {
+    within(30, "shutdown_timeout with pending tasks", || {
+        let rt = Runtime::builder()
+            .worker_threads(2)
+            .build()
+            .expect("build the runtime");
+        let drops = Arc::new(AtomicUsize::new(0));
+        let handles = spawn_pending(&rt, 100, &drops);
+
+        let start = Instant::now();
+        rt.shutdown_timeout(Duration::from_secs(10));
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "shutdown_timeout on an idle runtime took {took:?}"
+        );
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            100,
+            "futures dropped by shutdown_timeout"
+        );
+        for handle in handles {
+            let err = futures::executor::block_on(handle).expect_err("a pending task returned Ok");
+            assert!(err.is_cancelled(), "after shutdown_timeout: {err}");
+        }
+    });
+}
