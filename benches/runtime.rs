@@ -266,7 +266,9 @@ macro_rules! signalled {
         g.bench_function("bulwark", |b| {
             b.iter(|| on_bulwark::$workload(&rts.bulwark, &sig))
         });
-        g.bench_function("tokio", |b| b.iter(|| on_tokio::$workload(&rts.tokio, &sig)));
+        g.bench_function("tokio", |b| {
+            b.iter(|| on_tokio::$workload(&rts.tokio, &sig))
+        });
         g.finish();
     }};
 }
@@ -281,7 +283,9 @@ fn spawn_many_remote_idle(c: &mut Criterion) {
     g.bench_function("bulwark", |b| {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
     });
-    g.bench_function("tokio", |b| b.iter(|| on_tokio::spawn_many_remote(&rts.tokio)));
+    g.bench_function("tokio", |b| {
+        b.iter(|| on_tokio::spawn_many_remote(&rts.tokio))
+    });
     g.finish();
 }
 
@@ -299,7 +303,9 @@ fn spawn_many_remote_busy1(c: &mut Criterion) {
 
     let tokio_busy = Arc::new(AtomicBool::new(true));
     on_tokio::start_busy(&rts.tokio, &tokio_busy);
-    g.bench_function("tokio", |b| b.iter(|| on_tokio::spawn_many_remote(&rts.tokio)));
+    g.bench_function("tokio", |b| {
+        b.iter(|| on_tokio::spawn_many_remote(&rts.tokio))
+    });
     tokio_busy.store(false, Relaxed);
     g.finish();
 }

@@ -48,7 +48,9 @@ pub(crate) fn current_task() -> Option<Id> {
 /// Runs `f` with the worker this thread is, if it is one.
 #[inline]
 pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&WorkerCx>) -> R) -> R {
-    let ptr = CONTEXT.try_with(|c| c.worker.get()).unwrap_or(std::ptr::null());
+    let ptr = CONTEXT
+        .try_with(|c| c.worker.get())
+        .unwrap_or(std::ptr::null());
     // SAFETY: the pointer is set by `enter_worker` for the life of the worker
     // loop, which owns the WorkerCx on its stack, and cleared before it goes.
     f(unsafe { ptr.as_ref() })

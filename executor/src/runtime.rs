@@ -316,7 +316,8 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.clone().spawn_with_meta(future, TaskMeta::new(None, Location::caller()))
+        self.clone()
+            .spawn_with_meta(future, TaskMeta::new(None, Location::caller()))
     }
 
     /// Runs `f` on the blocking pool: for work that blocks (file IO, a

@@ -52,7 +52,12 @@ pub(crate) struct Cell<F: Future, S> {
 }
 
 impl<F: Future, S> Cell<F, S> {
-    pub(crate) fn new(future: F, scheduler: S, meta: TaskMeta, vtable: &'static Vtable) -> Box<Self> {
+    pub(crate) fn new(
+        future: F,
+        scheduler: S,
+        meta: TaskMeta,
+        vtable: &'static Vtable,
+    ) -> Box<Self> {
         Box::new(Cell {
             header: Header {
                 state: State::new(),

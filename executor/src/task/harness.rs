@@ -88,7 +88,8 @@ where
                 } else {
                     Finish::Panicked
                 };
-                let output = output.map_err(|p| JoinError::panic(header.id, header.name.as_deref(), p));
+                let output =
+                    output.map_err(|p| JoinError::panic(header.id, header.name.as_deref(), p));
                 self.drop_future();
                 // SAFETY: still RUNNING: the stage is ours.
                 unsafe { *self.stage() = Stage::Finished(output) };

@@ -72,8 +72,10 @@ impl<T> Future for JoinHandle<T> {
         // SAFETY: `out` has the task's output type (this handle was made for
         // it at spawn) and we are its join handle.
         unsafe {
-            self.raw
-                .try_read_output(&mut out as *mut Poll<Result<T, JoinError>> as *mut (), cx.waker())
+            self.raw.try_read_output(
+                &mut out as *mut Poll<Result<T, JoinError>> as *mut (),
+                cx.waker(),
+            )
         };
         out
     }

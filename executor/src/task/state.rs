@@ -37,7 +37,7 @@ const REF_ONE: usize = 1 << REF_SHIFT;
 
 /// A fresh task: notified (it is about to be queued), with a join handle, and
 /// three references: registry, `Notified`, `JoinHandle`.
-const INITIAL: usize = NOTIFIED | JOIN_INTEREST | 3 * REF_ONE;
+const INITIAL: usize = NOTIFIED | JOIN_INTEREST | (3 * REF_ONE);
 
 pub(crate) struct State(AtomicUsize);
 
@@ -345,7 +345,10 @@ mod tests {
         assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
         assert_eq!(s.load().ref_count(), 2);
         // Woken while idle: a new reference for the Notified.
-        assert!(matches!(s.transition_to_notified_by_ref(), ToNotified::Submit));
+        assert!(matches!(
+            s.transition_to_notified_by_ref(),
+            ToNotified::Submit
+        ));
         assert_eq!(s.load().ref_count(), 3);
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
         let prev = s.transition_to_complete();
