@@ -10,7 +10,7 @@ use crate::task::Id;
 use std::cell::{Cell, RefCell};
 
 struct Context {
-    /// The runtime whose `spawn` a bare `bulwark::spawn` reaches.
+    /// The runtime whose `spawn` a bare `bulwark_executor::spawn` reaches.
     handle: RefCell<Option<Handle>>,
     /// The worker this thread is; null on other threads.
     worker: Cell<*const WorkerCx>,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark::Runtime::builder()
+/// let rt = bulwark_executor::Runtime::builder()
 ///     .worker_threads(2)
 ///     .thread_name("svc")
 ///     .build()
@@ -163,7 +163,7 @@ fn invalid(msg: &str) -> io::Error {
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark::Runtime::new().unwrap();
+/// let rt = bulwark_executor::Runtime::new().unwrap();
 /// let handle = rt.spawn(async { "hello" });
 /// assert_eq!(rt.block_on(handle).unwrap(), "hello");
 /// ```
@@ -184,7 +184,7 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on the current thread, with this runtime
-    /// current (so `bulwark::spawn` inside reaches it). Tasks run on the
+    /// current (so `bulwark_executor::spawn` inside reaches it). Tasks run on the
     /// workers meanwhile.
     ///
     /// # Panics
@@ -223,7 +223,7 @@ impl Runtime {
     }
 
     /// Makes this runtime current on this thread until the guard drops, so
-    /// that `bulwark::spawn` works outside `block_on`.
+    /// that `bulwark_executor::spawn` works outside `block_on`.
     pub fn enter(&self) -> EnterGuard<'_> {
         self.handle.enter()
     }
@@ -275,7 +275,7 @@ impl fmt::Debug for Runtime {
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark::Runtime::new().unwrap();
+/// let rt = bulwark_executor::Runtime::new().unwrap();
 /// let handle = rt.handle().clone();
 /// let out = std::thread::spawn(move || handle.block_on(async { 7 }))
 ///     .join()

@@ -11,9 +11,9 @@ use super::Id;
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark::Runtime::new().unwrap();
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let handle = bulwark::spawn(async { bulwark::task::id() });
+/// let handle = bulwark_executor::spawn(async { bulwark_executor::task::id() });
 /// let id = handle.id();
 /// assert_eq!(handle.await.unwrap(), id);
 /// # });

@@ -16,9 +16,9 @@ use std::task::{Context, Poll};
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark::Runtime::new().unwrap();
+/// let rt = bulwark_executor::Runtime::new().unwrap();
 /// let answer = rt.block_on(async {
-///     bulwark::spawn(async { 6 * 7 }).await.unwrap()
+///     bulwark_executor::spawn(async { 6 * 7 }).await.unwrap()
 /// });
 /// assert_eq!(answer, 42);
 /// ```

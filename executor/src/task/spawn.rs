@@ -26,9 +26,9 @@ const NO_RUNTIME: &str = "there is no bulwark runtime on this thread: `spawn` mu
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark::Runtime::new().unwrap();
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let handle = bulwark::spawn(async { 1 + 2 });
+/// let handle = bulwark_executor::spawn(async { 1 + 2 });
 /// assert_eq!(handle.await.unwrap(), 3);
 /// # });
 /// ```
@@ -51,9 +51,9 @@ where
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark::Runtime::new().unwrap();
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let n = bulwark::task::spawn_blocking(|| std::fs::read_dir(".").map(|d| d.count()));
+/// let n = bulwark_executor::task::spawn_blocking(|| std::fs::read_dir(".").map(|d| d.count()));
 /// assert!(n.await.unwrap().is_ok());
 /// # });
 /// ```
@@ -90,9 +90,9 @@ where
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark::Runtime::new().unwrap();
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let handle = bulwark::task::Builder::new()
+/// let handle = bulwark_executor::task::Builder::new()
 ///     .name("reporter")
 ///     .spawn(async { "done" })
 ///     .unwrap();

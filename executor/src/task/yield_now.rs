@@ -10,10 +10,10 @@ use std::task::{Context, Poll};
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark::Runtime::new().unwrap();
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
 /// # rt.block_on(async {
 /// for _ in 0..3 {
-///     bulwark::task::yield_now().await;
+///     bulwark_executor::task::yield_now().await;
 /// }
 /// # });
 /// ```
