@@ -322,13 +322,18 @@ fn chained_spawn(c: &mut Criterion) {
     signalled!(c, chained_spawn);
 }
 
-criterion_group!(
-    benches,
-    spawn_many_local,
-    spawn_many_remote_idle,
-    spawn_many_remote_busy1,
-    yield_many,
-    ping_pong,
-    chained_spawn
-);
-criterion_main!(benches);
+/// Private so that the function `criterion_group!` generates needs no docs.
+mod all {
+    use super::*;
+
+    criterion_group!(
+        benches,
+        spawn_many_local,
+        spawn_many_remote_idle,
+        spawn_many_remote_busy1,
+        yield_many,
+        ping_pong,
+        chained_spawn
+    );
+}
+criterion_main!(all::benches);

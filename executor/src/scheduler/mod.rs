@@ -9,8 +9,11 @@
 //! to the back of the local queue. A worker runs at most
 //! [`MAX_LIFO_POLLS`] LIFO tasks in a row, then takes from the queue, so two
 //! tasks waking each other cannot starve the rest. A task that wakes itself
-//! during its poll (`yield_now`) goes to the back of the local queue, never
-//! the LIFO slot.
+//! during its poll (`yield_now`) is *deferred*: it goes behind everything the
+//! worker could run, its local queue and the injector included, and is moved
+//! to the back of the local queue when the worker runs out of other work or
+//! at the next maintenance tick (as tokio defers yields). So a few tasks that
+//! loop on `yield_now` cannot hold up work spawned from outside.
 //!
 //! Spawns and wakes from outside the workers go to the global
 //! [`crossbeam_deque::Injector`]. Every [`GLOBAL_QUEUE_INTERVAL`] ticks a

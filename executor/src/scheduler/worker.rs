@@ -25,6 +25,9 @@ pub(crate) struct WorkerCx {
 struct Core {
     local: Worker<Queued>,
     lifo: Option<Queued>,
+    /// Tasks that yielded: they run again once this worker has nothing else
+    /// to do, or at the next maintenance tick, whichever comes first.
+    deferred: Vec<Queued>,
     /// LIFO polls in a row since the last task from the queue.
     lifo_polls: u32,
     tick: u32,
@@ -46,6 +49,7 @@ pub(crate) fn run(handle: Handle, index: usize, local: Worker<Queued>, parker: P
         core: RefCell::new(Core {
             local,
             lifo: None,
+            deferred: Vec::new(),
             lifo_polls: 0,
             tick: 0,
             // Any non-zero seed; distinct per worker so victims differ.
@@ -73,8 +77,8 @@ impl WorkerCx {
         &self.shared().remotes[self.index].counters
     }
 
-    /// Queues a task from this worker: into the LIFO slot, or (a yield) to
-    /// the back of the local queue.
+    /// Queues a task from this worker: into the LIFO slot, or (a yield) on
+    /// the deferred list, behind everything else this worker could run.
     pub(crate) fn schedule_local(&self, task: Queued, is_yield: bool) {
         let Ok(mut core) = self.core.try_borrow_mut() else {
             // The loop itself holds the core (a drop during `drain`): the
@@ -83,8 +87,9 @@ impl WorkerCx {
             return;
         };
         let pushed = if is_yield {
-            core.local.push(task);
-            true
+            // Not stealable until flushed; the flush wakes a helper.
+            core.deferred.push(task);
+            false
         } else if let Some(prev) = core.lifo.replace(task) {
             core.local.push(prev);
             true
@@ -104,7 +109,7 @@ impl WorkerCx {
                 self.run_task(task);
             } else if let Some(task) = self.steal_work() {
                 self.run_task(task);
-            } else {
+            } else if !self.flush_deferred() {
                 self.park();
             }
         }
@@ -128,6 +133,13 @@ impl WorkerCx {
         let mut core = self.core.borrow_mut();
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_QUEUE_INTERVAL == 0 {
+            // Maintenance: tasks that yielded get their turn even if new work
+            // keeps coming, and the injector is served before the local queue.
+            if !core.deferred.is_empty() {
+                drop(core);
+                self.flush_deferred();
+                core = self.core.borrow_mut();
+            }
             if let Some(task) = steal_one(|| shared.injector.steal()) {
                 return Some(task);
             }
@@ -177,6 +189,24 @@ impl WorkerCx {
         steal_one(|| shared.injector.steal_batch_and_pop(&core.local))
     }
 
+    /// Moves the tasks that yielded to the back of the local queue, where
+    /// other workers can steal them. False if there were none.
+    fn flush_deferred(&self) -> bool {
+        let moved = {
+            let mut core = self.core.borrow_mut();
+            let core = &mut *core;
+            let n = core.deferred.len();
+            for task in core.deferred.drain(..) {
+                core.local.push(task);
+            }
+            n
+        };
+        if moved > 1 {
+            self.shared().notify_parked();
+        }
+        moved > 0
+    }
+
     /// Sleeps until woken for work (or shutdown).
     fn park(&self) {
         let shared = self.shared();
@@ -216,6 +246,7 @@ impl WorkerCx {
         {
             let mut core = self.core.borrow_mut();
             left.extend(core.lifo.take());
+            left.append(&mut core.deferred);
             while let Some(task) = core.local.pop() {
                 left.push(task);
             }
