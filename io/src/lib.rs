@@ -1,14 +1,27 @@
-//! The bulwark driver layer.
+//! The bulwark driver layer: the reactor, the timer wheel, and the sockets and
+//! timers built on them.
 //!
-//! Today it holds what an idle worker sleeps on: a [`Parker`] with no lost
-//! wake-up. The next step grows it into the driver proper (a mio reactor and a
-//! timer wheel that an idle worker blocks in instead of a condvar), which is
-//! why parking lives here and not in the executor: the executor asks the
-//! driver layer to park, and whether that means a condvar or `mio::Poll::poll`
-//! is this layer's business.
+//! - [`driver`]: one `mio::Poll` and one timer wheel per runtime; a worker
+//!   with nothing to do blocks in it ([`park`]), so one thread serves every
+//!   socket and timer while the workers are idle.
+//! - [`time`]: `sleep`, `timeout`, `interval` on the wheel.
+//! - [`net`]: TCP and UDP sockets registered with the driver.
+//! - [`coop`]: the per-poll budget that makes a hot IO loop yield.
+//!
+//! The executor sits above this crate: it makes a driver per runtime, parks
+//! its workers through [`park::Parker`], sets the current driver for the
+//! threads in a runtime ([`context::enter`]) and gives each task poll a
+//! budget ([`coop::with_budget`]). Nothing here knows about tasks; wakers
+//! are all it needs.
 
-#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
-mod park;
+pub mod context;
+pub mod coop;
+pub mod driver;
+pub mod net;
+pub mod park;
+pub mod time;
 
-pub use park::{Parker, Unparker};
+pub use park::{DriverSlot, Parker, Unparker};

@@ -1,12 +1,18 @@
-//! A thread parker: a three-state flag in front of a condvar.
+//! A thread parker: a state word in front of a condvar or the driver.
 //!
-//! States: `EMPTY` (no token, nobody asleep), `PARKED` (the owner is asleep on
-//! the condvar, or about to be), `NOTIFIED` (a token is waiting; the next
-//! `park` returns at once). `unpark` always leaves a token, so an unpark that
-//! races with a park is never lost: either the parker sees the token before it
-//! sleeps, or the unparker sees `PARKED` and signals the condvar while holding
-//! the mutex the sleeper waits under.
+//! States: `EMPTY` (no token, nobody asleep), `PARKED_CONDVAR` /
+//! `PARKED_DRIVER` (the owner sleeps on its condvar / in the driver, or is
+//! about to), `NOTIFIED` (a token is waiting; the next `park` returns at
+//! once). `unpark` always leaves a token, so an unpark racing with a park is
+//! never lost: either the parker sees the token before it sleeps, or the
+//! unparker sees the sleeping state and wakes the condvar (under the mutex
+//! the sleeper waits with) or the driver (through its `mio::Waker`).
+//!
+//! A worker's parker shares the runtime's driver: whoever finds it free when
+//! going to sleep blocks in it (and so serves every socket and timer); the
+//! others sleep on their condvar. This is tokio's arrangement.
 
+use crate::driver::{Driver, Handle};
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -14,14 +20,47 @@ use std::task::{Wake, Waker};
 use std::time::Duration;
 
 const EMPTY: usize = 0;
-const PARKED: usize = 1;
-const NOTIFIED: usize = 2;
+const PARKED_CONDVAR: usize = 1;
+const PARKED_DRIVER: usize = 2;
+const NOTIFIED: usize = 3;
+
+/// The runtime's driver, shared by the workers' parkers; one at a time turns
+/// it.
+pub struct DriverSlot {
+    driver: Mutex<Driver>,
+    handle: Handle,
+}
+
+impl DriverSlot {
+    /// Wraps `driver` for sharing.
+    pub fn new(driver: Driver) -> DriverSlot {
+        let handle = driver.handle().clone();
+        DriverSlot {
+            driver: Mutex::new(driver),
+            handle,
+        }
+    }
+
+    /// The driver's handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Turns the driver without blocking, if no other thread has it: what a
+    /// busy worker does now and then so sockets and timers are served.
+    pub fn poll_nonblocking(&self) {
+        if let Some(mut driver) = self.driver.try_lock() {
+            driver.turn(Some(Duration::ZERO));
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
     state: AtomicUsize,
     lock: Mutex<()>,
     cvar: Condvar,
+    driver: Option<Arc<DriverSlot>>,
 }
 
 /// The sleeping side: one thread owns it and parks on it.
@@ -43,13 +82,23 @@ impl Default for Parker {
 }
 
 impl Parker {
-    /// A parker with no token.
+    /// A parker that sleeps on its condvar only.
     pub fn new() -> Parker {
+        Self::make(None)
+    }
+
+    /// A parker that blocks in `slot`'s driver when the driver is free.
+    pub fn with_driver(slot: Arc<DriverSlot>) -> Parker {
+        Self::make(Some(slot))
+    }
+
+    fn make(driver: Option<Arc<DriverSlot>>) -> Parker {
         Parker {
             inner: Arc::new(Inner {
                 state: AtomicUsize::new(EMPTY),
                 lock: Mutex::new(()),
                 cvar: Condvar::new(),
+                driver,
             }),
         }
     }
@@ -62,14 +111,22 @@ impl Parker {
     }
 
     /// Sleeps until a token is available, then consumes it. Returns at once if
-    /// an `unpark` came since the last `park`.
+    /// an `unpark` came since the last `park`. May return spuriously (for
+    /// instance after a driver turn that woke tasks).
     pub fn park(&self) {
-        self.inner.park(None);
+        if let Some(slot) = &self.inner.driver {
+            if let Some(mut driver) = slot.driver.try_lock() {
+                self.inner.park_driver(&mut driver);
+                return;
+            }
+        }
+        self.inner.park_condvar(None);
     }
 
-    /// As [`park`](Self::park), but returns after `timeout` at the latest.
+    /// As [`park`](Self::park) on the condvar, returning after `timeout` at
+    /// the latest.
     pub fn park_timeout(&self, timeout: Duration) {
-        self.inner.park(Some(timeout));
+        self.inner.park_condvar(Some(timeout));
     }
 }
 
@@ -86,7 +143,22 @@ impl Unparker {
 }
 
 impl Inner {
-    fn park(&self, timeout: Option<Duration>) {
+    fn park_driver(&self, driver: &mut Driver) {
+        if self
+            .state
+            .compare_exchange(EMPTY, PARKED_DRIVER, SeqCst, SeqCst)
+            .is_err()
+        {
+            // A token is here: consume it.
+            self.state.store(EMPTY, SeqCst);
+            return;
+        }
+        driver.turn(None);
+        // Woken by an event, a timer or an unpark: any token is consumed.
+        self.state.swap(EMPTY, SeqCst);
+    }
+
+    fn park_condvar(&self, timeout: Option<Duration>) {
         // Fast path: a token is already here.
         if self
             .state
@@ -96,7 +168,10 @@ impl Inner {
             return;
         }
         let mut guard = self.lock.lock();
-        match self.state.compare_exchange(EMPTY, PARKED, SeqCst, SeqCst) {
+        match self
+            .state
+            .compare_exchange(EMPTY, PARKED_CONDVAR, SeqCst, SeqCst)
+        {
             Ok(_) => {}
             Err(NOTIFIED) => {
                 // The token arrived between the fast path and the lock.
@@ -115,12 +190,12 @@ impl Inner {
                 {
                     return;
                 }
-                // Spurious wake-up: still PARKED, sleep again.
+                // Spurious wake-up: still parked, sleep again.
             },
             Some(timeout) => {
                 self.cvar.wait_for(&mut guard, timeout);
-                // Timed out or notified: either way the state goes back to
-                // EMPTY, and a token that came in the meantime is consumed.
+                // Timed out or notified: either way back to EMPTY, and a token
+                // that came meanwhile is consumed.
                 self.state.swap(EMPTY, SeqCst);
             }
         }
@@ -129,12 +204,17 @@ impl Inner {
     fn unpark(&self) {
         match self.state.swap(NOTIFIED, SeqCst) {
             EMPTY | NOTIFIED => {}
-            PARKED => {
+            PARKED_CONDVAR => {
                 // Taking the lock orders this notify after the sleeper's
-                // transition to PARKED and its wait, so the signal cannot fall
-                // in the gap between them.
+                // transition and its wait, so the signal cannot fall in the
+                // gap between them.
                 drop(self.lock.lock());
                 self.cvar.notify_one();
+            }
+            PARKED_DRIVER => {
+                if let Some(slot) = &self.driver {
+                    slot.handle.unpark();
+                }
             }
             actual => unreachable!("parker in unknown state {actual}"),
         }
@@ -148,6 +228,12 @@ impl Wake for Inner {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.unpark();
+    }
+}
+
+impl std::fmt::Debug for DriverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverSlot").finish_non_exhaustive()
     }
 }
 
@@ -172,6 +258,21 @@ mod tests {
     }
 
     #[test]
+    fn unpark_wakes_a_parker_blocked_in_the_driver() {
+        let (driver, _handle) = Driver::new().unwrap();
+        let p = Parker::with_driver(Arc::new(DriverSlot::new(driver)));
+        let u = p.unparker();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            u.unpark();
+        });
+        let start = Instant::now();
+        p.park();
+        assert!(start.elapsed() < Duration::from_secs(10), "unpark did not reach the driver");
+        t.join().unwrap();
+    }
+
+    #[test]
     fn no_lost_unpark_across_threads() {
         let p = Parker::new();
         let (tx, rx) = std::sync::mpsc::channel::<Unparker>();
@@ -182,8 +283,6 @@ mod tests {
             }
         });
         tx.send(p.unparker()).unwrap();
-        // Every park returns because tokens keep coming; the last ones may
-        // coalesce, so stop when the sender is done.
         while !t.is_finished() {
             p.park_timeout(Duration::from_millis(100));
         }

@@ -1,0 +1,131 @@
+//! A source registered with the driver, and the IO operations on it.
+
+use super::scheduled_io::{Direction, ScheduledIo};
+use super::{Handle, SHUT_DOWN};
+use crate::coop;
+use std::io;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+/// The driver's side of one source: its readiness and waiters.
+pub(crate) struct Registration {
+    handle: Handle,
+    pub(super) io: Arc<ScheduledIo>,
+    pub(super) token: mio::Token,
+}
+
+impl Registration {
+    fn new(source: &mut impl mio::event::Source, interest: mio::Interest, handle: Handle) -> io::Result<Registration> {
+        let (io, token) = handle.register(source, interest)?;
+        Ok(Registration { handle, io, token })
+    }
+
+    /// Waits until the source is ready for `dir`; errors once the driver is
+    /// gone.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<super::scheduled_io::ReadyEvent>> {
+        let ev = ready!(self.io.poll_ready(cx, dir));
+        if ev.is_shutdown() {
+            return Poll::Ready(Err(io::Error::other(SHUT_DOWN)));
+        }
+        Poll::Ready(Ok(ev))
+    }
+
+    /// Runs `op` when the source is ready for `dir`, again after each
+    /// `WouldBlock` (clearing the readiness it saw), spending one unit of the
+    /// task's budget.
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        ready!(coop::poll_proceed(cx));
+        loop {
+            let ev = ready!(self.poll_ready(cx, dir))?;
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.clear_readiness(ev),
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
+    /// Runs `op` once if the source looks ready; `WouldBlock` otherwise.
+    pub(crate) fn try_io<R>(&self, dir: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let ev = match self.io.poll_ready(&mut cx, dir) {
+            Poll::Ready(ev) if ev.is_shutdown() => return Err(io::Error::other(SHUT_DOWN)),
+            Poll::Ready(ev) => ev,
+            Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        let res = op();
+        if matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.io.clear_readiness(ev);
+        }
+        res
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.handle.release(&self.io, self.token);
+    }
+}
+
+/// A mio source registered with the driver: what the net types are made of.
+/// Dropping it deregisters the source, then closes it, then frees its slot.
+pub struct PollEvented<E: mio::event::Source> {
+    io: Option<E>,
+    pub(crate) registration: Registration,
+}
+
+impl<E: mio::event::Source> PollEvented<E> {
+    /// Registers `io` with this thread's driver.
+    pub(crate) fn new(io: E, interest: mio::Interest) -> io::Result<Self> {
+        let handle = crate::context::current_or_err()?;
+        Self::new_with_handle(io, interest, handle)
+    }
+
+    pub(crate) fn new_with_handle(mut io: E, interest: mio::Interest, handle: Handle) -> io::Result<Self> {
+        let registration = Registration::new(&mut io, interest, handle)?;
+        Ok(PollEvented {
+            io: Some(io),
+            registration,
+        })
+    }
+
+    /// Deregisters and gives the source back.
+    pub(crate) fn into_inner(mut self) -> io::Result<E> {
+        let mut io = self.io.take().expect("a PollEvented holds its source until dropped");
+        self.registration.handle().inner.registry.deregister(&mut io)?;
+        Ok(io)
+    }
+}
+
+impl<E: mio::event::Source> Deref for PollEvented<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        self.io.as_ref().expect("a PollEvented holds its source until dropped")
+    }
+}
+
+impl<E: mio::event::Source> Drop for PollEvented<E> {
+    fn drop(&mut self) {
+        if let Some(mut io) = self.io.take() {
+            let _ = self.registration.handle().inner.registry.deregister(&mut io);
+            // `io` closes here, before the registration frees the slot.
+        }
+    }
+}
+
+impl<E: mio::event::Source + std::fmt::Debug> std::fmt::Debug for PollEvented<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PollEvented").field(&self.io).finish()
+    }
+}

@@ -1,0 +1,1 @@
+//! Networking: TCP and UDP sockets on the driver.

@@ -1,0 +1,119 @@
+//! `Sleep`: a future that finishes at a deadline.
+
+use super::wheel::{EntryState, TimerKey};
+use crate::driver::Handle;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Waits until `duration` has passed. The deadline is fixed when this is
+/// called, not when it is first polled.
+///
+/// # Panics
+///
+/// Outside a bulwark runtime (there is no timer to set), as tokio's does.
+#[track_caller]
+pub fn sleep(duration: Duration) -> Sleep {
+    let deadline = Instant::now()
+        .checked_add(duration)
+        .unwrap_or_else(far_future);
+    sleep_until(deadline)
+}
+
+/// Waits until `deadline`.
+///
+/// # Panics
+///
+/// Outside a bulwark runtime.
+#[track_caller]
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    match crate::context::current() {
+        Some(handle) => Sleep::new(handle, deadline),
+        None => panic!("{}", crate::context::NO_RUNTIME),
+    }
+}
+
+/// About 30 years from now: "never" for a deadline that would overflow.
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// The future of [`sleep`] and [`sleep_until`]. It sets its timer when first
+/// polled and takes it out of the wheel when dropped.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Sleep {
+    handle: Handle,
+    deadline: Instant,
+    key: Option<TimerKey>,
+    fired: bool,
+}
+
+impl Sleep {
+    pub(crate) fn new(handle: Handle, deadline: Instant) -> Sleep {
+        Sleep {
+            handle,
+            deadline,
+            key: None,
+            fired: false,
+        }
+    }
+
+    /// The instant this sleep finishes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// True once the deadline has been reached (as seen by a poll).
+    pub fn is_elapsed(&self) -> bool {
+        self.fired
+    }
+
+    /// Moves the deadline; the sleep runs again if it had finished.
+    pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        let this = self.get_mut();
+        this.cancel();
+        this.deadline = deadline;
+        this.fired = false;
+    }
+
+    fn cancel(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.handle.inner.timers.lock().wheel.remove(key);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.fired {
+            return Poll::Ready(());
+        }
+        let state = match this.key {
+            None => {
+                let key = this.handle.insert_timer(this.deadline, cx.waker());
+                this.key = Some(key);
+                this.handle.inner.timers.lock().wheel.poll_entry(key, cx.waker())
+            }
+            Some(key) => this.handle.inner.timers.lock().wheel.poll_entry(key, cx.waker()),
+        };
+        match state {
+            EntryState::Pending => Poll::Pending,
+            EntryState::Fired => {
+                this.fired = true;
+                this.cancel();
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
