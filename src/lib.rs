@@ -56,6 +56,38 @@ pub mod task {
     };
 }
 
+/// Time: `sleep`, `sleep_until`, `timeout`, `interval` (as `tokio::time`).
+///
+/// Timers live in the runtime's timer wheel (1 ms resolution; a deadline is
+/// rounded up, so a timer never fires early). They must be made inside a
+/// runtime (a task, `block_on`, or under `Runtime::enter`).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{interval, sleep, timeout, Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let start = Instant::now();
+///     sleep(Duration::from_millis(10)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(10));
+///
+///     let never = std::future::pending::<()>();
+///     assert!(timeout(Duration::from_millis(5), never).await.is_err());
+///
+///     let mut ticks = interval(Duration::from_millis(2));
+///     ticks.tick().await; // the first tick is at once
+///     ticks.tick().await;
+/// });
+/// ```
+pub mod time {
+    pub use bulwark_io::time::{
+        error, interval, interval_at, sleep, sleep_until, timeout, timeout_at, Duration, Instant,
+        Interval, MissedTickBehavior, Sleep, Timeout,
+    };
+}
+
 /// What the runtime counts, as read by [`Runtime::metrics`].
 pub mod metrics {
     pub use bulwark_metrics::Snapshot;

@@ -90,6 +90,7 @@ impl Drop for HandleGuard {
 /// Marks the thread as running a runtime (worker or `block_on`) until dropped.
 pub(crate) struct RuntimeGuard {
     _handle: HandleGuard,
+    _io: bulwark_io::context::EnterGuard,
 }
 
 /// Enters a runtime for `block_on` or a worker loop.
@@ -111,6 +112,7 @@ pub(crate) fn enter_runtime(handle: &Handle) -> RuntimeGuard {
         );
     }
     RuntimeGuard {
+        _io: bulwark_io::context::enter(handle.shared.io().clone()),
         _handle: set_handle(handle.clone()),
     }
 }

@@ -5,7 +5,8 @@ use crate::context;
 use crate::scheduler::{idle::Idle, worker, Remote, Shared};
 use crate::task::list::Registry;
 use crate::task::{Id, JoinHandle, TaskMeta};
-use bulwark_io::Parker;
+use bulwark_io::driver::Driver;
+use bulwark_io::{DriverSlot, Parker};
 use bulwark_metrics::{SharedCounters, Snapshot, WorkerCounters};
 use crossbeam_deque::{Injector, Worker};
 use std::fmt;
@@ -105,11 +106,13 @@ impl Builder {
             return Err(invalid("worker_threads must be at most 4096"));
         }
 
+        let (driver, _) = Driver::new()?;
+        let driver = Arc::new(DriverSlot::new(driver));
         let mut locals = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for _ in 0..workers {
             let local = Worker::new_fifo();
-            let parker = Parker::new();
+            let parker = Parker::with_driver(driver.clone());
             remotes.push(Remote {
                 stealer: local.stealer(),
                 unparker: parker.unparker(),
@@ -129,6 +132,7 @@ impl Builder {
                 self.keep_alive,
                 format!("{}-blocking", self.thread_name),
             ),
+            driver,
         });
         let mut runtime = Runtime {
             handle: Handle { shared },
@@ -251,6 +255,9 @@ impl Runtime {
         shared.registry.close_and_shutdown_all();
         shared.drain_injector();
         shared.blocking.shutdown(deadline);
+        // Sockets still held outside the runtime fail from now on; timers
+        // fire. This also drops the wakers the driver held.
+        shared.io().shutdown();
     }
 }
 
@@ -354,6 +361,7 @@ impl Handle {
     /// Makes this runtime current on this thread until the guard drops.
     pub fn enter(&self) -> EnterGuard<'_> {
         EnterGuard {
+            _io: bulwark_io::context::enter(self.shared.io().clone()),
             _guard: context::set_handle(self.clone()),
             _handle: PhantomData,
         }
@@ -397,6 +405,7 @@ impl TaskMeta {
 #[must_use = "the runtime is current only while the guard lives"]
 pub struct EnterGuard<'a> {
     _guard: context::HandleGuard,
+    _io: bulwark_io::context::EnterGuard,
     _handle: PhantomData<&'a Handle>,
 }
 

@@ -268,7 +268,10 @@ mod tests {
         });
         let start = Instant::now();
         p.park();
-        assert!(start.elapsed() < Duration::from_secs(10), "unpark did not reach the driver");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "unpark did not reach the driver"
+        );
         t.join().unwrap();
     }
 

@@ -15,4 +15,4 @@ mod counters;
 mod snapshot;
 
 pub use counters::{Counter, SharedCounters, WorkerCounters};
-pub use snapshot::{BlockingSnapshot, Snapshot};
+pub use snapshot::{BlockingSnapshot, DriverSnapshot, Snapshot};

@@ -14,6 +14,18 @@ pub struct BlockingSnapshot {
     pub queue_depth: usize,
 }
 
+/// What the IO driver reports into a [`Snapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverSnapshot {
+    /// Sockets registered with the driver now.
+    pub registrations: usize,
+    /// Timers set and neither fired nor cancelled.
+    pub timers_pending: usize,
+    /// `accept` failures for want of fds or memory, each followed by a
+    /// back-off.
+    pub accept_backoffs: u64,
+}
+
 /// A runtime's counts at one moment.
 ///
 /// Counts are read one at a time without stopping the workers, so a snapshot
@@ -47,15 +59,23 @@ pub struct Snapshot {
     pub blocking_threads_idle: usize,
     /// Blocking closures queued and not yet started.
     pub blocking_queue_depth: usize,
+    /// Sockets registered with the driver now.
+    pub io_registrations: usize,
+    /// Timers set and neither fired nor cancelled.
+    pub timers_pending: usize,
+    /// `accept` failures for want of fds or memory (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM), each followed by a back-off instead of a retry.
+    pub accept_backoffs: u64,
 }
 
 impl Snapshot {
-    /// Merges the per-worker counters, the shared counters and the blocking
-    /// pool's figures.
+    /// Merges the per-worker counters, the shared counters, and the blocking
+    /// pool's and the driver's figures.
     pub fn collect<'a>(
         workers: impl IntoIterator<Item = &'a WorkerCounters>,
         shared: &SharedCounters,
         blocking: BlockingSnapshot,
+        driver: DriverSnapshot,
     ) -> Snapshot {
         let mut s = Snapshot {
             tasks_spawned: shared.spawned.load(Relaxed),
@@ -65,6 +85,9 @@ impl Snapshot {
             blocking_threads: blocking.threads,
             blocking_threads_idle: blocking.idle,
             blocking_queue_depth: blocking.queue_depth,
+            io_registrations: driver.registrations,
+            timers_pending: driver.timers_pending,
+            accept_backoffs: driver.accept_backoffs,
             ..Snapshot::default()
         };
         for w in workers {
@@ -96,15 +119,17 @@ mod tests {
         let shared = SharedCounters::default();
         SharedCounters::bump(&shared.spawned);
         SharedCounters::bump(&shared.panicked);
-        let s = Snapshot::collect(
-            &w,
-            &shared,
-            BlockingSnapshot {
-                threads: 2,
-                idle: 1,
-                queue_depth: 0,
-            },
-        );
+        let blocking = BlockingSnapshot {
+            threads: 2,
+            idle: 1,
+            queue_depth: 0,
+        };
+        let driver = DriverSnapshot {
+            registrations: 3,
+            timers_pending: 4,
+            accept_backoffs: 5,
+        };
+        let s = Snapshot::collect(&w, &shared, blocking, driver);
         assert_eq!(s.workers, 2);
         assert_eq!(s.tasks_spawned, 6);
         assert_eq!(s.tasks_completed, 3);
@@ -112,5 +137,8 @@ mod tests {
         assert_eq!(s.tasks_live, 2);
         assert_eq!(s.polls, 7);
         assert_eq!(s.blocking_threads, 2);
+        assert_eq!(s.io_registrations, 3);
+        assert_eq!(s.timers_pending, 4);
+        assert_eq!(s.accept_backoffs, 5);
     }
 }

@@ -110,6 +110,22 @@ impl Idle {
         !self.sleepers.lock().contains(&index)
     }
 
+    /// Worker `index` woke with work of its own (the driver it blocked in
+    /// woke tasks onto its queue): take it off the sleepers list. True if it
+    /// was still listed; false if `worker_to_notify` took it off already (and
+    /// so counted it as searching).
+    pub(crate) fn unpark_worker_by_id(&self, index: usize) -> bool {
+        let mut sleepers = self.sleepers.lock();
+        match sleepers.iter().position(|&i| i == index) {
+            Some(pos) => {
+                sleepers.swap_remove(pos);
+                self.state.fetch_add(1 << UNPARKED_SHIFT, SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Shutdown: counts every sleeper as awake again.
     pub(crate) fn unpark_all(&self) -> Vec<usize> {
         let mut sleepers = self.sleepers.lock();
@@ -154,6 +170,15 @@ mod tests {
         assert!(idle.was_unparked(2));
         assert!(!idle.was_unparked(3));
         assert_eq!(idle.worker_to_notify(), None);
+    }
+
+    #[test]
+    fn a_worker_woken_by_its_own_driver_leaves_the_list_unsearching() {
+        let idle = Idle::new(2);
+        assert!(!idle.transition_worker_to_parked(1, false));
+        assert!(idle.unpark_worker_by_id(1));
+        assert_eq!(idle.counts(), (2, 0));
+        assert!(!idle.unpark_worker_by_id(1));
     }
 
     #[test]

@@ -36,7 +36,8 @@ use crate::runtime::Handle;
 use crate::sync::{fence, AtomicBool};
 use crate::task::list::Registry;
 use crate::task::{self, Finish, JoinHandle, Notified, Schedule, Task, TaskMeta};
-use bulwark_io::Unparker;
+use bulwark_io::{DriverSlot, Unparker};
+use std::sync::Arc;
 use bulwark_metrics::{SharedCounters, Snapshot, WorkerCounters};
 use crossbeam_deque::{Injector, Stealer};
 use idle::Idle;
@@ -61,6 +62,9 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) counters: SharedCounters,
     pub(crate) blocking: blocking::Pool,
+    /// The runtime's IO driver and timer wheel; idle workers take turns
+    /// blocking in it.
+    pub(crate) driver: Arc<DriverSlot>,
 }
 
 /// What other threads may touch of one worker.
@@ -122,6 +126,11 @@ impl Shared {
         }
     }
 
+    /// The driver's handle: sockets and timers register with it.
+    pub(crate) fn io(&self) -> &bulwark_io::driver::Handle {
+        self.driver.handle()
+    }
+
     /// Sets the shutdown flag and wakes every worker to see it.
     pub(crate) fn begin_shutdown(&self) {
         self.shutdown.store(true, SeqCst);
@@ -141,6 +150,7 @@ impl Shared {
             self.remotes.iter().map(|r| &r.counters),
             &self.counters,
             self.blocking.snapshot(),
+            self.driver.handle().stats(),
         )
     }
 }

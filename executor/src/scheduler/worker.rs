@@ -133,13 +133,13 @@ impl WorkerCx {
         let mut core = self.core.borrow_mut();
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_QUEUE_INTERVAL == 0 {
-            // Maintenance: tasks that yielded get their turn even if new work
-            // keeps coming, and the injector is served before the local queue.
-            if !core.deferred.is_empty() {
-                drop(core);
-                self.flush_deferred();
-                core = self.core.borrow_mut();
-            }
+            // Maintenance: sockets and timers are served even while every
+            // worker is busy, tasks that yielded get their turn even if new
+            // work keeps coming, and the injector goes before the local queue.
+            drop(core);
+            shared.driver.poll_nonblocking();
+            self.flush_deferred();
+            core = self.core.borrow_mut();
             if let Some(task) = steal_one(|| shared.injector.steal()) {
                 return Some(task);
             }
@@ -231,12 +231,25 @@ impl WorkerCx {
             if shared.is_shutdown() {
                 return;
             }
+            if self.has_local_work() {
+                // The driver this worker blocked in woke tasks onto its own
+                // queue. Awake, but not searching, unless someone had already
+                // woken it to search.
+                let listed = shared.idle.unpark_worker_by_id(self.index);
+                self.core.borrow_mut().searching = !listed;
+                return;
+            }
             if shared.idle.was_unparked(self.index) {
                 // Woken by `worker_to_notify`, which counted us as searching.
                 self.core.borrow_mut().searching = true;
                 return;
             }
         }
+    }
+
+    fn has_local_work(&self) -> bool {
+        let core = self.core.borrow();
+        core.lifo.is_some() || !core.local.is_empty() || !core.deferred.is_empty()
     }
 
     /// Drops what is left in this worker's queues at shutdown. The tasks

@@ -215,7 +215,11 @@ fn poll_future<F: Future>(
     // is dropped in place (by `mem::replace` into a local, after which it is
     // never polled again).
     let future = unsafe { Pin::new_unchecked(future) };
-    match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+    // Each poll gets a fresh IO budget, so a task whose sockets are always
+    // ready still yields now and then.
+    match panic::catch_unwind(AssertUnwindSafe(|| {
+        bulwark_io::coop::with_budget(|| future.poll(cx))
+    })) {
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
         Err(payload) => Poll::Ready(Err(payload)),

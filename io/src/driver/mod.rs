@@ -19,6 +19,7 @@ pub(crate) mod scheduled_io;
 pub use registration::PollEvented;
 
 use crate::time::wheel::{TimerKey, Wheel};
+use bulwark_metrics::DriverSnapshot;
 use parking_lot::Mutex;
 use scheduled_io::{ScheduledIo, ERROR, READABLE, READ_CLOSED, SHUTDOWN, WRITABLE, WRITE_CLOSED};
 use slab::Slab;
@@ -77,17 +78,6 @@ pub(crate) struct Timers {
     shutdown: bool,
 }
 
-/// The driver's counts, for the runtime's metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DriverStats {
-    /// Sources registered now.
-    pub registrations: usize,
-    /// Timers set and neither fired nor cancelled.
-    pub timers_pending: usize,
-    /// `accept` failures for want of fds or memory (each backed off).
-    pub accept_backoffs: u64,
-}
-
 impl Driver {
     /// A new driver and its handle.
     pub fn new() -> io::Result<(Driver, Handle)> {
@@ -134,10 +124,11 @@ impl Driver {
             let mut timers = inner.timers.lock();
             let now = inner.tick_at(Instant::now());
             timers.wheel.advance(now, &mut self.wake);
-            let until_timer = timers
-                .wheel
-                .next_expiration()
-                .map(|tick| inner.instant_of(tick).saturating_duration_since(Instant::now()));
+            let until_timer = timers.wheel.next_expiration().map(|tick| {
+                inner
+                    .instant_of(tick)
+                    .saturating_duration_since(Instant::now())
+            });
             let timeout = match (until_timer, max_wait) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -186,7 +177,6 @@ impl Driver {
         }
         wake_all(&mut self.wake);
     }
-
 }
 
 fn wake_all(wake: &mut Vec<Waker>) {
@@ -262,8 +252,8 @@ impl Handle {
     }
 
     /// The driver's counts now.
-    pub fn stats(&self) -> DriverStats {
-        DriverStats {
+    pub fn stats(&self) -> DriverSnapshot {
+        DriverSnapshot {
             registrations: self.inner.ios.lock().slab.len(),
             timers_pending: self.inner.timers.lock().wheel.pending(),
             accept_backoffs: self.inner.accept_backoffs.load(Ordering::Relaxed),
@@ -282,7 +272,14 @@ impl Handle {
         if self.inner.shutdown.swap(true, Ordering::SeqCst) {
             return;
         }
-        let ios: Vec<_> = self.inner.ios.lock().slab.iter().map(|(_, io)| io.clone()).collect();
+        let ios: Vec<_> = self
+            .inner
+            .ios
+            .lock()
+            .slab
+            .iter()
+            .map(|(_, io)| io.clone())
+            .collect();
         for io in ios {
             io.wake_all(SHUTDOWN);
         }
@@ -290,7 +287,9 @@ impl Handle {
         {
             let mut timers = self.inner.timers.lock();
             timers.shutdown = true;
-            timers.wheel.advance(crate::time::wheel::MAX_TICK, &mut fired);
+            timers
+                .wheel
+                .advance(crate::time::wheel::MAX_TICK, &mut fired);
         }
         fired.into_iter().for_each(Waker::wake);
     }
@@ -329,9 +328,13 @@ impl Handle {
             let entry = ios.slab.vacant_entry();
             let index = entry.key();
             if index > INDEX_MASK {
-                return Err(io::Error::other("too many sources registered with the bulwark driver"));
+                return Err(io::Error::other(
+                    "too many sources registered with the bulwark driver",
+                ));
             }
-            let io = Arc::new(ScheduledIo::new(generation & (usize::MAX >> INDEX_BITS >> 1)));
+            let io = Arc::new(ScheduledIo::new(
+                generation & (usize::MAX >> INDEX_BITS >> 1),
+            ));
             entry.insert(io.clone());
             (io, encode(index, generation))
         };

@@ -16,14 +16,22 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    fn new(source: &mut impl mio::event::Source, interest: mio::Interest, handle: Handle) -> io::Result<Registration> {
+    fn new(
+        source: &mut impl mio::event::Source,
+        interest: mio::Interest,
+        handle: Handle,
+    ) -> io::Result<Registration> {
         let (io, token) = handle.register(source, interest)?;
         Ok(Registration { handle, io, token })
     }
 
     /// Waits until the source is ready for `dir`; errors once the driver is
     /// gone.
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<super::scheduled_io::ReadyEvent>> {
+    pub(crate) fn poll_ready(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+    ) -> Poll<io::Result<super::scheduled_io::ReadyEvent>> {
         let ev = ready!(self.io.poll_ready(cx, dir));
         if ev.is_shutdown() {
             return Poll::Ready(Err(io::Error::other(SHUT_DOWN)));
@@ -51,7 +59,11 @@ impl Registration {
     }
 
     /// Runs `op` once if the source looks ready; `WouldBlock` otherwise.
-    pub(crate) fn try_io<R>(&self, dir: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        op: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let ev = match self.io.poll_ready(&mut cx, dir) {
@@ -91,7 +103,11 @@ impl<E: mio::event::Source> PollEvented<E> {
         Self::new_with_handle(io, interest, handle)
     }
 
-    pub(crate) fn new_with_handle(mut io: E, interest: mio::Interest, handle: Handle) -> io::Result<Self> {
+    pub(crate) fn new_with_handle(
+        mut io: E,
+        interest: mio::Interest,
+        handle: Handle,
+    ) -> io::Result<Self> {
         let registration = Registration::new(&mut io, interest, handle)?;
         Ok(PollEvented {
             io: Some(io),
@@ -101,8 +117,15 @@ impl<E: mio::event::Source> PollEvented<E> {
 
     /// Deregisters and gives the source back.
     pub(crate) fn into_inner(mut self) -> io::Result<E> {
-        let mut io = self.io.take().expect("a PollEvented holds its source until dropped");
-        self.registration.handle().inner.registry.deregister(&mut io)?;
+        let mut io = self
+            .io
+            .take()
+            .expect("a PollEvented holds its source until dropped");
+        self.registration
+            .handle()
+            .inner
+            .registry
+            .deregister(&mut io)?;
         Ok(io)
     }
 }
@@ -111,14 +134,21 @@ impl<E: mio::event::Source> Deref for PollEvented<E> {
     type Target = E;
 
     fn deref(&self) -> &E {
-        self.io.as_ref().expect("a PollEvented holds its source until dropped")
+        self.io
+            .as_ref()
+            .expect("a PollEvented holds its source until dropped")
     }
 }
 
 impl<E: mio::event::Source> Drop for PollEvented<E> {
     fn drop(&mut self) {
         if let Some(mut io) = self.io.take() {
-            let _ = self.registration.handle().inner.registry.deregister(&mut io);
+            let _ = self
+                .registration
+                .handle()
+                .inner
+                .registry
+                .deregister(&mut io);
             // `io` closes here, before the registration frees the slot.
         }
     }

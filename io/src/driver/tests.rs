@@ -31,7 +31,11 @@ fn a_stale_event_for_a_reused_slot_does_not_wake_the_new_owner() {
     // The slot is reused by a new socket, with a new generation.
     let new = PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle.clone()).unwrap();
     let new_token = new.registration.token;
-    assert_eq!(decode(old_token).0, decode(new_token).0, "the slab reuses the slot");
+    assert_eq!(
+        decode(old_token).0,
+        decode(new_token).0,
+        "the slab reuses the slot"
+    );
     assert_ne!(old_token, new_token, "the generation tells them apart");
 
     let (count, waker) = counting_waker();
@@ -96,7 +100,10 @@ fn an_earlier_timer_wakes_a_driver_asleep_on_a_later_one() {
     driver.turn(None);
     let count = t.join().unwrap();
     while count.0.load(Ordering::SeqCst) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "the earlier timer never fired");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the earlier timer never fired"
+        );
         driver.turn(Some(Duration::from_millis(10)));
     }
 }
