@@ -88,6 +88,47 @@ pub mod time {
     };
 }
 
+/// Networking: TCP and UDP sockets on the runtime's driver (as `tokio::net`).
+///
+/// `TcpStream` implements both `tokio::io::{AsyncRead, AsyncWrite}` and
+/// `futures_io::{AsyncRead, AsyncWrite}`, so tokio-util codecs and
+/// futures-based code work on it, and (with the `hyper` feature)
+/// `hyper::rt::{Read, Write}`.
+///
+/// `TcpListener::accept` rides out fd exhaustion: on EMFILE, ENFILE, ENOBUFS
+/// or ENOMEM it backs off (1 ms doubling to 100 ms) instead of failing or
+/// spinning, and counts it in `Snapshot::accept_backoffs`.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::net::{TcpListener, TcpStream};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     bulwark::spawn(async move {
+///         let (mut conn, _) = listener.accept().await.unwrap();
+///         let mut buf = [0u8; 5];
+///         conn.read_exact(&mut buf).await.unwrap();
+///         conn.write_all(&buf).await.unwrap();
+///     });
+///     let mut client = TcpStream::connect(addr).await.unwrap();
+///     client.write_all(b"hello").await.unwrap();
+///     let mut back = [0u8; 5];
+///     client.read_exact(&mut back).await.unwrap();
+///     assert_eq!(&back, b"hello");
+/// });
+/// ```
+pub mod net {
+    pub use bulwark_io::net::*;
+}
+
+#[cfg(feature = "hyper")]
+pub mod hyper;
+
 /// What the runtime counts, as read by [`Runtime::metrics`].
 pub mod metrics {
     pub use bulwark_metrics::Snapshot;

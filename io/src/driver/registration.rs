@@ -59,17 +59,12 @@ impl Registration {
     }
 
     /// Runs `op` once if the source looks ready; `WouldBlock` otherwise.
-    pub(crate) fn try_io<R>(
-        &self,
-        dir: Direction,
-        op: impl FnOnce() -> io::Result<R>,
-    ) -> io::Result<R> {
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        let ev = match self.io.poll_ready(&mut cx, dir) {
-            Poll::Ready(ev) if ev.is_shutdown() => return Err(io::Error::other(SHUT_DOWN)),
-            Poll::Ready(ev) => ev,
-            Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+    pub(crate) fn try_io<R>(&self, dir: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        // Only a look: a waker stored here would replace a waiting task's.
+        let ev = match self.io.ready_now(dir) {
+            Some(ev) if ev.is_shutdown() => return Err(io::Error::other(SHUT_DOWN)),
+            Some(ev) => ev,
+            None => return Err(io::ErrorKind::WouldBlock.into()),
         };
         let res = op();
         if matches!(&res, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {

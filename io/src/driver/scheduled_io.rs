@@ -48,10 +48,13 @@ impl ReadyEvent {
     }
 }
 
+/// The tasks waiting on each direction. Usually one each (a reader, a
+/// writer), but several tasks may wait on one source (two tasks accepting on
+/// one listener): all are woken, the losers find `WouldBlock` and wait again.
 #[derive(Default)]
 struct Waiters {
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+    readers: Vec<Waker>,
+    writers: Vec<Waker>,
 }
 
 pub(crate) struct ScheduledIo {
@@ -78,10 +81,10 @@ impl ScheduledIo {
         });
         let mut waiters = self.waiters.lock();
         if bits & Direction::Read.mask() != 0 {
-            wake.extend(waiters.reader.take());
+            wake.append(&mut waiters.readers);
         }
         if bits & Direction::Write.mask() != 0 {
-            wake.extend(waiters.writer.take());
+            wake.append(&mut waiters.writers);
         }
     }
 
@@ -91,13 +94,12 @@ impl ScheduledIo {
             return Poll::Ready(ev);
         }
         let mut waiters = self.waiters.lock();
-        let slot = match dir {
-            Direction::Read => &mut waiters.reader,
-            Direction::Write => &mut waiters.writer,
+        let list = match dir {
+            Direction::Read => &mut waiters.readers,
+            Direction::Write => &mut waiters.writers,
         };
-        match slot {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *slot = Some(cx.waker().clone()),
+        if !list.iter().any(|w| w.will_wake(cx.waker())) {
+            list.push(cx.waker().clone());
         }
         // An event between the first look and storing the waker took no
         // waker: look again under the lock the driver takes to wake.
@@ -107,7 +109,8 @@ impl ScheduledIo {
         }
     }
 
-    fn ready_now(&self, dir: Direction) -> Option<ReadyEvent> {
+    /// Ready for `dir` now? Stores no waker.
+    pub(crate) fn ready_now(&self, dir: Direction) -> Option<ReadyEvent> {
         let cur = self.readiness.load(Acquire);
         let ready = cur & dir.mask();
         (ready != 0).then_some(ReadyEvent {

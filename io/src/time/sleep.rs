@@ -97,9 +97,20 @@ impl Future for Sleep {
             None => {
                 let key = this.handle.insert_timer(this.deadline, cx.waker());
                 this.key = Some(key);
-                this.handle.inner.timers.lock().wheel.poll_entry(key, cx.waker())
+                this.handle
+                    .inner
+                    .timers
+                    .lock()
+                    .wheel
+                    .poll_entry(key, cx.waker())
             }
-            Some(key) => this.handle.inner.timers.lock().wheel.poll_entry(key, cx.waker()),
+            Some(key) => this
+                .handle
+                .inner
+                .timers
+                .lock()
+                .wheel
+                .poll_entry(key, cx.waker()),
         };
         match state {
             EntryState::Pending => Poll::Pending,

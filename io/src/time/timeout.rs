@@ -59,7 +59,10 @@ impl<F: Future> Future for Timeout<F> {
         // `Unpin` or an unpinned value). `sleep` is `Unpin`.
         let (future, sleep) = unsafe {
             let this = self.get_unchecked_mut();
-            (Pin::new_unchecked(&mut this.future), Pin::new(&mut this.sleep))
+            (
+                Pin::new_unchecked(&mut this.future),
+                Pin::new(&mut this.sleep),
+            )
         };
         if let Poll::Ready(out) = future.poll(cx) {
             return Poll::Ready(Ok(out));

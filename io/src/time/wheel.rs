@@ -104,6 +104,7 @@ impl Wheel {
     }
 
     /// The tick the wheel has advanced to.
+    #[cfg(test)]
     pub(crate) fn elapsed(&self) -> u64 {
         self.elapsed
     }

@@ -1,0 +1,155 @@
+//! `hyper::rt::Read` and `hyper::rt::Write` for [`TcpStream`] and its owned
+//! halves (the `hyper` feature), so a connection goes to hyper as it is,
+//! with no adapter such as `hyper_util::rt::TokioIo`.
+//!
+//! Reads go into hyper's buffer through `ReadBufCursor::initialize_unfilled`
+//! (which zeroes only the bytes never initialized before), so the one
+//! `unsafe` here is `advance`, over bytes that are initialized and written.
+
+use super::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use super::TcpStream;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+/// Reads from `stream` into the unfilled part of hyper's buffer.
+fn poll_read_cursor(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    mut buf: ReadBufCursor<'_>,
+) -> Poll<io::Result<()>> {
+    let dst = buf.initialize_unfilled();
+    let len = dst.len();
+    let n = ready!(stream.poll_read_priv(cx, dst))?;
+    // What `Read::read` promises; checked because `advance` does not.
+    assert!(n <= len, "read reported more bytes than the buffer holds");
+    // SAFETY: `initialize_unfilled` initialized all `len` unfilled bytes and
+    // `n <= len`, so the `n` bytes `advance` marks filled are initialized
+    // (and hold what the read wrote).
+    unsafe { buf.advance(n) };
+    Poll::Ready(Ok(()))
+}
+
+impl Read for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read_cursor(self.get_mut(), cx, buf)
+    }
+}
+
+impl Read for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read_cursor(self.get_mut().as_ref(), cx, buf)
+    }
+}
+
+impl Write for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_std(Shutdown::Write))
+    }
+}
+
+impl Write for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().as_ref().poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().as_ref().poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().shutdown_write())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::test_rt::Rt;
+    use crate::net::TcpListener;
+    use std::future::poll_fn;
+    use std::io::Write as _;
+    use std::mem::MaybeUninit;
+
+    #[test]
+    fn hyper_reads_into_an_uninitialized_buffer_and_writes() {
+        let rt = Rt::new();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut peer = std::net::TcpStream::connect(addr).unwrap();
+            let (mut stream, _) = listener.accept().await.unwrap();
+
+            peer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            let mut storage = [MaybeUninit::<u8>::uninit(); 64];
+            let mut buf = hyper::rt::ReadBuf::uninit(&mut storage);
+            while buf.filled().len() < 18 {
+                poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, buf.unfilled()))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(buf.filled(), b"GET / HTTP/1.1\r\n\r\n");
+
+            let n = poll_fn(|cx| Pin::new(&mut stream).poll_write(cx, b"HTTP/1.1 200 OK\r\n\r\n"))
+                .await
+                .unwrap();
+            assert_eq!(n, 19);
+            poll_fn(|cx| Pin::new(&mut stream).poll_shutdown(cx))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut peer, &mut got).unwrap();
+            assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\n");
+        });
+    }
+}

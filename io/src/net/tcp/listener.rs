@@ -1,0 +1,250 @@
+//! `TcpListener`: a listening socket whose `accept` outlives fd exhaustion.
+
+use super::stream::TcpStream;
+use crate::driver::scheduled_io::Direction;
+use crate::driver::PollEvented;
+use crate::time::Sleep;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// The first back-off after `accept` fails for want of fds or memory.
+const BACKOFF_START: Duration = Duration::from_millis(1);
+/// The longest back-off: how late, at most, a listener notices that fds came
+/// back.
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// A TCP socket server, listening for connections.
+///
+/// Made with [`bind`](TcpListener::bind) (or [`from_std`](TcpListener::from_std))
+/// inside a bulwark runtime; connections come out of
+/// [`accept`](TcpListener::accept), each a [`TcpStream`] on the same driver.
+///
+/// One task at a time should wait in `accept`: the listener keeps a single
+/// waiting reader's waker.
+pub struct TcpListener {
+    io: PollEvented<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds a listener to `addr`, trying each address it resolves to in turn
+    /// (the last error if none binds). Port 0 asks the OS for a free port;
+    /// [`local_addr`](TcpListener::local_addr) tells which.
+    ///
+    /// `SO_REUSEADDR` is set (on unix), as mio and tokio do. Resolving a host
+    /// name blocks the thread, as [`ToSocketAddrs`] does.
+    ///
+    /// # Errors
+    ///
+    /// Outside a bulwark runtime; when no address resolves or binds.
+    pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        super::super::each_addr(addr, |addr| {
+            TcpListener::new(mio::net::TcpListener::bind(addr)?)
+        })
+    }
+
+    fn new(listener: mio::net::TcpListener) -> io::Result<TcpListener> {
+        let io = PollEvented::new(listener, mio::Interest::READABLE)?;
+        Ok(TcpListener { io })
+    }
+
+    /// Wraps a listener made with std, setting it nonblocking.
+    ///
+    /// # Errors
+    ///
+    /// Outside a bulwark runtime, or when the driver refuses it.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        TcpListener::new(mio::net::TcpListener::from_std(listener))
+    }
+
+    /// Deregisters the listener and hands it back as a std listener (still in
+    /// nonblocking mode).
+    ///
+    /// # Errors
+    ///
+    /// When the driver fails to deregister it.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        self.io.into_inner().map(std::net::TcpListener::from)
+    }
+
+    /// Accepts a new connection: the stream, registered with this listener's
+    /// driver, and the peer's address.
+    ///
+    /// # Errors that do not end the wait
+    ///
+    /// A server's accept loop (`loop { listener.accept().await }`) must
+    /// neither spin nor die when the process runs out of file descriptors,
+    /// so two kinds of error are handled here and never returned:
+    ///
+    /// - **Out of fds or memory** (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`):
+    ///   the failure is counted in the driver's `accept_backoffs`
+    ///   ([`Handle::stats`](crate::driver::Handle::stats)) and `accept` sleeps,
+    ///   1 ms the first time and twice as long after each further failure, up
+    ///   to 100 ms, then tries again. The pending connection stays in the
+    ///   kernel's backlog meanwhile, and is served once fds come back; the
+    ///   back-off starts from 1 ms again in the next call.
+    /// - **A connection that failed before it was accepted**
+    ///   (`ECONNABORTED`, `ECONNRESET`, `EINTR`, `EPROTO`, `EPERM` (a firewall
+    ///   rule), and the network errors Linux's `accept(2)` says to treat like
+    ///   `EAGAIN`: `ENETDOWN`, `ENETUNREACH`, `EHOSTDOWN`, `EHOSTUNREACH`,
+    ///   `ENOPROTOOPT`, `EOPNOTSUPP`): it concerns that one connection, not
+    ///   the listener, so the next one is accepted at once. Each try spends
+    ///   coop budget, so a flood of these still yields the worker.
+    ///
+    /// # Errors
+    ///
+    /// Any other error of `accept(2)`; the runtime having shut down; the
+    /// driver refusing to register the new stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection not yet returned stays in the backlog.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = self.accept_with(|listener| listener.accept()).await?;
+        let handle = self.io.registration.handle().clone();
+        Ok((TcpStream::new_with_handle(stream, handle)?, addr))
+    }
+
+    /// The accept loop of [`accept`](TcpListener::accept), with the system
+    /// call given (the tests put failures in front of it).
+    pub(super) async fn accept_with<T>(
+        &self,
+        mut op: impl FnMut(&mio::net::TcpListener) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut backoff = BACKOFF_START;
+        loop {
+            let res = poll_fn(|cx| {
+                self.io
+                    .registration
+                    .poll_io(cx, Direction::Read, || op(&self.io))
+            })
+            .await;
+            match res {
+                Ok(t) => return Ok(t),
+                Err(e) if is_out_of_resources(&e) => {
+                    let handle = self.io.registration.handle();
+                    handle.inner.accept_backoffs.fetch_add(1, Relaxed);
+                    // The listener's own driver, not the thread's: the sleep
+                    // works wherever the accept future is polled.
+                    Sleep::new(handle.clone(), Instant::now() + backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(e) if is_connection_error(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The address this listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockname(2)`.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Sets `IP_TTL` for the sockets this listener accepts.
+    ///
+    /// # Errors
+    ///
+    /// As `setsockopt(2)`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.set_ttl(ttl)
+    }
+
+    /// `IP_TTL` of this socket.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockopt(2)`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.ttl()
+    }
+}
+
+/// The process or the system is out of fds or memory: back off, the
+/// listener itself is fine.
+fn is_out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The connection at the head of the queue failed; the next one may not.
+fn is_connection_error(e: &io::Error) -> bool {
+    use io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
+        || matches!(
+            e.raw_os_error(),
+            Some(
+                libc::ECONNABORTED
+                    | libc::ECONNRESET
+                    | libc::EINTR
+                    | libc::EPROTO
+                    | libc::EPERM
+                    | libc::ENETDOWN
+                    | libc::ENETUNREACH
+                    | libc::EHOSTDOWN
+                    | libc::EHOSTUNREACH
+                    | libc::ENOPROTOOPT
+                    | libc::EOPNOTSUPP
+            )
+        )
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TcpListener").field(&*self.io).finish()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for TcpListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_sorted_into_back_off_retry_and_return() {
+        let os = io::Error::from_raw_os_error;
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_out_of_resources(&os(code)), "{code}");
+            assert!(!is_connection_error(&os(code)), "{code}");
+        }
+        for code in [
+            libc::ECONNABORTED,
+            libc::ECONNRESET,
+            libc::EINTR,
+            libc::EPROTO,
+            libc::EPERM,
+        ] {
+            assert!(is_connection_error(&os(code)), "{code}");
+            assert!(!is_out_of_resources(&os(code)), "{code}");
+        }
+        for code in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK, libc::EFAULT] {
+            assert!(
+                !is_connection_error(&os(code)) && !is_out_of_resources(&os(code)),
+                "{code}"
+            );
+        }
+        assert!(!is_out_of_resources(&io::Error::other("no os code")));
+    }
+}

@@ -1,0 +1,476 @@
+//! The halves of a `TcpStream`: borrowed ([`ReadHalf`], [`WriteHalf`]) and
+//! owned ([`OwnedReadHalf`], [`OwnedWriteHalf`]).
+//!
+//! A stream keeps one waiting reader and one waiting writer, so a read half
+//! and a write half never step on each other's wakers. The owned halves
+//! share the stream through an `Arc`; the write half shuts the write side
+//! down when dropped (as tokio's does), so the peer sees end-of-file even if
+//! the read half lives on.
+
+use super::stream::TcpStream;
+use std::error::Error;
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The reading half of a borrowed [`TcpStream`], from
+/// [`TcpStream::split`].
+#[derive(Debug)]
+pub struct ReadHalf<'a>(&'a TcpStream);
+
+/// The writing half of a borrowed [`TcpStream`], from
+/// [`TcpStream::split`]. Shutting it down shuts the stream's write side
+/// down; dropping it does nothing.
+#[derive(Debug)]
+pub struct WriteHalf<'a>(&'a TcpStream);
+
+/// The reading half of a [`TcpStream`], from [`TcpStream::into_split`].
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    inner: Arc<TcpStream>,
+}
+
+/// The writing half of a [`TcpStream`], from [`TcpStream::into_split`].
+///
+/// Dropping it shuts the write side of the stream down (unless
+/// [`forget`](OwnedWriteHalf::forget) was called), so the peer reads
+/// end-of-file.
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    inner: Arc<TcpStream>,
+    shutdown_on_drop: bool,
+}
+
+/// [`OwnedWriteHalf::reunite`] was given halves of two different streams;
+/// here they are back.
+#[derive(Debug)]
+pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
+
+pub(super) fn split(stream: &mut TcpStream) -> (ReadHalf<'_>, WriteHalf<'_>) {
+    (ReadHalf(stream), WriteHalf(stream))
+}
+
+pub(super) fn split_owned(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
+    let inner = Arc::new(stream);
+    let read = OwnedReadHalf {
+        inner: inner.clone(),
+    };
+    let write = OwnedWriteHalf {
+        inner,
+        shutdown_on_drop: true,
+    };
+    (read, write)
+}
+
+impl ReadHalf<'_> {
+    /// The remote address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
+
+    /// The local address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// Waits until the stream may be readable, as [`TcpStream::readable`].
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.0.readable().await
+    }
+
+    /// Reads without waiting, as [`TcpStream::try_read`].
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`; as `read(2)`.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+
+    /// Reads without consuming, as [`TcpStream::peek`].
+    ///
+    /// # Errors
+    ///
+    /// As `recv(2)` with `MSG_PEEK`.
+    pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.peek(buf).await
+    }
+}
+
+impl WriteHalf<'_> {
+    /// The remote address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
+
+    /// The local address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// Waits until the stream may be writable, as [`TcpStream::writable`].
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.0.writable().await
+    }
+
+    /// Writes without waiting, as [`TcpStream::try_write`].
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`; as `write(2)`.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+}
+
+impl OwnedReadHalf {
+    /// Puts the stream back together with its write half, as
+    /// [`OwnedWriteHalf::reunite`].
+    ///
+    /// # Errors
+    ///
+    /// The halves come from different streams.
+    pub fn reunite(self, other: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
+        reunite(self, other)
+    }
+
+    /// The remote address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+
+    /// The local address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Waits until the stream may be readable, as [`TcpStream::readable`].
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.inner.readable().await
+    }
+
+    /// Reads without waiting, as [`TcpStream::try_read`].
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`; as `read(2)`.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.try_read(buf)
+    }
+
+    /// Reads without consuming, as [`TcpStream::peek`].
+    ///
+    /// # Errors
+    ///
+    /// As `recv(2)` with `MSG_PEEK`.
+    pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.peek(buf).await
+    }
+}
+
+impl OwnedWriteHalf {
+    /// Puts the stream back together with its read half.
+    ///
+    /// # Errors
+    ///
+    /// The halves come from different streams; both are handed back in the
+    /// error.
+    pub fn reunite(self, other: OwnedReadHalf) -> Result<TcpStream, ReuniteError> {
+        reunite(other, self)
+    }
+
+    /// Drops the half without shutting the write side down.
+    pub fn forget(mut self) {
+        self.shutdown_on_drop = false;
+    }
+
+    /// The remote address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+
+    /// The local address of the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Waits until the stream may be writable, as [`TcpStream::writable`].
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.inner.writable().await
+    }
+
+    /// Writes without waiting, as [`TcpStream::try_write`].
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`; as `write(2)`.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.try_write(buf)
+    }
+
+    /// Shuts the write side down now; the drop will not do it again.
+    pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
+        let res = self.inner.shutdown_std(Shutdown::Write);
+        if res.is_ok() {
+            self.shutdown_on_drop = false;
+        }
+        res
+    }
+}
+
+fn reunite(read: OwnedReadHalf, mut write: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
+    if !Arc::ptr_eq(&read.inner, &write.inner) {
+        return Err(ReuniteError(read, write));
+    }
+    write.shutdown_on_drop = false;
+    drop(write);
+    Ok(Arc::try_unwrap(read.inner)
+        .expect("the two halves hold the only references to their stream"))
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        if self.shutdown_on_drop {
+            let _ = self.inner.shutdown_std(Shutdown::Write);
+        }
+    }
+}
+
+impl AsRef<TcpStream> for ReadHalf<'_> {
+    fn as_ref(&self) -> &TcpStream {
+        self.0
+    }
+}
+
+impl AsRef<TcpStream> for WriteHalf<'_> {
+    fn as_ref(&self) -> &TcpStream {
+        self.0
+    }
+}
+
+impl AsRef<TcpStream> for OwnedReadHalf {
+    fn as_ref(&self) -> &TcpStream {
+        &self.inner
+    }
+}
+
+impl AsRef<TcpStream> for OwnedWriteHalf {
+    fn as_ref(&self) -> &TcpStream {
+        &self.inner
+    }
+}
+
+impl fmt::Display for ReuniteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tried to reunite halves that are not from the same socket")
+    }
+}
+
+impl Error for ReuniteError {}
+
+// futures-io.
+
+impl futures_io::AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_read_priv(cx, buf)
+    }
+}
+
+impl futures_io::AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_read_priv(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.shutdown_std(Shutdown::Write))
+    }
+}
+
+impl futures_io::AsyncWrite for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().shutdown_write())
+    }
+}
+
+// tokio::io.
+
+impl tokio::io::AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.0.poll_read_buf(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.inner.poll_read_buf(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.shutdown_std(Shutdown::Write))
+    }
+}
+
+impl tokio::io::AsyncWrite for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().shutdown_write())
+    }
+}

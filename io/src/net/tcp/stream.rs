@@ -1,0 +1,441 @@
+//! `TcpStream`: a TCP connection, with `futures_io` and `tokio::io` traits.
+//!
+//! Every read and write goes through the registration's `poll_io`: it runs
+//! the nonblocking system call once the driver has seen readiness, and on
+//! `WouldBlock` clears that readiness and leaves the task's waker for the
+//! next event. Reads wait as readers, writes as writers, so one task may
+//! read while another writes (the halves in [`split`](super::split)).
+
+use super::split::{split, split_owned, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
+use crate::driver::scheduled_io::Direction;
+use crate::driver::{Handle, PollEvented};
+use std::fmt;
+use std::future::poll_fn;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+/// A TCP connection between a local and a remote socket.
+///
+/// Made by [`TcpStream::connect`], by [`TcpListener::accept`](super::super::TcpListener::accept)
+/// or from a std stream ([`TcpStream::from_std`]). Read and write it through
+/// `futures_io::{AsyncRead, AsyncWrite}` or `tokio::io::{AsyncRead,
+/// AsyncWrite}` (so `tokio::io::AsyncReadExt` and `futures::AsyncReadExt`
+/// both work), or with [`readable`](TcpStream::readable) and
+/// [`try_read`](TcpStream::try_read). Flushing does nothing (there is no
+/// buffer); shutting down (`poll_shutdown`, `poll_close`) shuts the write
+/// side down, so the peer reads end-of-file. Dropping it closes the
+/// connection.
+///
+/// A peer that resets the connection makes reads fail with an error
+/// (`ConnectionReset`), never a panic.
+pub struct TcpStream {
+    io: PollEvented<mio::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Opens a TCP connection to `addr`, trying each address it resolves to
+    /// in turn until one connects (the last error if none does).
+    ///
+    /// Resolving a host name blocks the thread, as [`ToSocketAddrs`] does.
+    /// The connect itself waits as long as the OS lets it; wrap it in
+    /// [`timeout`](crate::time::timeout) for a shorter limit.
+    ///
+    /// # Errors
+    ///
+    /// Outside a bulwark runtime; `ConnectionRefused` when nothing listens
+    /// on the port; any other error of `connect(2)`.
+    pub async fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        let mut last_err = None;
+        for addr in addr.to_socket_addrs()? {
+            match TcpStream::connect_addr(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(crate::net::no_addresses))
+    }
+
+    async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream::new(mio::net::TcpStream::connect(addr)?)?;
+        // mio's recipe: the connect has finished when the socket turns
+        // writable; then `SO_ERROR` says whether it failed, and a peer
+        // address says it succeeded. Without either the writable event was
+        // spurious: clear it and wait again.
+        let sys = &*stream.io;
+        poll_fn(|cx| {
+            stream.io.registration.poll_io(cx, Direction::Write, || {
+                if let Some(e) = sys.take_error()? {
+                    return Err(e);
+                }
+                match sys.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+        })
+        .await?;
+        Ok(stream)
+    }
+
+    /// Registers a connected (or connecting) mio stream with this thread's
+    /// driver.
+    pub(crate) fn new(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
+        let io = PollEvented::new(stream, mio::Interest::READABLE | mio::Interest::WRITABLE)?;
+        Ok(TcpStream { io })
+    }
+
+    /// Registers a mio stream with `handle`'s driver (an accepted stream
+    /// joins its listener's driver).
+    pub(crate) fn new_with_handle(
+        stream: mio::net::TcpStream,
+        handle: Handle,
+    ) -> io::Result<TcpStream> {
+        let io = PollEvented::new_with_handle(
+            stream,
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+            handle,
+        )?;
+        Ok(TcpStream { io })
+    }
+
+    /// Wraps a stream made with std (connected), setting it nonblocking.
+    ///
+    /// # Errors
+    ///
+    /// Outside a bulwark runtime, or when the driver refuses it.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        TcpStream::new(mio::net::TcpStream::from_std(stream))
+    }
+
+    /// Deregisters the stream and hands it back as a std stream (still in
+    /// nonblocking mode).
+    ///
+    /// # Errors
+    ///
+    /// When the driver fails to deregister it.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        self.io.into_inner().map(std::net::TcpStream::from)
+    }
+
+    /// The local address of this connection.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockname(2)`.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// The remote address of this connection.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` once the connection is gone; as `getpeername(2)`.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    /// Takes the socket's pending error (`SO_ERROR`), if any.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockopt(2)`.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.take_error()
+    }
+
+    /// Sets `TCP_NODELAY`: send small writes at once instead of batching
+    /// them (Nagle's algorithm off).
+    ///
+    /// # Errors
+    ///
+    /// As `setsockopt(2)`.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.io.set_nodelay(nodelay)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockopt(2)`.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.nodelay()
+    }
+
+    /// Sets `IP_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As `setsockopt(2)`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.set_ttl(ttl)
+    }
+
+    /// `IP_TTL` of this socket.
+    ///
+    /// # Errors
+    ///
+    /// As `getsockopt(2)`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.ttl()
+    }
+
+    /// Waits until the stream may be readable: data, end-of-file or an error
+    /// waits. A [`try_read`](TcpStream::try_read) after it may still find
+    /// nothing (`WouldBlock`), which clears the readiness for the next wait.
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub async fn readable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_read_ready(cx)).await
+    }
+
+    /// Waits until the stream may be writable.
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub async fn writable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write_ready(cx)).await
+    }
+
+    /// Polls for read readiness, leaving `cx`'s waker when not ready (only
+    /// the last task to poll is woken).
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io
+            .registration
+            .poll_ready(cx, Direction::Read)
+            .map_ok(|_| ())
+    }
+
+    /// Polls for write readiness, leaving `cx`'s waker when not ready (only
+    /// the last task to poll is woken).
+    ///
+    /// # Errors
+    ///
+    /// The runtime having shut down.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io
+            .registration
+            .poll_ready(cx, Direction::Write)
+            .map_ok(|_| ())
+    }
+
+    /// Reads what is there now without waiting: `Ok(0)` is end-of-file,
+    /// `WouldBlock` means nothing yet (wait with
+    /// [`readable`](TcpStream::readable)).
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`; as `read(2)`.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io
+            .registration
+            .try_io(Direction::Read, || (&*self.io).read(buf))
+    }
+
+    /// Writes what fits now without waiting; `WouldBlock` when nothing does
+    /// (wait with [`writable`](TcpStream::writable)).
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`; as `write(2)`.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io
+            .registration
+            .try_io(Direction::Write, || (&*self.io).write(buf))
+    }
+
+    /// Reads without consuming: the next read sees the same bytes. Waits
+    /// until data (or end-of-file, `Ok(0)`) is there.
+    ///
+    /// # Errors
+    ///
+    /// As `recv(2)` with `MSG_PEEK`.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| {
+            self.io
+                .registration
+                .poll_io(cx, Direction::Read, || self.io.peek(buf))
+        })
+        .await
+    }
+
+    /// Borrows the stream as a read half and a write half, usable from two
+    /// places at once (in one task; for two tasks use
+    /// [`into_split`](TcpStream::into_split)).
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        split(self)
+    }
+
+    /// Splits the stream into halves that own it together (an `Arc`), for
+    /// two tasks. Dropping the write half shuts the write side down;
+    /// [`OwnedWriteHalf::reunite`] puts the stream back together.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        split_owned(self)
+    }
+
+    /// Reads into `buf` when the stream is readable.
+    pub(crate) fn poll_read_priv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.io
+            .registration
+            .poll_io(cx, Direction::Read, || (&*self.io).read(buf))
+    }
+
+    /// Reads into the unfilled part of tokio's `ReadBuf` (initializing it
+    /// first, which `ReadBuf` does once per byte).
+    pub(crate) fn poll_read_buf(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = ready!(self.poll_read_priv(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes from `buf` when the stream is writable.
+    pub(crate) fn poll_write_priv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.io
+            .registration
+            .poll_io(cx, Direction::Write, || (&*self.io).write(buf))
+    }
+
+    /// Writes from `bufs` (one `writev(2)`) when the stream is writable.
+    pub(crate) fn poll_write_vectored_priv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io
+            .registration
+            .poll_io(cx, Direction::Write, || (&*self.io).write_vectored(bufs))
+    }
+
+    /// Shuts down one or both directions of the connection.
+    pub(crate) fn shutdown_std(&self, how: Shutdown) -> io::Result<()> {
+        self.io.shutdown(how)
+    }
+}
+
+impl futures_io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_read_priv(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_std(Shutdown::Write))
+    }
+}
+
+impl tokio::io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().poll_read_buf(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_std(Shutdown::Write))
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TcpStream").field(&*self.io).finish()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for TcpStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
