@@ -37,12 +37,12 @@ use crate::sync::{fence, AtomicBool};
 use crate::task::list::Registry;
 use crate::task::{self, Finish, JoinHandle, Notified, Schedule, Task, TaskMeta};
 use bulwark_io::{DriverSlot, Unparker};
-use std::sync::Arc;
 use bulwark_metrics::{SharedCounters, Snapshot, WorkerCounters};
 use crossbeam_deque::{Injector, Stealer};
 use idle::Idle;
 use std::future::Future;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
 use worker::WorkerCx;
 
 /// LIFO-slot polls in a row before a worker takes from its queue (tokio: 3).

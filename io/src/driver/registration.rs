@@ -59,7 +59,11 @@ impl Registration {
     }
 
     /// Runs `op` once if the source looks ready; `WouldBlock` otherwise.
-    pub(crate) fn try_io<R>(&self, dir: Direction, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        op: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
         // Only a look: a waker stored here would replace a waiting task's.
         let ev = match self.io.ready_now(dir) {
             Some(ev) if ev.is_shutdown() => return Err(io::Error::other(SHUT_DOWN)),
