@@ -42,17 +42,20 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub use bulwark_executor::{spawn, Runtime};
+pub use bulwark_executor::{spawn, try_spawn, Runtime};
 
 /// The runtime, its builder and handle (as `tokio::runtime`).
 pub mod runtime {
-    pub use bulwark_executor::runtime::{Builder, EnterGuard, Handle, Runtime, TryCurrentError};
+    pub use bulwark_executor::runtime::{
+        Admission, Builder, EnterGuard, Handle, Runtime, TryCurrentError, DEFAULT_MAX_TASKS,
+    };
 }
 
 /// Tasks: spawning, joining, yielding (as `tokio::task`).
 pub mod task {
     pub use bulwark_executor::task::{
-        id, spawn, spawn_blocking, try_id, yield_now, Builder, Id, JoinError, JoinHandle,
+        deadline, id, spawn, spawn_blocking, try_id, try_spawn, yield_now, Builder, Id, JoinError,
+        JoinHandle, SpawnError, SpawnWait,
     };
 }
 

@@ -219,8 +219,14 @@ impl Schedule for BlockingSchedule {
         None
     }
 
-    fn on_finish(&self, how: Finish) {
+    fn on_finish(&self, how: Finish, _permit: bool) {
+        // Blocking closures are bounded by their own pool, not the task
+        // ceiling: they never hold a permit.
         count_shared(&self.handle.shared.counters, how);
+    }
+
+    fn cancel_timer(&self, key: bulwark_io::driver::TimerKey) {
+        self.handle.shared.io().cancel_timer(key);
     }
 }
 

@@ -8,6 +8,7 @@ use crate::runtime::Handle;
 use crate::scheduler::worker::WorkerCx;
 use crate::task::Id;
 use std::cell::{Cell, RefCell};
+use std::time::Instant;
 
 struct Context {
     /// The runtime whose `spawn` a bare `bulwark_executor::spawn` reaches.
@@ -16,8 +17,8 @@ struct Context {
     worker: Cell<*const WorkerCx>,
     /// Inside `block_on` or on a worker: a nested `block_on` would deadlock.
     in_runtime: Cell<bool>,
-    /// The task being polled on this thread.
-    current_task: Cell<Option<Id>>,
+    /// The task being polled on this thread, and its deadline.
+    current_task: Cell<Option<(Id, Option<Instant>)>>,
 }
 
 thread_local! {
@@ -34,14 +35,14 @@ thread_local! {
 /// Sets the task being polled; returns the one before (polls nest when a
 /// task's poll runs `block_on` on another runtime... which panics, but the
 /// restore keeps the context right while it unwinds).
-pub(crate) fn set_current_task(id: Option<Id>) -> Option<Id> {
+pub(crate) fn set_current_task(id: Option<(Id, Option<Instant>)>) -> Option<(Id, Option<Instant>)> {
     CONTEXT
         .try_with(|c| c.current_task.replace(id))
         .unwrap_or(None)
 }
 
-/// The task being polled on this thread.
-pub(crate) fn current_task() -> Option<Id> {
+/// The task being polled on this thread, and its deadline.
+pub(crate) fn current_task() -> Option<(Id, Option<Instant>)> {
     CONTEXT.try_with(|c| c.current_task.get()).unwrap_or(None)
 }
 

@@ -8,6 +8,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+mod admission;
 mod blocking;
 mod context;
 pub mod runtime;
@@ -15,8 +16,9 @@ mod scheduler;
 mod sync;
 pub mod task;
 
+pub use admission::Admission;
 pub use runtime::Runtime;
-pub use task::spawn;
+pub use task::{spawn, try_spawn};
 
 /// Compile-time checks that the public types can cross threads.
 #[allow(dead_code)]

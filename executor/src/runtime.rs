@@ -1,13 +1,17 @@
 //! `Runtime`, its `Builder` and `Handle`: tokio's names for the same things.
 
+pub use crate::admission::Admission;
+
+use crate::admission::Admitter;
 use crate::blocking::{self, join_until};
 use crate::context;
+use crate::scheduler::spawn::{Mode, SpawnSpec};
 use crate::scheduler::{idle::Idle, worker, Remote, Shared};
 use crate::task::list::Registry;
 use crate::task::{Id, JoinHandle, TaskMeta};
 use bulwark_io::driver::Driver;
 use bulwark_io::{DriverSlot, Parker};
-use bulwark_metrics::{SharedCounters, Snapshot, WorkerCounters};
+use bulwark_metrics::{Books, SharedCounters, Snapshot, WorkerCounters};
 use crossbeam_deque::{Injector, Worker};
 use std::fmt;
 use std::future::Future;
@@ -38,7 +42,20 @@ pub struct Builder {
     thread_name: String,
     max_blocking_threads: usize,
     keep_alive: Duration,
+    max_tasks: usize,
+    admission: Admission,
+    default_deadline: Option<Duration>,
+    pause_accept: bool,
 }
+
+/// The default task ceiling: a million live tasks.
+///
+/// A task costs at least its header and scheduler fields (about 150 bytes)
+/// plus its future, so at the ceiling even empty tasks hold about 150 MB:
+/// far more than a healthy service keeps live (tens of thousands of
+/// connections with a few tasks each), and low enough that a spawn loop run
+/// away stops with rejected `JoinHandle`s instead of the OOM killer.
+pub const DEFAULT_MAX_TASKS: usize = 1_000_000;
 
 impl Default for Builder {
     fn default() -> Self {
@@ -56,7 +73,47 @@ impl Builder {
             thread_name: "bulwark-worker".to_string(),
             max_blocking_threads: blocking::DEFAULT_MAX_THREADS,
             keep_alive: blocking::DEFAULT_KEEP_ALIVE,
+            max_tasks: DEFAULT_MAX_TASKS,
+            admission: Admission::Reject,
+            default_deadline: None,
+            pause_accept: true,
         }
+    }
+
+    /// The hard ceiling on live tasks (default [`DEFAULT_MAX_TASKS`]): tasks
+    /// spawned and not yet finished never exceed it, whoever spawns them and
+    /// from which thread. What happens to a spawn at the ceiling is the
+    /// [`admission`](Self::admission) policy's call. `usize::MAX` turns the
+    /// ceiling (and its accounting) off; zero is refused by
+    /// [`build`](Self::build).
+    pub fn max_tasks(&mut self, n: usize) -> &mut Self {
+        self.max_tasks = n;
+        self
+    }
+
+    /// What a spawn does when the runtime cannot take more work: reject
+    /// (default), wait for room, or shed early on scheduling delay. See
+    /// [`Admission`].
+    pub fn admission(&mut self, admission: Admission) -> &mut Self {
+        self.admission = admission;
+        self
+    }
+
+    /// A deadline for every task that sets none, counted from its spawn
+    /// (default `None`: tasks run as long as they like, as on tokio). A task
+    /// past its deadline has its future dropped and its `JoinHandle` resolves
+    /// to a `JoinError` with `is_deadline_exceeded()`.
+    pub fn default_deadline(&mut self, deadline: Option<Duration>) -> &mut Self {
+        self.default_deadline = deadline;
+        self
+    }
+
+    /// Whether listeners stop accepting while the runtime sheds load or is
+    /// at its task ceiling (default `true`): connections then wait in the
+    /// kernel's backlog instead of being accepted as work that cannot run.
+    pub fn pause_accept_when_full(&mut self, pause: bool) -> &mut Self {
+        self.pause_accept = pause;
+        self
     }
 
     /// Number of worker threads (default: the number of cores). Zero is
@@ -99,6 +156,16 @@ impl Builder {
             Some(n) => n,
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if self.max_tasks == 0 {
+            return Err(invalid("max_tasks must be at least 1"));
+        }
+        if let Admission::Adaptive { target, interval } = self.admission {
+            if target.is_zero() || interval.is_zero() {
+                return Err(invalid(
+                    "adaptive admission needs a target and an interval above zero",
+                ));
+            }
+        }
         if self.max_blocking_threads == 0 {
             return Err(invalid("max_blocking_threads must be at least 1"));
         }
@@ -106,7 +173,8 @@ impl Builder {
             return Err(invalid("worker_threads must be at most 4096"));
         }
 
-        let (driver, _) = Driver::new()?;
+        let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
+        let (driver, _) = Driver::with_books(books.clone())?;
         let driver = Arc::new(DriverSlot::new(driver));
         let mut locals = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
@@ -133,6 +201,8 @@ impl Builder {
                 format!("{}-blocking", self.thread_name),
             ),
             driver,
+            admit: Admitter::new(self.admission, books),
+            default_deadline: self.default_deadline,
         });
         let mut runtime = Runtime {
             handle: Handle { shared },
@@ -253,6 +323,11 @@ impl Runtime {
         // Workers are stopped (or stuck in a poll, whose task they cancel
         // when it returns): cancel everything still alive.
         shared.registry.close_and_shutdown_all();
+        // Tasks and `spawn_wait` futures still waiting for admission: let
+        // them through to find the runtime closed.
+        for waiter in shared.admit.books.tasks.take_waiters() {
+            waiter.admit();
+        }
         shared.drain_injector();
         shared.blocking.shutdown(deadline);
         // Sockets still held outside the runtime fail from now on; timers
@@ -317,14 +392,18 @@ impl Handle {
 
     /// Spawns a task onto this runtime and returns its [`JoinHandle`]. The
     /// task starts running on a worker at once; it need not be awaited.
+    ///
+    /// At the task ceiling this follows the runtime's admission policy: the
+    /// handle resolves at once to a rejected `JoinError` (`Reject`), or the
+    /// task waits its turn (`Wait`). It never blocks and never panics.
     #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.clone()
-            .spawn_with_meta(future, TaskMeta::new(None, Location::caller()))
+        self.spawn_task(future, SpawnSpec::plain(Location::caller()), Mode::Spawn)
+            .unwrap_or_else(|_| unreachable!("Mode::Spawn never gives the future back"))
     }
 
     /// Runs `f` on the blocking pool: for work that blocks (file IO, a
@@ -397,6 +476,7 @@ impl TaskMeta {
             id: Id::next(),
             name: name.map(Into::into),
             location,
+            deadline: None,
         }
     }
 }

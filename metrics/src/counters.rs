@@ -47,6 +47,10 @@ pub struct WorkerCounters {
     pub panicked: Counter,
     /// Tasks cancelled (aborted or shut down) on this worker.
     pub cancelled: Counter,
+    /// Tasks dropped at their deadline on this worker.
+    pub deadline_exceeded: Counter,
+    /// Spawns from this worker rejected by admission.
+    pub rejected: Counter,
     /// Tasks taken from another worker's queue.
     pub steals: Counter,
     /// Times this worker went to sleep for want of work.
@@ -65,6 +69,10 @@ pub struct SharedCounters {
     pub panicked: AtomicU64,
     /// Tasks cancelled off the workers.
     pub cancelled: AtomicU64,
+    /// Tasks dropped at their deadline off the workers.
+    pub deadline_exceeded: AtomicU64,
+    /// Spawns from outside the workers rejected by admission.
+    pub rejected: AtomicU64,
 }
 
 impl SharedCounters {

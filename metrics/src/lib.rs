@@ -11,8 +11,11 @@
 
 #![warn(missing_docs)]
 
+mod books;
 mod counters;
+pub mod ledger;
 mod snapshot;
 
+pub use books::Books;
 pub use counters::{Counter, SharedCounters, WorkerCounters};
 pub use snapshot::{BlockingSnapshot, DriverSnapshot, Snapshot};

@@ -29,18 +29,20 @@
 //! work wakes the next, and the last to park checks every queue once more.
 
 pub(crate) mod idle;
+pub(crate) mod spawn;
 pub(crate) mod worker;
 
+use crate::admission::{now_nanos, Admitter};
 use crate::blocking;
 use crate::runtime::Handle;
 use crate::sync::{fence, AtomicBool};
 use crate::task::list::Registry;
-use crate::task::{self, Finish, JoinHandle, Notified, Schedule, Task, TaskMeta};
+use crate::task::{Finish, Notified, Schedule, Task};
 use bulwark_io::{DriverSlot, Unparker};
 use bulwark_metrics::{SharedCounters, Snapshot, WorkerCounters};
 use crossbeam_deque::{Injector, Stealer};
 use idle::Idle;
-use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use worker::WorkerCx;
@@ -65,6 +67,10 @@ pub(crate) struct Shared {
     /// The runtime's IO driver and timer wheel; idle workers take turns
     /// blocking in it.
     pub(crate) driver: Arc<DriverSlot>,
+    /// The task ceiling and the admission policy.
+    pub(crate) admit: Admitter,
+    /// Deadline given to tasks that set none (`Builder::default_deadline`).
+    pub(crate) default_deadline: Option<std::time::Duration>,
 }
 
 /// What other threads may touch of one worker.
@@ -78,10 +84,30 @@ impl Shared {
     /// Queues a task woken by a waker (`is_yield`: by itself, during its
     /// own poll).
     fn schedule_task(&self, task: Queued, is_yield: bool) {
+        if !is_yield && self.admit.samples_delay() {
+            task.header().queued_at.store(now_nanos(), Relaxed);
+        }
         worker::with_local(self, |local| match local {
             Some(cx) => cx.schedule_local(task, is_yield),
             None => self.schedule_remote(task),
         })
+    }
+
+    /// Queues a task just spawned (admitted): the spawning worker's LIFO slot
+    /// if on one, else the injector.
+    pub(crate) fn schedule_spawned(&self, task: Queued) {
+        worker::with_local(self, |local| match local {
+            Some(cx) => cx.schedule_local(task, false),
+            None => self.schedule_remote(task),
+        })
+    }
+
+    /// Queues a task that waited for admission and was just given a permit.
+    pub(crate) fn schedule_admitted(&self, task: Queued) {
+        if self.admit.samples_delay() {
+            task.header().queued_at.store(now_nanos(), Relaxed);
+        }
+        self.schedule_spawned(task);
     }
 
     /// Queues a task on the injector and wakes a worker if none searches.
@@ -151,32 +177,8 @@ impl Shared {
             &self.counters,
             self.blocking.snapshot(),
             self.driver.handle().stats(),
+            &self.admit.books,
         )
-    }
-}
-
-impl Handle {
-    /// Spawns onto this runtime; the one path every spawn takes.
-    pub(crate) fn spawn_with_meta<F>(&self, future: F, meta: TaskMeta) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let (task, notified, join) = task::new_task(future, self.clone(), meta);
-        let shared = &*self.shared;
-        worker::with_local(shared, |local| {
-            match local {
-                Some(cx) => cx.counters().spawned.bump(),
-                None => SharedCounters::bump(&shared.counters.spawned),
-            }
-            if let Some(notified) = shared.registry.bind(task, notified) {
-                match local {
-                    Some(cx) => cx.schedule_local(notified, false),
-                    None => shared.schedule_remote(notified),
-                }
-            }
-        });
-        join
     }
 }
 
@@ -193,7 +195,7 @@ impl Schedule for Handle {
         self.shared.registry.remove(task)
     }
 
-    fn on_finish(&self, how: Finish) {
+    fn on_finish(&self, how: Finish, permit: bool) {
         let shared = &*self.shared;
         worker::with_local(shared, |local| match local {
             Some(cx) => {
@@ -202,10 +204,19 @@ impl Schedule for Handle {
                     Finish::Completed => c.completed.bump(),
                     Finish::Panicked => c.panicked.bump(),
                     Finish::Cancelled => c.cancelled.bump(),
+                    Finish::DeadlineExceeded => c.deadline_exceeded.bump(),
+                    Finish::Rejected => c.rejected.bump(),
                 }
             }
             None => count_shared(&shared.counters, how),
-        })
+        });
+        if permit {
+            shared.admit.release();
+        }
+    }
+
+    fn cancel_timer(&self, key: bulwark_io::driver::TimerKey) {
+        self.shared.io().cancel_timer(key);
     }
 }
 
@@ -215,6 +226,8 @@ pub(crate) fn count_shared(counters: &SharedCounters, how: Finish) {
         Finish::Completed => &counters.completed,
         Finish::Panicked => &counters.panicked,
         Finish::Cancelled => &counters.cancelled,
+        Finish::DeadlineExceeded => &counters.deadline_exceeded,
+        Finish::Rejected => &counters.rejected,
     });
 }
 

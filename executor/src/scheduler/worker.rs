@@ -123,6 +123,18 @@ impl WorkerCx {
             self.shared().notify_parked();
         }
         self.counters().polls.bump();
+        let admit = &self.shared().admit;
+        if admit.samples_delay() {
+            let queued = task
+                .header()
+                .queued_at
+                .swap(0, std::sync::atomic::Ordering::Relaxed);
+            if queued != 0 {
+                let now = crate::admission::now_nanos();
+                let delay = std::time::Duration::from_nanos(now.saturating_sub(queued));
+                admit.observe_delay(std::time::Instant::now(), delay);
+            }
+        }
         task.run();
     }
 
@@ -217,6 +229,8 @@ impl WorkerCx {
             }
             std::mem::replace(&mut core.searching, false)
         };
+        // Nothing to do anywhere: not overloaded, whatever CoDel last said.
+        shared.admit.on_idle();
         if shared
             .idle
             .transition_worker_to_parked(self.index, was_searching)

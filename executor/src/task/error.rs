@@ -4,8 +4,9 @@ use super::Id;
 use std::any::Any;
 use std::fmt;
 
-/// A task ended without producing its output: it panicked, or it was
-/// cancelled (aborted, or dropped when its runtime shut down).
+/// A task ended without producing its output: it panicked, it was cancelled
+/// (aborted, or dropped when its runtime shut down), it was dropped at its
+/// deadline, or admission rejected it.
 ///
 /// Its `Display` names the task (id, and name if it has one) and the reason.
 pub struct JoinError {
@@ -16,6 +17,8 @@ pub struct JoinError {
 
 enum Repr {
     Cancelled,
+    DeadlineExceeded,
+    Rejected(&'static str),
     Panic(Payload),
 }
 
@@ -38,6 +41,22 @@ impl JoinError {
         }
     }
 
+    pub(crate) fn deadline_exceeded(id: Id, name: Option<&str>) -> JoinError {
+        JoinError {
+            id,
+            name: name.map(Into::into),
+            repr: Repr::DeadlineExceeded,
+        }
+    }
+
+    pub(crate) fn rejected(id: Id, name: Option<&str>, why: &'static str) -> JoinError {
+        JoinError {
+            id,
+            name: name.map(Into::into),
+            repr: Repr::Rejected(why),
+        }
+    }
+
     pub(crate) fn panic(id: Id, name: Option<&str>, payload: Box<dyn Any + Send>) -> JoinError {
         JoinError {
             id,
@@ -50,6 +69,19 @@ impl JoinError {
     /// dropped at runtime shutdown.
     pub fn is_cancelled(&self) -> bool {
         matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// True if the task was dropped at its deadline (set with
+    /// `task::Builder::deadline`/`timeout`, inherited from its parent, or the
+    /// runtime's `default_deadline`).
+    pub fn is_deadline_exceeded(&self) -> bool {
+        matches!(self.repr, Repr::DeadlineExceeded)
+    }
+
+    /// True if admission refused the task: the runtime was at its task
+    /// ceiling, or shedding load. Its future was dropped unpolled.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.repr, Repr::Rejected(_))
     }
 
     /// True if the task panicked.
@@ -73,7 +105,7 @@ impl JoinError {
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
             Repr::Panic(p) => Ok(p.0),
-            Repr::Cancelled => Err(self),
+            _ => Err(self),
         }
     }
 
@@ -105,6 +137,8 @@ impl fmt::Display for JoinError {
         self.fmt_task(f)?;
         match &self.repr {
             Repr::Cancelled => f.write_str(" was cancelled"),
+            Repr::DeadlineExceeded => f.write_str(" was dropped at its deadline"),
+            Repr::Rejected(why) => write!(f, " was rejected: {why}"),
             Repr::Panic(p) => match panic_message(p) {
                 Some(msg) => write!(f, " panicked with message {msg:?}"),
                 None => f.write_str(" panicked"),
@@ -117,6 +151,8 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
+            Repr::DeadlineExceeded => write!(f, "JoinError::DeadlineExceeded({:?})", self.id),
+            Repr::Rejected(why) => write!(f, "JoinError::Rejected({:?}, {why:?})", self.id),
             Repr::Panic(p) => match panic_message(p) {
                 Some(msg) => write!(f, "JoinError::Panic({:?}, {msg:?}, ...)", self.id),
                 None => write!(f, "JoinError::Panic({:?}, ...)", self.id),

@@ -2,6 +2,7 @@
 //! handshake. Each function here is reached through the vtable and knows the
 //! task's real types.
 
+use super::core::reason;
 use super::core::{Cell, Header, Stage};
 use super::state::{ToIdle, ToNotified, ToRunning};
 use super::waker::waker_ref;
@@ -11,6 +12,7 @@ use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
 /// A typed view of one task. Holds no reference by itself: each operation
@@ -65,8 +67,8 @@ where
         match self.header().state.transition_to_running() {
             ToRunning::Success => self.poll_running(),
             ToRunning::Cancelled => {
-                self.cancel_task();
-                self.complete(Finish::Cancelled);
+                let how = self.cancel_task();
+                self.complete(how);
             }
             ToRunning::Failed => {}
             ToRunning::Dealloc => self.dealloc(),
@@ -77,7 +79,7 @@ where
         let header = self.header();
         let waker = waker_ref(self.cell.cast());
         let mut cx = Context::from_waker(&waker);
-        let prev = crate::context::set_current_task(Some(header.id));
+        let prev = crate::context::set_current_task(Some((header.id, header.deadline)));
         // SAFETY: we set RUNNING, so the stage is ours.
         let res = unsafe { poll_future(self.stage(), &mut cx) };
         crate::context::set_current_task(prev);
@@ -104,8 +106,8 @@ where
                 }
                 ToIdle::OkDealloc => self.dealloc(),
                 ToIdle::Cancelled => {
-                    self.cancel_task();
-                    self.complete(Finish::Cancelled);
+                    let how = self.cancel_task();
+                    self.complete(how);
                 }
             },
         }
@@ -119,27 +121,53 @@ where
         let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(old)));
     }
 
-    /// Drops the future without polling it and stores the cancellation error
-    /// (or a panic error, if the future's destructor panicked).
-    fn cancel_task(&self) {
+    /// Drops the future without polling it and stores the error its
+    /// cancellation reason calls for (or a panic error, if the future's
+    /// destructor panicked). Returns how the task ended.
+    fn cancel_task(&self) -> Finish {
         let header = self.header();
         // SAFETY: the caller set (or was granted) RUNNING.
         let old = mem::replace(unsafe { self.stage() }, Stage::Consumed);
-        let err = match panic::catch_unwind(AssertUnwindSafe(move || drop(old))) {
-            Ok(()) => JoinError::cancelled(header.id, header.name.as_deref()),
-            Err(p) => JoinError::panic(header.id, header.name.as_deref(), p),
+        let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(old)));
+        let (id, name) = (header.id, header.name.as_deref());
+        let (err, how) = match (dropped, header.cancel_reason.load(Relaxed)) {
+            (Err(p), _) => (JoinError::panic(id, name, p), Finish::Panicked),
+            (Ok(()), reason::DEADLINE) => (
+                JoinError::deadline_exceeded(id, name),
+                Finish::DeadlineExceeded,
+            ),
+            (Ok(()), reason::REJECTED_CEILING) => (
+                JoinError::rejected(id, name, "the runtime is at its task ceiling (max_tasks)"),
+                Finish::Rejected,
+            ),
+            (Ok(()), reason::REJECTED_SHEDDING) => (
+                JoinError::rejected(
+                    id,
+                    name,
+                    "the runtime is shedding load (adaptive admission)",
+                ),
+                Finish::Rejected,
+            ),
+            (Ok(()), _) => (JoinError::cancelled(id, name), Finish::Cancelled),
         };
         // SAFETY: as above.
         unsafe { *self.stage() = Stage::Finished(Err(err)) };
+        how
     }
 
     /// The stage holds the output. Publishes it, tells the join handle, takes
     /// the task out of the registry and drops the running reference.
     fn complete(self, how: Finish) {
         let cell = self.cell();
-        // Counted before COMPLETE is published, so whoever sees the join
-        // handle resolve also sees the count.
-        cell.scheduler.on_finish(how);
+        // SAFETY: we hold RUNNING (or were granted it by shutdown): the
+        // deadline timer field is ours.
+        if let Some(key) = unsafe { (*cell.header.deadline_timer.get()).take() } {
+            cell.scheduler.cancel_timer(key);
+        }
+        // Counted (and the ceiling permit given back) before COMPLETE is
+        // published, so whoever sees the join handle resolve also sees both.
+        let permit = cell.header.admitted.swap(false, Relaxed);
+        cell.scheduler.on_finish(how, permit);
         let prev = cell.header.state.transition_to_complete();
         let _ = panic::catch_unwind(AssertUnwindSafe(|| {
             if !prev.is_join_interested() {
@@ -311,8 +339,8 @@ where
     let harness = Harness::<F, S>::from_raw(ptr);
     if harness.header().state.transition_to_shutdown() {
         // Claimed: our reference serves as the running one.
-        harness.cancel_task();
-        harness.complete(Finish::Cancelled);
+        let how = harness.cancel_task();
+        harness.complete(how);
     } else if harness.header().state.ref_dec() {
         harness.dealloc();
     }
@@ -325,6 +353,21 @@ pub(super) fn wake_by_val(raw: RawTask) {
         ToNotified::Dealloc => raw.dealloc(),
         ToNotified::DoNothing => {}
     }
+}
+
+/// The task's deadline passed: cancel it as deadline-exceeded (unless it
+/// was already cancelled for another reason).
+pub(super) fn fire_deadline(raw: RawTask) {
+    let header = raw.header();
+    if !header.state.load().is_cancelled() && !header.state.load().is_complete() {
+        let _ = header.cancel_reason.compare_exchange(
+            reason::CANCELLED,
+            reason::DEADLINE,
+            Relaxed,
+            Relaxed,
+        );
+    }
+    raw.remote_abort();
 }
 
 /// A waker woken by reference: schedule with a new reference if needed.

@@ -47,15 +47,17 @@ mod state;
 mod waker;
 mod yield_now;
 
-pub use current::{id, try_id};
+pub use crate::scheduler::spawn::SpawnError;
+pub use current::{deadline, id, try_id};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
-pub use spawn::{spawn, spawn_blocking, Builder};
+pub use spawn::{spawn, spawn_blocking, try_spawn, Builder, SpawnWait};
 pub use yield_now::yield_now;
 
 pub(crate) use self::core::TaskMeta;
 pub(crate) use raw::RawTask;
+pub(crate) use waker::deadline_waker;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -74,8 +76,12 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// reference if it was still there.
     fn release(&self, task: &Task<Self>) -> Option<Task<Self>>;
 
-    /// Count how the task ended.
-    fn on_finish(&self, how: Finish);
+    /// Count how the task ended; `permit` is true if it held a permit of the
+    /// task ceiling, which must be given back.
+    fn on_finish(&self, how: Finish, permit: bool);
+
+    /// Remove the task's deadline timer (it finished first, or it fired).
+    fn cancel_timer(&self, key: bulwark_io::driver::TimerKey);
 }
 
 /// How a task ended, for the books.
@@ -84,6 +90,8 @@ pub(crate) enum Finish {
     Completed,
     Panicked,
     Cancelled,
+    DeadlineExceeded,
+    Rejected,
 }
 
 /// One counted reference to a task, as held by the registry.
@@ -151,6 +159,25 @@ impl<S: 'static> Task<S> {
         raw.shutdown();
     }
 
+    /// Admission refused the task: cancel it before it ever runs, with the
+    /// reason its join handle reports. Consumes this reference.
+    pub(crate) fn reject(self, shedding: bool) {
+        let why = if shedding {
+            self::core::reason::REJECTED_SHEDDING
+        } else {
+            self::core::reason::REJECTED_CEILING
+        };
+        self.raw
+            .header()
+            .cancel_reason
+            .store(why, std::sync::atomic::Ordering::Relaxed);
+        self.shutdown();
+    }
+
+    pub(crate) fn header(&self) -> &self::core::Header {
+        self.raw.header()
+    }
+
     /// Turns this reference into a `Notified`. Only valid for a reference
     /// that was created to be submitted (see `state`).
     fn into_notified(self) -> Notified<S> {
@@ -177,6 +204,10 @@ impl<S: 'static> Notified<S> {
 
     pub(crate) fn id(&self) -> Id {
         self.0.id()
+    }
+
+    pub(crate) fn header(&self) -> &self::core::Header {
+        self.0.header()
     }
 
     /// Cancels a queued task that will never run (its queue is shutting

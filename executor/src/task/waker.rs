@@ -1,7 +1,7 @@
 //! The waker of a task: a counted reference behind a `RawWaker`.
 
 use super::core::Header;
-use super::harness::{wake_by_ref, wake_by_val};
+use super::harness::{fire_deadline, wake_by_ref, wake_by_val};
 use super::RawTask;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
@@ -42,4 +42,36 @@ unsafe fn drop_waker(data: *const ()) {
     if raw.header().state.ref_dec() {
         raw.dealloc();
     }
+}
+
+/// The waker the driver's wheel holds for a task's deadline: waking it
+/// cancels the task as deadline-exceeded. It holds a reference, like any
+/// waker, which the wheel drops when the entry is removed.
+static DEADLINE_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(deadline_clone, deadline_wake, deadline_wake_ref, drop_waker);
+
+/// A deadline waker for the task at `header`. The caller must own a
+/// reference; the waker makes its own.
+pub(crate) fn deadline_waker(header: NonNull<Header>) -> Waker {
+    let raw = RawTask::from_raw(header);
+    raw.header().state.ref_inc();
+    let raw_waker = RawWaker::new(header.as_ptr() as *const (), &DEADLINE_VTABLE);
+    // SAFETY: the vtable upholds the RawWaker contract as `VTABLE` does; the
+    // reference made above is released by `drop_waker` or `deadline_wake`.
+    unsafe { Waker::from_raw(raw_waker) }
+}
+
+unsafe fn deadline_clone(data: *const ()) -> RawWaker {
+    raw_task(data).header().state.ref_inc();
+    RawWaker::new(data, &DEADLINE_VTABLE)
+}
+
+unsafe fn deadline_wake(data: *const ()) {
+    fire_deadline(raw_task(data));
+    // SAFETY: waking by value consumes the waker's reference.
+    unsafe { drop_waker(data) };
+}
+
+unsafe fn deadline_wake_ref(data: *const ()) {
+    fire_deadline(raw_task(data));
 }

@@ -18,8 +18,9 @@ pub(crate) mod scheduled_io;
 
 pub use registration::PollEvented;
 
-use crate::time::wheel::{TimerKey, Wheel};
-use bulwark_metrics::DriverSnapshot;
+pub use crate::time::wheel::TimerKey;
+use crate::time::wheel::{EntryState, Wheel};
+use bulwark_metrics::{Books, DriverSnapshot};
 use parking_lot::Mutex;
 use scheduled_io::{ScheduledIo, ERROR, READABLE, READ_CLOSED, SHUTDOWN, WRITABLE, WRITE_CLOSED};
 use slab::Slab;
@@ -63,6 +64,10 @@ pub(crate) struct Inner {
     /// `accept` failures for want of fds or memory, each followed by a
     /// back-off instead of a retry.
     pub(crate) accept_backoffs: AtomicU64,
+    /// Times a listener waited because admission paused accepting.
+    pub(crate) accept_pauses: AtomicU64,
+    /// The runtime's books: whether accepting is paused.
+    pub(crate) books: Arc<Books>,
 }
 
 struct Ios {
@@ -79,8 +84,13 @@ pub(crate) struct Timers {
 }
 
 impl Driver {
-    /// A new driver and its handle.
+    /// A new driver and its handle, with books of its own (no ceiling).
     pub fn new() -> io::Result<(Driver, Handle)> {
+        Self::with_books(Arc::new(Books::default()))
+    }
+
+    /// A new driver for a runtime whose admission state is in `books`.
+    pub fn with_books(books: Arc<Books>) -> io::Result<(Driver, Handle)> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)?;
@@ -100,6 +110,8 @@ impl Driver {
                 start: Instant::now(),
                 shutdown: AtomicBool::new(false),
                 accept_backoffs: AtomicU64::new(0),
+                accept_pauses: AtomicU64::new(0),
+                books,
             }),
         };
         let driver = Driver {
@@ -257,6 +269,7 @@ impl Handle {
             registrations: self.inner.ios.lock().slab.len(),
             timers_pending: self.inner.timers.lock().wheel.pending(),
             accept_backoffs: self.inner.accept_backoffs.load(Ordering::Relaxed),
+            accept_pauses: self.inner.accept_pauses.load(Ordering::Relaxed),
         }
     }
 
@@ -296,6 +309,23 @@ impl Handle {
 
     pub(crate) fn is_shutdown(&self) -> bool {
         self.inner.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Sets a timer that wakes `waker` at `deadline` (at once, if it is
+    /// past). Remove it with [`cancel_timer`](Self::cancel_timer) once it is
+    /// no longer needed, fired or not: the entry stays until then.
+    pub fn set_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
+        let key = self.insert_timer(deadline, waker);
+        let fired = self.inner.timers.lock().wheel.poll_entry(key, waker) == EntryState::Fired;
+        if fired {
+            waker.wake_by_ref();
+        }
+        key
+    }
+
+    /// Removes a timer set with [`set_timer`](Self::set_timer).
+    pub fn cancel_timer(&self, key: TimerKey) {
+        self.inner.timers.lock().wheel.remove(key);
     }
 
     /// Sets a timer; wakes the driver if it sleeps past the new deadline.

@@ -23,9 +23,9 @@ const SLOT_BITS: u32 = 6;
 /// The last tick the wheel can hold.
 pub(crate) const MAX_TICK: u64 = (1 << (SLOT_BITS as u64 * LEVELS as u64)) - 1;
 
-/// Names one timer in the wheel.
+/// Names one timer in the driver's wheel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimerKey {
+pub struct TimerKey {
     index: usize,
     generation: u64,
 }

@@ -16,6 +16,10 @@ const BACKOFF_START: Duration = Duration::from_millis(1);
 /// The longest back-off: how late, at most, a listener notices that fds came
 /// back.
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
+/// First look again while accepting is paused by admission.
+const PAUSE_START: Duration = Duration::from_millis(1);
+/// Longest wait between looks while accepting is paused.
+const PAUSE_MAX: Duration = Duration::from_millis(10);
 
 /// A TCP socket server, listening for connections.
 ///
@@ -103,6 +107,11 @@ impl TcpListener {
     /// # Cancel safety
     ///
     /// Cancel safe: a connection not yet returned stays in the backlog.
+    ///
+    /// While the runtime sheds load or is at its task ceiling (and the
+    /// runtime's `pause_accept_when_full` switch is on, as it is by default),
+    /// `accept` takes no connection: they wait in the kernel's backlog, and
+    /// `accept` looks again every millisecond or so (up to 10 ms).
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, addr) = self.accept_with(|listener| listener.accept()).await?;
         let handle = self.io.registration.handle().clone();
@@ -116,7 +125,19 @@ impl TcpListener {
         mut op: impl FnMut(&mio::net::TcpListener) -> io::Result<T>,
     ) -> io::Result<T> {
         let mut backoff = BACKOFF_START;
+        let mut paused = PAUSE_START;
         loop {
+            let handle = self.io.registration.handle();
+            if handle.inner.books.accept_paused() {
+                // The runtime sheds or is at its task ceiling: leave new
+                // connections in the kernel backlog rather than accept work
+                // it cannot run. Look again shortly.
+                handle.inner.accept_pauses.fetch_add(1, Relaxed);
+                Sleep::new(handle.clone(), Instant::now() + paused).await;
+                paused = (paused * 2).min(PAUSE_MAX);
+                continue;
+            }
+            paused = PAUSE_START;
             let res = poll_fn(|cx| {
                 self.io
                     .registration
