@@ -604,7 +604,7 @@ fn tcp_echo(c: &mut Criterion) {
 }
 
 fn hyper_hello(c: &mut Criterion) {
-    served!(c, hyper_hello, start_hello, 10, 5);
+    served!(c, hyper_hello, start_hello, 10, 7);
 }
 
 /// Private so that the function `criterion_group!` generates needs no docs.

@@ -19,7 +19,7 @@ pub(crate) mod scheduled_io;
 pub use registration::PollEvented;
 
 pub use crate::time::wheel::TimerKey;
-use crate::time::wheel::{EntryState, Wheel};
+use crate::time::wheel::Wheel;
 use bulwark_metrics::{Books, DriverSnapshot};
 use parking_lot::Mutex;
 use scheduled_io::{ScheduledIo, ERROR, READABLE, READ_CLOSED, SHUTDOWN, WRITABLE, WRITE_CLOSED};
@@ -315,8 +315,7 @@ impl Handle {
     /// past). Remove it with [`cancel_timer`](Self::cancel_timer) once it is
     /// no longer needed, fired or not: the entry stays until then.
     pub fn set_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
-        let key = self.insert_timer(deadline, waker);
-        let fired = self.inner.timers.lock().wheel.poll_entry(key, waker) == EntryState::Fired;
+        let (key, fired) = self.insert_timer(deadline, waker);
         if fired {
             waker.wake_by_ref();
         }
@@ -329,18 +328,20 @@ impl Handle {
     }
 
     /// Sets a timer; wakes the driver if it sleeps past the new deadline.
-    pub(crate) fn insert_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
+    /// Returns the key and whether the deadline had already passed (the
+    /// entry starts out fired and `waker` is not kept).
+    pub(crate) fn insert_timer(&self, deadline: Instant, waker: &Waker) -> (TimerKey, bool) {
         let when = self.inner.deadline_tick(deadline);
-        let (key, wake_driver) = {
+        let (key, fired, wake_driver) = {
             let mut timers = self.inner.timers.lock();
             let when = if timers.shutdown { 0 } else { when };
-            let key = timers.wheel.insert(when, waker.clone());
-            (key, when < timers.parked_until)
+            let (key, fired) = timers.wheel.insert_fired(when, waker.clone());
+            (key, fired, !fired && when < timers.parked_until)
         };
         if wake_driver {
             self.unpark();
         }
-        key
+        (key, fired)
     }
 
     fn register(

@@ -74,7 +74,7 @@ fn a_turn_fires_due_timers_and_sleeps_until_the_next() {
     let (mut driver, handle) = Driver::new().unwrap();
     let (count, waker) = counting_waker();
     let start = Instant::now();
-    let key = handle.insert_timer(start + Duration::from_millis(20), &waker);
+    let (key, _) = handle.insert_timer(start + Duration::from_millis(20), &waker);
     driver.turn(None);
     assert!(start.elapsed() >= Duration::from_millis(20));
     assert_eq!(count.0.load(Ordering::SeqCst), 1);

@@ -95,14 +95,14 @@ impl Future for Sleep {
         }
         let state = match this.key {
             None => {
-                let key = this.handle.insert_timer(this.deadline, cx.waker());
+                // One lock: insert, and learn whether it was already due.
+                let (key, fired) = this.handle.insert_timer(this.deadline, cx.waker());
                 this.key = Some(key);
-                this.handle
-                    .inner
-                    .timers
-                    .lock()
-                    .wheel
-                    .poll_entry(key, cx.waker())
+                if fired {
+                    EntryState::Fired
+                } else {
+                    EntryState::Pending
+                }
             }
             Some(key) => this
                 .handle

@@ -121,8 +121,13 @@ impl Wheel {
     }
 
     /// Sets a timer for tick `when`. A deadline already past fires at once:
-    /// the entry starts out fired.
+    /// the entry starts out fired (see [`insert_fired`](Self::insert_fired)).
     pub(crate) fn insert(&mut self, when: u64, waker: Waker) -> TimerKey {
+        self.insert_fired(when, waker).0
+    }
+
+    /// As [`insert`](Self::insert), and whether the entry starts out fired.
+    pub(crate) fn insert_fired(&mut self, when: u64, waker: Waker) -> (TimerKey, bool) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let index = self.entries.insert(Entry {
@@ -133,12 +138,13 @@ impl Wheel {
             prev: None,
             next: None,
         });
-        if when > self.elapsed {
-            self.link(index);
-        } else {
+        let fired = when <= self.elapsed;
+        if fired {
             self.entries[index].waker = None;
+        } else {
+            self.link(index);
         }
-        TimerKey { index, generation }
+        (TimerKey { index, generation }, fired)
     }
 
     fn entry(&self, key: TimerKey) -> Option<&Entry> {
