@@ -122,6 +122,7 @@ impl Wheel {
 
     /// Sets a timer for tick `when`. A deadline already past fires at once:
     /// the entry starts out fired (see [`insert_fired`](Self::insert_fired)).
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, when: u64, waker: Waker) -> TimerKey {
         self.insert_fired(when, waker).0
     }
