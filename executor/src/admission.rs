@@ -9,17 +9,28 @@
 //! delay says the workers are overwhelmed.
 //!
 //! Adaptive is CoDel (Nichols & Jacobson, "Controlling Queue Delay", 2012) on
-//! the time from a task's wake to its poll: if the smallest delay seen in a
-//! whole `interval` is above `target`, the queue is standing, not bursting,
-//! and new spawns are shed until an interval's minimum is back under the
-//! target (or a worker runs out of work, which no overloaded runtime does).
+//! the time from a task's wake to its poll (its *sojourn*):
+//!
+//! - Shedding starts when the sojourn has stayed above `target` for a whole
+//!   `interval`: the queue is standing, not bursting.
+//! - While shedding, new spawns are refused, and a task that has never run
+//!   and waited past `target` is dropped at dequeue (CoDel drops at the head,
+//!   not the tail): the work queued before the overload was seen does not
+//!   run late. A first poll that waited more than a whole `interval` is
+//!   dropped even before shedding starts.
+//! - Shedding stops when the sojourn has stayed under `target` for an
+//!   interval, or at once when a worker runs out of work. Within a few
+//!   intervals of that, one sojourn above `target` starts it again (CoDel
+//!   re-enters its dropping state quickly when it left it recently).
+//!
 //! Defaults are 5 ms and 100 ms, as Facebook's and folly's CoDel. Tasks
 //! spawned with `task::Builder::essential()` are never shed.
 
-use crate::task::Notified;
+use crate::task::{Id, Notified};
 use bulwark_metrics::ledger::Waiter;
 use bulwark_metrics::Books;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{
     AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
 };
@@ -80,6 +91,9 @@ pub(crate) struct Admitter {
     ceiling: bool,
     pub(crate) books: Arc<Books>,
     codel: Option<Codel>,
+    /// Tasks in the admission wait list, by id, so an abort or a deadline
+    /// can take one out without waiting for a permit.
+    queued: Mutex<HashMap<Id, Arc<QueuedTask>>>,
 }
 
 impl Admitter {
@@ -93,6 +107,7 @@ impl Admitter {
             ceiling: books.tasks.budget() != usize::MAX,
             books,
             codel,
+            queued: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,6 +138,38 @@ impl Admitter {
         }
     }
 
+    /// Puts a task in the admission wait list.
+    pub(crate) fn enqueue(&self, task: Arc<QueuedTask>) {
+        self.queued.lock().insert(task.id, task.clone());
+        self.books.tasks.wait(task);
+    }
+
+    /// Takes a cancelled task out of the wait list (its place goes to the
+    /// next waiter, which `admit` skips to).
+    pub(crate) fn take_queued(&self, id: Id) -> Option<Notified<crate::runtime::Handle>> {
+        let queued = self.queued.lock().remove(&id)?;
+        let task = queued.task.lock().take();
+        task
+    }
+
+    /// Drops the wait list's index (shutdown).
+    pub(crate) fn clear_queued(&self) {
+        let all: Vec<_> = self.queued.lock().drain().collect();
+        drop(all);
+    }
+
+    /// Adaptive admission: whether a task that has never run, dequeued after
+    /// `delay`, is dropped instead of polled.
+    pub(crate) fn should_shed_at_dequeue(&self, delay: Duration) -> bool {
+        match &self.codel {
+            Some(c) => {
+                let d = delay.as_nanos() as u64;
+                (self.books.is_shedding() && d > c.target) || d > c.interval
+            }
+            None => false,
+        }
+    }
+
     /// Whether spawns are accounted against the ceiling at all.
     pub(crate) fn has_ceiling(&self) -> bool {
         self.ceiling
@@ -143,19 +190,22 @@ impl Admitter {
     /// A task was polled `delay` after it was queued.
     pub(crate) fn observe_delay(&self, now: Instant, delay: Duration) {
         if let Some(codel) = &self.codel {
-            if let Some(shed) = codel.observe(now, delay) {
+            if let Some(shed) = codel.observe(now, delay, self.books.is_shedding()) {
                 self.books.set_shedding(shed);
+                if !shed {
+                    codel.left_shedding(now);
+                }
             }
         }
     }
 
-    /// A worker found no work anywhere: whatever the last interval said, the
-    /// runtime is not overloaded now.
+    /// A worker found no work anywhere: whatever the sojourns said, no queue
+    /// stands now.
     pub(crate) fn on_idle(&self) {
-        if self.codel.is_some() && self.books.is_shedding() {
-            self.books.set_shedding(false);
-            if let Some(codel) = &self.codel {
-                codel.restart(Instant::now());
+        if let Some(codel) = &self.codel {
+            if self.books.is_shedding() {
+                self.books.set_shedding(false);
+                codel.left_shedding(Instant::now());
             }
         }
     }
@@ -169,14 +219,18 @@ pub(crate) fn now_nanos() -> u64 {
     (epoch.elapsed().as_nanos() as u64).max(1)
 }
 
-/// CoDel's state: the smallest delay seen in the current interval.
+/// CoDel's state, in nanoseconds since `start` (0: unset).
 struct Codel {
     target: u64,
     interval: u64,
     start: Instant,
-    /// Nanoseconds since `start` at which the current interval began.
-    interval_start: AtomicU64,
-    min_delay: AtomicU64,
+    /// When the sojourn first went above target in the current stretch, plus
+    /// an interval: shed if it is still above then.
+    shed_at: AtomicU64,
+    /// The last time a sojourn was above target.
+    last_above: AtomicU64,
+    /// Until when one sojourn above target restarts shedding at once.
+    recent_until: AtomicU64,
 }
 
 impl Codel {
@@ -185,39 +239,53 @@ impl Codel {
             target: target.as_nanos() as u64,
             interval: interval.as_nanos().max(1) as u64,
             start: Instant::now(),
-            interval_start: AtomicU64::new(0),
-            min_delay: AtomicU64::new(u64::MAX),
+            shed_at: AtomicU64::new(0),
+            last_above: AtomicU64::new(0),
+            recent_until: AtomicU64::new(0),
         }
     }
 
     fn nanos(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.start).as_nanos() as u64
+        (t.saturating_duration_since(self.start).as_nanos() as u64).max(1)
     }
 
-    /// Records a delay; at the end of an interval returns whether to shed.
-    fn observe(&self, now: Instant, delay: Duration) -> Option<bool> {
-        self.min_delay.fetch_min(delay.as_nanos() as u64, Relaxed);
+    /// Records a sojourn; returns `Some(shed)` when shedding should change.
+    fn observe(&self, now: Instant, delay: Duration, shedding: bool) -> Option<bool> {
         let now = self.nanos(now);
-        let begun = self.interval_start.load(Relaxed);
-        if now.saturating_sub(begun) < self.interval {
+        if delay.as_nanos() as u64 <= self.target {
+            self.shed_at.store(0, Relaxed);
+            let quiet_for = now.saturating_sub(self.last_above.load(Relaxed));
+            return (shedding && quiet_for >= self.interval).then_some(false);
+        }
+        self.last_above.store(now, Relaxed);
+        if shedding {
             return None;
         }
-        // One thread closes the interval.
-        self.interval_start
-            .compare_exchange(begun, now, Relaxed, Relaxed)
-            .ok()?;
-        let min = self.min_delay.swap(u64::MAX, Relaxed);
-        Some(min != u64::MAX && min > self.target)
+        if now < self.recent_until.load(Relaxed) {
+            return Some(true);
+        }
+        match self.shed_at.load(Relaxed) {
+            0 => {
+                let _ = self
+                    .shed_at
+                    .compare_exchange(0, now + self.interval, Relaxed, Relaxed);
+                None
+            }
+            at if now >= at => Some(true),
+            _ => None,
+        }
     }
 
-    fn restart(&self, now: Instant) {
-        self.interval_start.store(self.nanos(now), Relaxed);
-        self.min_delay.store(u64::MAX, Relaxed);
+    fn left_shedding(&self, now: Instant) {
+        let now = self.nanos(now);
+        self.shed_at.store(0, Relaxed);
+        self.recent_until.store(now + 4 * self.interval, Relaxed);
     }
 }
 
 /// A task queued by `Admission::Wait`: scheduled when admitted.
 pub(crate) struct QueuedTask {
+    id: Id,
     task: Mutex<Option<Notified<crate::runtime::Handle>>>,
     handle: crate::runtime::Handle,
 }
@@ -228,6 +296,7 @@ impl QueuedTask {
         handle: crate::runtime::Handle,
     ) -> Self {
         QueuedTask {
+            id: task.id(),
             task: Mutex::new(Some(task)),
             handle,
         }
@@ -237,10 +306,16 @@ impl QueuedTask {
 impl Waiter for QueuedTask {
     fn admit(self: Arc<Self>) -> bool {
         let Some(task) = self.task.lock().take() else {
+            // Taken out by an abort or a deadline: the permit goes on.
             return false;
         };
-        if task.header().state.load().is_complete() {
-            // Shut down while it waited: it needs no permit.
+        self.handle.shared.admit.queued.lock().remove(&self.id);
+        task.header().waiting_admission.store(false, Relaxed);
+        let state = task.header().state.load();
+        if state.is_complete() || state.is_cancelled() {
+            // Shut down or cancelled while it waited: it runs only to end,
+            // without a permit.
+            self.handle.shared.schedule_admitted(task);
             return false;
         }
         task.header().admitted.store(true, Relaxed);
@@ -312,28 +387,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codel_sheds_only_when_the_minimum_stays_above_target() {
+    fn codel_sheds_after_an_interval_above_target_and_reenters_quickly() {
         let c = Codel::new(Duration::from_millis(5), Duration::from_millis(100));
         let t0 = c.start;
-        assert_eq!(c.observe(t0, Duration::from_millis(50)), None);
-        // One fast poll in the interval: the queue drained once, no shedding.
-        assert_eq!(
-            c.observe(t0 + Duration::from_millis(50), Duration::from_millis(1)),
-            None
-        );
-        assert_eq!(
-            c.observe(t0 + Duration::from_millis(101), Duration::from_millis(40)),
-            Some(false)
-        );
-        // A whole interval of slow polls: shed.
-        assert_eq!(
-            c.observe(t0 + Duration::from_millis(150), Duration::from_millis(30)),
-            None
-        );
-        assert_eq!(
-            c.observe(t0 + Duration::from_millis(202), Duration::from_millis(20)),
-            Some(true)
-        );
+        let ms = Duration::from_millis;
+        assert_eq!(c.observe(t0 + ms(1), ms(50), false), None);
+        // One sojourn under target: the stretch starts again.
+        assert_eq!(c.observe(t0 + ms(50), ms(1), false), None);
+        assert_eq!(c.observe(t0 + ms(60), ms(40), false), None);
+        assert_eq!(c.observe(t0 + ms(120), ms(40), false), None);
+        // Above target for a whole interval since 60 ms: shed.
+        assert_eq!(c.observe(t0 + ms(161), ms(20), false), Some(true));
+        // While shedding: stop once under target for an interval.
+        assert_eq!(c.observe(t0 + ms(200), ms(1), true), None);
+        assert_eq!(c.observe(t0 + ms(262), ms(1), true), Some(false));
+        c.left_shedding(t0 + ms(262));
+        // Recently shed: one sojourn above target restarts it.
+        assert_eq!(c.observe(t0 + ms(300), ms(9), false), Some(true));
     }
 
     #[test]
@@ -363,5 +433,16 @@ mod tests {
         assert_eq!(a.decide(true, true), Decision::Admit);
         a.on_idle();
         assert!(!books.is_shedding());
+    }
+
+    #[test]
+    fn first_polls_that_waited_too_long_are_shed() {
+        let books = Arc::new(Books::new(10, false));
+        let a = Admitter::new(Admission::adaptive(), books.clone());
+        assert!(!a.should_shed_at_dequeue(Duration::from_millis(50)));
+        assert!(a.should_shed_at_dequeue(Duration::from_millis(150)));
+        books.set_shedding(true);
+        assert!(a.should_shed_at_dequeue(Duration::from_millis(6)));
+        assert!(!a.should_shed_at_dequeue(Duration::from_millis(4)));
     }
 }

@@ -228,6 +228,10 @@ impl Schedule for BlockingSchedule {
     fn cancel_timer(&self, key: bulwark_io::driver::TimerKey) {
         self.handle.shared.io().cancel_timer(key);
     }
+
+    fn unqueue(&self, _id: crate::task::Id) {
+        // Blocking tasks never wait for admission.
+    }
 }
 
 /// A closure as a future that completes on its first poll.

@@ -328,6 +328,7 @@ impl Runtime {
         for waiter in shared.admit.books.tasks.take_waiters() {
             waiter.admit();
         }
+        shared.admit.clear_queued();
         shared.drain_injector();
         shared.blocking.shutdown(deadline);
         // Sockets still held outside the runtime fail from now on; timers

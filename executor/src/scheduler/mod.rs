@@ -218,6 +218,13 @@ impl Schedule for Handle {
     fn cancel_timer(&self, key: bulwark_io::driver::TimerKey) {
         self.shared.io().cancel_timer(key);
     }
+
+    fn unqueue(&self, id: crate::task::Id) {
+        if let Some(task) = self.shared.admit.take_queued(id) {
+            // Cancelled already: it runs only to drop its future. No permit.
+            self.shared.schedule_task(task, false);
+        }
+    }
 }
 
 /// Counts a finish made off the workers.

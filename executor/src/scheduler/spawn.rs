@@ -138,6 +138,9 @@ impl Handle {
                 if shared.admit.has_ceiling() {
                     task.header().admitted.store(true, Relaxed);
                 }
+                if shared.admit.samples_delay() && !spec.essential {
+                    task.header().sheddable.store(true, Relaxed);
+                }
                 self.arm_deadline(&task, deadline);
                 if let Some(notified) = shared.registry.bind(task, notified) {
                     if shared.admit.samples_delay() {
@@ -148,9 +151,10 @@ impl Handle {
             }
             Decision::Queue => {
                 self.arm_deadline(&task, deadline);
+                task.header().waiting_admission.store(true, Relaxed);
                 if let Some(notified) = shared.registry.bind(task, notified) {
                     let waiter = Arc::new(QueuedTask::new(notified, self.clone()));
-                    shared.admit.books.tasks.wait(waiter);
+                    shared.admit.enqueue(waiter);
                 }
             }
         }

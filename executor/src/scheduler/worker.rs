@@ -125,17 +125,30 @@ impl WorkerCx {
         self.counters().polls.bump();
         let admit = &self.shared().admit;
         if admit.samples_delay() {
-            let queued = task
-                .header()
-                .queued_at
-                .swap(0, std::sync::atomic::Ordering::Relaxed);
-            if queued != 0 {
-                let now = crate::admission::now_nanos();
-                let delay = std::time::Duration::from_nanos(now.saturating_sub(queued));
-                admit.observe_delay(std::time::Instant::now(), delay);
-            }
+            self.sample_delay(&task);
         }
         task.run();
+    }
+
+    /// Adaptive admission: feeds the task's wake-to-poll delay to CoDel, and
+    /// sheds a task that has never run if it waited too long (CoDel drops at
+    /// dequeue): it is dropped unpolled and its handle says rejected.
+    fn sample_delay(&self, task: &Queued) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let admit = &self.shared().admit;
+        let header = task.header();
+        let queued = header.queued_at.swap(0, Relaxed);
+        if queued == 0 {
+            return;
+        }
+        let delay =
+            std::time::Duration::from_nanos(crate::admission::now_nanos().saturating_sub(queued));
+        let first_poll = header.sheddable.swap(false, Relaxed);
+        if first_poll && admit.should_shed_at_dequeue(delay) {
+            task.shed_before_first_poll();
+            return;
+        }
+        admit.observe_delay(std::time::Instant::now(), delay);
     }
 
     /// The next task from this worker's own queues (and now and then the

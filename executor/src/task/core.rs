@@ -62,6 +62,11 @@ pub(crate) struct Header {
     /// When the task was last queued by a wake (`admission::now_nanos`), if
     /// adaptive admission samples scheduling delay; 0 otherwise.
     pub(crate) queued_at: AtomicU64,
+    /// Not yet polled and not essential, under adaptive admission: may still
+    /// be shed at its first dequeue if it waited too long.
+    pub(crate) sheddable: AtomicBool,
+    /// Waiting in the admission wait list (`Admission::Wait` at the ceiling).
+    pub(crate) waiting_admission: AtomicBool,
 }
 
 /// What a task holds while it lives: the future, then its output.
@@ -102,6 +107,8 @@ impl<F: Future, S> Cell<F, S> {
                 cancel_reason: AtomicU8::new(reason::CANCELLED),
                 admitted: AtomicBool::new(false),
                 queued_at: AtomicU64::new(0),
+                sheddable: AtomicBool::new(false),
+                waiting_admission: AtomicBool::new(false),
             },
             scheduler,
             stage: UnsafeCell::new(Stage::Running(future)),

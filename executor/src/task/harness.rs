@@ -346,6 +346,16 @@ where
     }
 }
 
+pub(super) unsafe fn unqueue<F, S>(ptr: NonNull<Header>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let harness = Harness::<F, S>::from_raw(ptr);
+    harness.cell().scheduler.unqueue(harness.header().id);
+}
+
 /// A waker woken by value: schedule, drop the reference, or free the task.
 pub(super) fn wake_by_val(raw: RawTask) {
     match raw.header().state.transition_to_notified_by_val() {

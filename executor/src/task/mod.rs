@@ -82,6 +82,10 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 
     /// Remove the task's deadline timer (it finished first, or it fired).
     fn cancel_timer(&self, key: bulwark_io::driver::TimerKey);
+
+    /// The task `id`, waiting for admission, was cancelled: take it out of
+    /// the wait list and queue it to run its cancellation.
+    fn unqueue(&self, id: Id);
 }
 
 /// How a task ended, for the books.
@@ -208,6 +212,19 @@ impl<S: 'static> Notified<S> {
 
     pub(crate) fn header(&self) -> &self::core::Header {
         self.0.header()
+    }
+
+    /// Sheds the task at its first dequeue: it will be dropped unpolled, its
+    /// handle rejected. The caller then runs it (which cancels it).
+    pub(crate) fn shed_before_first_poll(&self) {
+        let header = self.0.header();
+        header.cancel_reason.store(
+            self::core::reason::REJECTED_SHEDDING,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // We hold the Notified, so this only sets CANCELLED (no submission).
+        let submitted = header.state.transition_to_notified_and_cancel();
+        debug_assert!(!submitted);
     }
 
     /// Cancels a queued task that will never run (its queue is shutting

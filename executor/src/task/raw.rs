@@ -23,6 +23,9 @@ pub(crate) struct Vtable {
     pub(crate) drop_join_handle: unsafe fn(NonNull<Header>),
     /// Consumes a reference (the registry's): cancel the task at shutdown.
     pub(crate) shutdown: unsafe fn(NonNull<Header>),
+    /// The task waits for admission and was cancelled: take it out of the
+    /// wait list so a worker drops it now. The caller owns a reference.
+    pub(crate) unqueue: unsafe fn(NonNull<Header>),
 }
 
 fn vtable<F, S>() -> &'static Vtable
@@ -38,6 +41,7 @@ where
         try_read_output: harness::try_read_output::<F, S>,
         drop_join_handle: harness::drop_join_handle::<F, S>,
         shutdown: harness::shutdown::<F, S>,
+        unqueue: harness::unqueue::<F, S>,
     }
 }
 
@@ -117,6 +121,15 @@ impl RawTask {
         if self.header().state.transition_to_notified_and_cancel() {
             // The transition made a reference for this submission.
             self.schedule();
+        } else if self
+            .header()
+            .waiting_admission
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Its Notified sits in the admission wait list, where no worker
+            // looks: fetch it so the task ends now, not when a permit frees.
+            // SAFETY: the caller owns a reference (join handle or waker).
+            unsafe { (self.header().vtable.unqueue)(self.ptr) }
         }
     }
 }
