@@ -16,7 +16,26 @@
 //! Every workload is one criterion group with two functions, `bulwark` and
 //! `tokio` (ids `<workload>/bulwark` and `<workload>/tokio`). Both variants are
 //! generated from the same macro, so they run the same code and differ only in
-//! the runtime type, the free `spawn` function and `yield_now`. Channels are
+//! the runtime type, how it is built, the free `spawn` function and
+//! `yield_now`.
+//!
+//! `spawn_many_local` also measures what the guards cost when they are on but
+//! never fire, with four functions:
+//!
+//! - `bulwark`: the default runtime. The task ceiling is on (1 000 000, far
+//!   above the 10 000 tasks), so every spawn takes and returns a permit:
+//!   guards on, none firing.
+//! - `bulwark-no-ceiling`: the same runtime built with
+//!   `.max_tasks(usize::MAX)`, which turns the ceiling and its accounting
+//!   off: bulwark without guards.
+//! - `bulwark-deadline`: the default runtime, each task spawned with
+//!   `task::Builder::new().timeout(60 s).spawn(..)`: ceiling and a per-task
+//!   deadline (a timer in the driver's wheel, removed when the task ends) on,
+//!   none firing.
+//! - `tokio`: tokio's multi-thread runtime.
+//!
+//! The two extra bulwark variants are more instances of the same macro (only
+//! their `spawn_many_local` is benched). Channels are
 //! the same on both sides (`std::sync::mpsc` and `tokio::sync::oneshot`, which
 //! does not need a tokio runtime). Each runtime has 4 worker threads and is
 //! built once per group. What is measured is the time of one whole iteration
@@ -48,6 +67,9 @@ const BUSY_TASKS: usize = 2 * WORKERS;
 const BUSY_SPIN: Duration = Duration::from_micros(10);
 /// A workload that has not signalled completion after this long is hung.
 const HANG: Duration = Duration::from_secs(60);
+/// Deadline given to each task in `spawn_many_local/bulwark-deadline`: far
+/// beyond the workload, so it never fires.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Completion signal shared by the tasks of one workload: a countdown of
 /// tasks still to finish, and a channel the last one sends on.
@@ -96,14 +118,28 @@ fn spin() {
     }
 }
 
+/// Spawns `future` on the current bulwark runtime with a deadline of
+/// [`DEADLINE`] from now (the `spawn` of `spawn_many_local/bulwark-deadline`).
+fn spawn_with_deadline<F>(future: F) -> bulwark::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    bulwark::task::Builder::new()
+        .timeout(DEADLINE)
+        .spawn(future)
+        .expect("spawning with a deadline inside the runtime")
+}
+
 /// Generates one module of workloads for one runtime.
 ///
 /// `$rt` is the runtime type (it must have `block_on` and `spawn`), `$build`
 /// an expression building it, `$spawn` the free spawn function usable inside
 /// the runtime and `$yield_now` its `yield_now`. Each workload function runs
-/// one iteration.
+/// one iteration. Attributes before the name go on the module.
 macro_rules! workloads {
-    ($name:ident, $label:literal, $rt:ty, $build:expr, $spawn:path, $yield_now:path) => {
+    ($(#[$attr:meta])* $name:ident, $label:literal, $rt:ty, $build:expr, $spawn:path, $yield_now:path) => {
+        $(#[$attr])*
         mod $name {
             use super::*;
 
@@ -221,6 +257,31 @@ workloads!(
 );
 
 workloads!(
+    /// Only `spawn_many_local` is benched on this runtime.
+    #[allow(dead_code)]
+    on_bulwark_no_ceiling,
+    "bulwark-no-ceiling",
+    bulwark::Runtime,
+    bulwark::Runtime::builder()
+        .worker_threads(WORKERS)
+        .max_tasks(usize::MAX)
+        .build(),
+    bulwark::spawn,
+    bulwark::task::yield_now
+);
+
+workloads!(
+    /// Only `spawn_many_local` is benched with this `spawn`.
+    #[allow(dead_code)]
+    on_bulwark_deadline,
+    "bulwark-deadline",
+    bulwark::Runtime,
+    bulwark::Runtime::builder().worker_threads(WORKERS).build(),
+    super::spawn_with_deadline,
+    bulwark::task::yield_now
+);
+
+workloads!(
     on_tokio,
     "tokio",
     tokio::runtime::Runtime,
@@ -273,8 +334,23 @@ macro_rules! signalled {
     }};
 }
 
+/// Benches `spawn_many_local` on one runtime, built for this function only
+/// (so no other runtime's threads are alive while it is measured).
+macro_rules! local_variant {
+    ($g:expr, $sig:expr, $module:ident, $id:literal) => {{
+        let rt = $module::build();
+        $g.bench_function($id, |b| b.iter(|| $module::spawn_many_local(&rt, $sig)));
+    }};
+}
+
 fn spawn_many_local(c: &mut Criterion) {
-    signalled!(c, spawn_many_local);
+    let sig = Signal::new();
+    let mut g = group(c, "spawn_many_local");
+    local_variant!(g, &sig, on_bulwark, "bulwark");
+    local_variant!(g, &sig, on_bulwark_no_ceiling, "bulwark-no-ceiling");
+    local_variant!(g, &sig, on_bulwark_deadline, "bulwark-deadline");
+    local_variant!(g, &sig, on_tokio, "tokio");
+    g.finish();
 }
 
 fn spawn_many_remote_idle(c: &mut Criterion) {
