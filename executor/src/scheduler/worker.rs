@@ -11,7 +11,7 @@ use crate::runtime::Handle;
 use bulwark_io::Parker;
 use bulwark_metrics::WorkerCounters;
 use crossbeam_deque::{Steal, Worker};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The per-thread context of one worker, on the worker thread's stack for the
 /// life of its loop.
@@ -20,6 +20,10 @@ pub(crate) struct WorkerCx {
     index: usize,
     core: RefCell<Core>,
     parker: Parker,
+    /// True while this worker turns the driver: the tasks it wakes pile onto
+    /// its own queue, and it wakes a helper once afterwards rather than once
+    /// per task (a turn can wake dozens).
+    in_driver: Cell<bool>,
 }
 
 struct Core {
@@ -57,6 +61,7 @@ pub(crate) fn run(handle: Handle, index: usize, local: Worker<Queued>, parker: P
             searching: false,
         }),
         parker,
+        in_driver: Cell::new(false),
     };
     let runtime = context::enter_runtime(&cx.handle);
     let worker = context::enter_worker(&cx);
@@ -98,7 +103,18 @@ impl WorkerCx {
             false
         };
         drop(core);
-        if pushed {
+        if pushed && !self.in_driver.get() {
+            self.shared().notify_parked();
+        }
+    }
+
+    /// Runs `turn` (a driver turn) with per-task wake-ups held back, then
+    /// wakes one helper if the turn left work others could steal.
+    fn with_driver_turn(&self, turn: impl FnOnce()) {
+        self.in_driver.set(true);
+        turn();
+        self.in_driver.set(false);
+        if !self.core.borrow().local.is_empty() {
             self.shared().notify_parked();
         }
     }
@@ -162,7 +178,7 @@ impl WorkerCx {
             // worker is busy, tasks that yielded get their turn even if new
             // work keeps coming, and the injector goes before the local queue.
             drop(core);
-            shared.driver.poll_nonblocking();
+            self.with_driver_turn(|| shared.driver.poll_nonblocking());
             self.flush_deferred();
             core = self.core.borrow_mut();
             if let Some(task) = steal_one(|| shared.injector.steal()) {
@@ -254,16 +270,21 @@ impl WorkerCx {
         }
         self.counters().parks.bump();
         loop {
+            self.in_driver.set(true);
             self.parker.park();
+            self.in_driver.set(false);
             if shared.is_shutdown() {
                 return;
             }
             if self.has_local_work() {
                 // The driver this worker blocked in woke tasks onto its own
                 // queue. Awake, but not searching, unless someone had already
-                // woken it to search.
+                // woken it to search; then one helper for what it can steal.
                 let listed = shared.idle.unpark_worker_by_id(self.index);
                 self.core.borrow_mut().searching = !listed;
+                if !self.core.borrow().local.is_empty() {
+                    shared.notify_parked();
+                }
                 return;
             }
             if shared.idle.was_unparked(self.index) {

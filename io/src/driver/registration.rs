@@ -58,6 +58,33 @@ impl Registration {
         }
     }
 
+    /// As [`poll_io`](Self::poll_io) for a read or write of `len` bytes: a
+    /// transfer shorter than asked means the kernel buffer is drained (or
+    /// full), so the readiness is cleared at once and the next call waits for
+    /// an event instead of spending a system call to learn `WouldBlock`.
+    pub(crate) fn poll_io_len(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        len: usize,
+        mut op: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        ready!(coop::poll_proceed(cx));
+        loop {
+            let ev = ready!(self.poll_ready(cx, dir))?;
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.clear_readiness(ev),
+                Ok(n) if n > 0 && n < len => {
+                    // Edge-triggered: an event that came since bumped the tick,
+                    // and then this clear does nothing.
+                    self.io.clear_readiness(ev);
+                    return Poll::Ready(Ok(n));
+                }
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
     /// Runs `op` once if the source looks ready; `WouldBlock` otherwise.
     pub(crate) fn try_io<R>(
         &self,

@@ -2,32 +2,39 @@
 //! halves (the `hyper` feature), so a connection goes to hyper as it is,
 //! with no adapter such as `hyper_util::rt::TokioIo`.
 //!
-//! Reads go into hyper's buffer through `ReadBufCursor::initialize_unfilled`
-//! (which zeroes only the bytes never initialized before), so the one
-//! `unsafe` here is `advance`, over bytes that are initialized and written.
+//! Reads go straight into hyper's uninitialized buffer (`recv(2)` only
+//! writes it), as tokio's `TcpStream` does with its `ReadBuf`.
 
 use super::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use super::TcpStream;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-/// Reads from `stream` into the unfilled part of hyper's buffer.
+/// Reads from `stream` into the unfilled part of hyper's buffer, without
+/// zeroing it first: hyper hands over its whole spare capacity (8 KiB and
+/// up) on every read, and zeroing that each time cost more than the read.
 fn poll_read_cursor(
     stream: &TcpStream,
     cx: &mut Context<'_>,
     mut buf: ReadBufCursor<'_>,
 ) -> Poll<io::Result<()>> {
-    let dst = buf.initialize_unfilled();
-    let len = dst.len();
+    // SAFETY: we only write into these bytes (through the read below) and
+    // mark as filled exactly the ones written.
+    let unfilled = unsafe { buf.as_mut() };
+    let len = unfilled.len();
+    // SAFETY: the bytes may be uninitialized, and `[u8]` may not be; but the
+    // slice goes only to `recv(2)` (mio's `Read for &TcpStream`), which
+    // writes into it and never reads it, so no uninitialized byte is ever
+    // read. tokio reads sockets into its `ReadBuf` the same way.
+    let dst = unsafe { &mut *(unfilled as *mut [MaybeUninit<u8>] as *mut [u8]) };
     let n = ready!(stream.poll_read_priv(cx, dst))?;
     // What `Read::read` promises; checked because `advance` does not.
     assert!(n <= len, "read reported more bytes than the buffer holds");
-    // SAFETY: `initialize_unfilled` initialized all `len` unfilled bytes and
-    // `n <= len`, so the `n` bytes `advance` marks filled are initialized
-    // (and hold what the read wrote).
+    // SAFETY: the read initialized the first `n` unfilled bytes.
     unsafe { buf.advance(n) };
     Poll::Ready(Ok(()))
 }

@@ -298,7 +298,7 @@ impl TcpStream {
         }
         self.io
             .registration
-            .poll_io(cx, Direction::Read, || (&*self.io).read(buf))
+            .poll_io_len(cx, Direction::Read, buf.len(), || (&*self.io).read(buf))
     }
 
     /// Reads into the unfilled part of tokio's `ReadBuf` (initializing it
@@ -324,7 +324,7 @@ impl TcpStream {
         }
         self.io
             .registration
-            .poll_io(cx, Direction::Write, || (&*self.io).write(buf))
+            .poll_io_len(cx, Direction::Write, buf.len(), || (&*self.io).write(buf))
     }
 
     /// Writes from `bufs` (one `writev(2)`) when the stream is writable.
