@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bulwark::net::TcpListener;
 use bulwark::runtime::{Admission, Runtime};
 use bulwark::task::{self, JoinHandle};
-use common::{wait_until, within, DropCounter};
+use common::{wait_until, within, DropCounter, Live};
 use futures::future::{select, Either};
 use tokio::sync::{oneshot, watch};
 
@@ -49,25 +49,6 @@ fn blockers(
         rt.metrics().tasks_admitted_live == already + n
     });
     made
-}
-
-/// Tasks live now (between the first line of their body and the last) and
-/// the most ever seen at once.
-#[derive(Default)]
-struct Live {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl Live {
-    fn enter(&self) {
-        let now = self.now.fetch_add(1, SeqCst) + 1;
-        self.peak.fetch_max(now, SeqCst);
-    }
-
-    fn leave(&self) {
-        self.now.fetch_sub(1, SeqCst);
-    }
 }
 
 /// What a `spawn_wait` host told the test: its waiter was dropped.

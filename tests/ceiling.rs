@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bulwark::runtime::{Admission, Runtime};
 use bulwark::task::{JoinError, JoinHandle};
-use common::{panic_message, wait_until, within, DropCounter};
+use common::{panic_message, wait_until, within, DropCounter, Live};
 use tokio::sync::oneshot;
 
 /// Spawning threads in the storm.
@@ -35,25 +35,6 @@ fn runtime_with_ceiling(workers: usize, max_tasks: usize) -> Runtime {
         .max_tasks(max_tasks)
         .build()
         .expect("build the runtime")
-}
-
-/// Tasks live now (between the first line of their body and the last) and
-/// the most ever seen at once.
-#[derive(Default)]
-struct Live {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl Live {
-    fn enter(&self) {
-        let now = self.now.fetch_add(1, SeqCst) + 1;
-        self.peak.fetch_max(now, SeqCst);
-    }
-
-    fn leave(&self) {
-        self.now.fetch_sub(1, SeqCst);
-    }
 }
 
 /// What one spawning thread saw.

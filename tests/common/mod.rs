@@ -94,3 +94,26 @@ pub fn threads_named(prefix: &str) -> Vec<String> {
     }
     names
 }
+
+/// Tasks live now (between the first line of their body and the last) and
+/// the most ever seen at once.
+#[derive(Default)]
+pub struct Live {
+    /// Live now.
+    pub now: AtomicUsize,
+    /// The most live at once.
+    pub peak: AtomicUsize,
+}
+
+impl Live {
+    /// A task body starts.
+    pub fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// A task body ends.
+    pub fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -24,6 +24,8 @@ pub(crate) struct WorkerCx {
     /// its own queue, and it wakes a helper once afterwards rather than once
     /// per task (a turn can wake dozens).
     in_driver: Cell<bool>,
+    /// Tasks pushed where others can steal them during the current turn.
+    pushed_in_driver: Cell<u32>,
 }
 
 struct Core {
@@ -62,6 +64,7 @@ pub(crate) fn run(handle: Handle, index: usize, local: Worker<Queued>, parker: P
         }),
         parker,
         in_driver: Cell::new(false),
+        pushed_in_driver: Cell::new(0),
     };
     let runtime = context::enter_runtime(&cx.handle);
     let worker = context::enter_worker(&cx);
@@ -103,8 +106,12 @@ impl WorkerCx {
             false
         };
         drop(core);
-        if pushed && !self.in_driver.get() {
-            self.shared().notify_parked();
+        if pushed {
+            if self.in_driver.get() {
+                self.pushed_in_driver.set(self.pushed_in_driver.get() + 1);
+            } else {
+                self.shared().notify_parked();
+            }
         }
     }
 
@@ -113,10 +120,15 @@ impl WorkerCx {
     fn with_driver_turn(&self, turn: impl FnOnce()) {
         self.in_driver.set(true);
         turn();
-        self.in_driver.set(false);
-        if !self.core.borrow().local.is_empty() {
+        if self.end_driver_turn() {
             self.shared().notify_parked();
         }
+    }
+
+    /// Ends a driver turn; true if it queued work another worker could take.
+    fn end_driver_turn(&self) -> bool {
+        self.in_driver.set(false);
+        self.pushed_in_driver.replace(0) > 0
     }
 
     fn run_loop(&self) {
@@ -272,7 +284,7 @@ impl WorkerCx {
         loop {
             self.in_driver.set(true);
             self.parker.park();
-            self.in_driver.set(false);
+            let pushed = self.end_driver_turn();
             if shared.is_shutdown() {
                 return;
             }
@@ -282,7 +294,7 @@ impl WorkerCx {
                 // woken it to search; then one helper for what it can steal.
                 let listed = shared.idle.unpark_worker_by_id(self.index);
                 self.core.borrow_mut().searching = !listed;
-                if !self.core.borrow().local.is_empty() {
+                if pushed {
                     shared.notify_parked();
                 }
                 return;
