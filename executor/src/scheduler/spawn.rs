@@ -124,40 +124,45 @@ impl Handle {
             deadline,
         };
         let (task, notified, join) = task::new_task(future, self.clone(), meta);
-        super::worker::with_local(shared, |local| match local {
-            Some(cx) => cx.counters().spawned.bump(),
-            None => SharedCounters::bump(&shared.counters.spawned),
-        });
-
-        match decision {
-            Decision::Reject { shedding } => {
-                drop(notified);
-                task.reject(shedding);
+        // One look at this thread's worker serves the count and the queue.
+        super::worker::with_local(shared, |local| {
+            match local {
+                Some(cx) => cx.counters().spawned.bump(),
+                None => SharedCounters::bump(&shared.counters.spawned),
             }
-            Decision::Admit => {
-                if shared.admit.has_ceiling() {
-                    task.header().admitted.store(true, Relaxed);
+            match decision {
+                Decision::Reject { shedding } => {
+                    drop(notified);
+                    task.reject(shedding);
                 }
-                if shared.admit.samples_delay() && !spec.essential {
-                    task.header().sheddable.store(true, Relaxed);
-                }
-                self.arm_deadline(&task, deadline);
-                if let Some(notified) = shared.registry.bind(task, notified) {
-                    if shared.admit.samples_delay() {
-                        notified.header().queued_at.store(now_nanos(), Relaxed);
+                Decision::Admit => {
+                    if shared.admit.has_ceiling() {
+                        task.header().admitted.store(true, Relaxed);
                     }
-                    shared.schedule_spawned(notified);
+                    if shared.admit.samples_delay() && !spec.essential {
+                        task.header().sheddable.store(true, Relaxed);
+                    }
+                    self.arm_deadline(&task, deadline);
+                    if let Some(notified) = shared.registry.bind(task, notified) {
+                        if shared.admit.samples_delay() {
+                            notified.header().queued_at.store(now_nanos(), Relaxed);
+                        }
+                        match local {
+                            Some(cx) => cx.schedule_local(notified, false),
+                            None => shared.schedule_remote(notified),
+                        }
+                    }
+                }
+                Decision::Queue => {
+                    self.arm_deadline(&task, deadline);
+                    task.header().waiting_admission.store(true, Relaxed);
+                    if let Some(notified) = shared.registry.bind(task, notified) {
+                        let waiter = Arc::new(QueuedTask::new(notified, self.clone()));
+                        shared.admit.enqueue(waiter);
+                    }
                 }
             }
-            Decision::Queue => {
-                self.arm_deadline(&task, deadline);
-                task.header().waiting_admission.store(true, Relaxed);
-                if let Some(notified) = shared.registry.bind(task, notified) {
-                    let waiter = Arc::new(QueuedTask::new(notified, self.clone()));
-                    shared.admit.enqueue(waiter);
-                }
-            }
-        }
+        });
         Ok(join)
     }
 
