@@ -16,18 +16,9 @@ use std::time::{Duration, Instant};
 use bulwark::net::TcpListener;
 use bulwark::runtime::{Admission, Runtime};
 use bulwark::task::{self, JoinHandle};
-use common::{wait_until, within, DropCounter, Live};
+use common::{builder, runtime_with_admission, wait_until, within, DropCounter, Live};
 use futures::future::{select, Either};
 use tokio::sync::{oneshot, watch};
-
-fn runtime(workers: usize, max_tasks: usize, admission: Admission) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .max_tasks(max_tasks)
-        .admission(admission)
-        .build()
-        .expect("build the runtime")
-}
 
 /// Tasks that each wait for their own sender, to fill a ceiling; returns
 /// once the metrics show `n` more admitted than `already`.
@@ -142,7 +133,7 @@ fn spawn_wait_admits_waiters_in_the_order_they_came_as_room_frees() {
     within(30, "spawn_wait waiters to be admitted one by one", || {
         const HOSTS: usize = 5;
         // The hosts and as many blockers fill the ceiling.
-        let rt = runtime(2, 2 * HOSTS, Admission::Reject);
+        let rt = runtime_with_admission(2, 2 * HOSTS, Admission::Reject);
         let (end_tx, end_rx) = watch::channel(false);
         let line = Line::new(HOSTS, end_rx);
 
@@ -226,7 +217,7 @@ fn a_dropped_spawn_wait_gives_its_place_to_the_next_waiter_and_never_runs() {
             const HOSTS: usize = 5;
             const BLOCKERS: usize = 2;
             const CEILING: usize = HOSTS + BLOCKERS;
-            let rt = runtime(2, CEILING, Admission::Reject);
+            let rt = runtime_with_admission(2, CEILING, Admission::Reject);
             let (end_tx, end_rx) = watch::channel(false);
             let line = Line::new(HOSTS, end_rx);
 
@@ -357,7 +348,7 @@ fn admission_wait_queues_plain_spawns_at_the_ceiling_and_runs_them_later() {
     within(30, "queued spawns to run after room frees", || {
         const CEILING: usize = 4;
         const QUEUED: usize = 20;
-        let rt = runtime(2, CEILING, Admission::Wait);
+        let rt = runtime_with_admission(2, CEILING, Admission::Wait);
         let live = Arc::new(Live::default());
         let (releases, blocking) = blockers(&rt, CEILING, 0);
 
@@ -443,7 +434,7 @@ fn admission_wait_under_a_spawn_storm_never_exceeds_the_ceiling_and_rejects_noth
             const CEILING: usize = 50;
             const THREADS: usize = 4;
             const PER_THREAD: usize = 10_000;
-            let rt = runtime(2, CEILING, Admission::Wait);
+            let rt = runtime_with_admission(2, CEILING, Admission::Wait);
             let live = Arc::new(Live::default());
 
             let done: usize = std::thread::scope(|s| {
@@ -688,7 +679,7 @@ fn probe_while_shedding(rt: &Runtime) -> (JoinHandle<&'static str>, bool) {
 fn adaptive_admission_sheds_a_10x_overload_admits_essential_tasks_and_stops_after() {
     let _cpu = cpu_heavy();
     within(60, "the adaptive overload to be shed and to end", || {
-        let rt = runtime(
+        let rt = runtime_with_admission(
             OVERLOAD_WORKERS,
             bulwark::runtime::DEFAULT_MAX_TASKS,
             Admission::adaptive(),
@@ -765,7 +756,7 @@ fn adaptive_admission_keeps_the_p99_scheduling_delay_of_admitted_tasks_under_100
     let _cpu = cpu_heavy();
     within(60, "the same overload with and without shedding", || {
         const BOUND: Duration = Duration::from_millis(100); // 20x the 5 ms target
-        let rt = runtime(
+        let rt = runtime_with_admission(
             OVERLOAD_WORKERS,
             bulwark::runtime::DEFAULT_MAX_TASKS,
             Admission::adaptive(),
@@ -780,7 +771,7 @@ fn adaptive_admission_keeps_the_p99_scheduling_delay_of_admitted_tasks_under_100
         // The same load without shedding (Reject, the default huge ceiling):
         // cut short 0.5 s after the load ends, as its queue would take
         // seconds to drain.
-        let rt = runtime(
+        let rt = runtime_with_admission(
             OVERLOAD_WORKERS,
             bulwark::runtime::DEFAULT_MAX_TASKS,
             Admission::Reject,
@@ -839,8 +830,7 @@ fn a_listener_pauses_accepting_at_a_full_ceiling_and_resumes_when_room_frees() {
         30,
         "accept at a full ceiling, then after room frees",
         || {
-            let rt = Runtime::builder()
-                .worker_threads(2)
+            let rt = builder(2)
                 .max_tasks(2)
                 .pause_accept_when_full(true)
                 .build()
@@ -878,8 +868,7 @@ fn a_listener_pauses_accepting_at_a_full_ceiling_and_resumes_when_room_frees() {
 #[test]
 fn a_listener_accepts_at_a_full_ceiling_when_pausing_is_off() {
     within(30, "accept at a full ceiling with pausing off", || {
-        let rt = Runtime::builder()
-            .worker_threads(2)
+        let rt = builder(2)
             .max_tasks(2)
             .pause_accept_when_full(false)
             .build()

@@ -11,17 +11,15 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulwark::runtime::Runtime;
 use bulwark::task::{self, JoinHandle};
-use common::{panic_message, threads_named, wait_until, within};
+use common::{builder, panic_message, threads_named, wait_until, within};
 
 #[test]
 fn a_thousand_blocking_calls_never_exceed_max_blocking_threads() {
     const CALLS: usize = 1_000;
     const MAX: usize = 4;
     within(60, "1_000 spawn_blocking calls on a pool of 4", || {
-        let rt = Runtime::builder()
-            .worker_threads(2)
+        let rt = builder(2)
             .max_blocking_threads(MAX)
             .build()
             .expect("build the runtime");
@@ -85,8 +83,7 @@ fn a_thousand_blocking_calls_never_exceed_max_blocking_threads() {
 fn a_panic_in_a_blocking_closure_reaches_its_handle() {
     within(30, "panicking blocking closures", || {
         // One pool thread: a panic must not cost the pool its only thread.
-        let rt = Runtime::builder()
-            .worker_threads(1)
+        let rt = builder(1)
             .max_blocking_threads(1)
             .build()
             .expect("build the runtime");
@@ -109,8 +106,7 @@ fn a_panic_in_a_blocking_closure_reaches_its_handle() {
 fn spawn_blocking_from_a_task_a_handle_and_task_spawn_blocking() {
     const PREFIX: &str = "bwbl";
     within(60, "spawn_blocking from every entry point", || {
-        let rt = Runtime::builder()
-            .worker_threads(1)
+        let rt = builder(1)
             .thread_name(PREFIX)
             .build()
             .expect("build the runtime");
@@ -186,8 +182,7 @@ fn idle_blocking_threads_exit_after_the_keep_alive() {
     const PREFIX: &str = "bwka";
     const BUSY: usize = 4;
     within(30, "idle blocking threads to exit", || {
-        let rt = Runtime::builder()
-            .worker_threads(1)
+        let rt = builder(1)
             .thread_name(PREFIX)
             .thread_keep_alive(Duration::from_millis(200))
             .build()

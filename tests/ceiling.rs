@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bulwark::runtime::{Admission, Runtime};
 use bulwark::task::{JoinError, JoinHandle};
-use common::{panic_message, wait_until, within, DropCounter, Live};
+use common::{builder, panic_message, runtime_with_ceiling, wait_until, within, DropCounter, Live};
 use tokio::sync::oneshot;
 
 /// Spawning threads in the storm.
@@ -28,14 +28,6 @@ const PER_THREAD: usize = 100_000;
 const CHUNK: usize = 5_000;
 /// The ceiling in the storm.
 const CEILING: usize = 1_000;
-
-fn runtime_with_ceiling(workers: usize, max_tasks: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .max_tasks(max_tasks)
-        .build()
-        .expect("build the runtime")
-}
 
 /// What one spawning thread saw.
 #[derive(Default, Debug)]
@@ -459,18 +451,14 @@ fn spawn_at_the_ceiling_returns_a_rejected_handle_at_once_without_blocking_or_pa
 #[test]
 fn max_tasks_zero_is_refused_at_build_and_one_works() {
     within(20, "building runtimes with max_tasks 0 and 1", || {
-        let Err(err) = Runtime::builder().worker_threads(1).max_tasks(0).build() else {
+        let Err(err) = builder(1).max_tasks(0).build() else {
             panic!("max_tasks(0) built a runtime");
         };
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "error: {err}");
 
         // Also under the other policies.
         for admission in [Admission::Wait, Admission::adaptive()] {
-            let built = Runtime::builder()
-                .worker_threads(1)
-                .max_tasks(0)
-                .admission(admission)
-                .build();
+            let built = builder(1).max_tasks(0).admission(admission).build();
             let Err(err) = built else {
                 panic!("max_tasks(0) with {admission:?} built a runtime");
             };

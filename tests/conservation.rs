@@ -13,7 +13,7 @@ use std::time::Duration;
 use bulwark::metrics::Snapshot;
 use bulwark::runtime::{Admission, Runtime};
 use bulwark::task::{self, JoinError, JoinHandle};
-use common::{wait_until, within, DropCounter};
+use common::{builder, wait_until, within, DropCounter};
 use tokio::sync::oneshot;
 
 /// Asserts spawned == completed + panicked + cancelled + deadline_exceeded +
@@ -83,8 +83,7 @@ const REFUSED: u64 = 4;
 #[test]
 fn every_spawn_is_counted_once_across_completion_panic_abort_deadline_and_rejection() {
     within(60, "a run with every kind of ending to settle", || {
-        let rt = Runtime::builder()
-            .worker_threads(2)
+        let rt = builder(2)
             .max_tasks(CEILING)
             .build()
             .expect("build the runtime");
@@ -291,8 +290,7 @@ enum EndQueued {
 /// at once (a task needs no permit to be dropped), unpolled, and is counted
 /// once; the one behind it runs when room frees.
 fn end_a_queued_task(how: EndQueued) {
-    let rt = Runtime::builder()
-        .worker_threads(2)
+    let rt = builder(2)
         .max_tasks(3)
         .admission(Admission::Wait)
         .build()

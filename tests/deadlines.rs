@@ -12,17 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bulwark::runtime::Runtime;
 use bulwark::task::{self, JoinError, JoinHandle};
-use common::{wait_until, within, DropCounter};
+use common::{builder, runtime, wait_until, within, DropCounter};
 use tokio::sync::{oneshot, watch};
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .build()
-        .expect("build the runtime")
-}
 
 /// A bound for "soon" on a noisy shared 2-core machine.
 const LATE: Duration = Duration::from_secs(2);
@@ -298,8 +290,7 @@ fn children_inherit_the_parent_deadline_unless_detached_or_given_an_earlier_one(
 fn the_runtime_default_deadline_applies_to_plain_spawns() {
     within(20, "tasks under a default deadline", || {
         const DEFAULT: Duration = Duration::from_millis(80);
-        let rt = Runtime::builder()
-            .worker_threads(2)
+        let rt = builder(2)
             .default_deadline(Some(DEFAULT))
             .build()
             .expect("build the runtime");

@@ -27,8 +27,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulwark::net::{TcpListener, TcpStream};
-use bulwark::runtime::Runtime;
-use common::wait_until;
+use common::{builder, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Selects the child's side of the test.
@@ -239,8 +238,7 @@ macro_rules! say {
 
 fn child() {
     set_fd_limit(FD_LIMIT);
-    let rt = Runtime::builder()
-        .worker_threads(2)
+    let rt = builder(2)
         .build()
         .expect("child: build the runtime under a low fd limit");
 

@@ -12,22 +12,14 @@ use std::time::{Duration, Instant};
 
 use bulwark::hyper::{BulwarkExecutor, BulwarkTimer};
 use bulwark::net::{TcpListener, TcpStream};
-use bulwark::runtime::Runtime;
 use bulwark::time::timeout;
 use bytes::Bytes;
-use common::within;
+use common::{runtime, within};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use tokio::io::AsyncWriteExt;
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .build()
-        .expect("build the runtime")
-}
 
 /// Bounds a future inside the runtime, failing with what it waited for.
 async fn bounded<F: std::future::Future>(secs: u64, what: &str, f: F) -> F::Output {

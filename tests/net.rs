@@ -13,17 +13,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bulwark::net::{TcpListener, TcpStream, UdpSocket};
-use bulwark::runtime::Runtime;
 use bulwark::time::timeout;
-use common::{wait_until, within};
+use common::{runtime, wait_until, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .build()
-        .expect("build the runtime")
-}
 
 /// A tiny xorshift generator: random enough for test inputs, no dependency.
 struct Rng(u64);

@@ -11,17 +11,10 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulwark::runtime::{Handle, Runtime};
+use bulwark::runtime::Handle;
 use bulwark::task::JoinHandle;
-use common::{panic_message, within};
+use common::{builder, panic_message, runtime, within};
 use tokio::sync::{oneshot, Notify};
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .build()
-        .expect("build the runtime")
-}
 
 /// How long one side of a ping-pong waits for the other before calling the
 /// wake-up lost.
@@ -206,8 +199,7 @@ fn handle_current_inside_block_on_and_tasks() {
             Handle::try_current().is_err(),
             "try_current() on a plain thread"
         );
-        let rt = Runtime::builder()
-            .worker_threads(2)
+        let rt = builder(2)
             .thread_name("bwhc")
             .build()
             .expect("build the runtime");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bulwark::runtime::Runtime;
 use bulwark::task::{self, JoinHandle};
-use common::{threads_named, wait_until, within, DropCounter};
+use common::{builder, threads_named, wait_until, within, DropCounter};
 
 /// Spawns `n` tasks that each own a drop counter and wait forever, and waits
 /// until every one of them has been polled once.
@@ -37,10 +37,7 @@ fn spawn_pending(rt: &Runtime, n: usize, drops: &Arc<AtomicUsize>) -> Vec<JoinHa
 fn dropping_the_runtime_drops_10_000_pending_futures_and_cancels_their_handles() {
     const TASKS: usize = 10_000;
     within(60, "drop of a runtime with 10_000 pending tasks", || {
-        let rt = Runtime::builder()
-            .worker_threads(2)
-            .build()
-            .expect("build the runtime");
+        let rt = builder(2).build().expect("build the runtime");
         let drops = Arc::new(AtomicUsize::new(0));
         let handles = spawn_pending(&rt, TASKS, &drops);
         assert_eq!(
@@ -74,8 +71,7 @@ fn dropping_the_runtime_drops_10_000_pending_futures_and_cancels_their_handles()
 fn dropping_the_runtime_leaves_no_thread_behind() {
     const PREFIX: &str = "bwsd1";
     within(30, "runtime threads to exit after drop", || {
-        let rt = Runtime::builder()
-            .worker_threads(2)
+        let rt = builder(2)
             .thread_name(PREFIX)
             .build()
             .expect("build the runtime");
@@ -126,8 +122,7 @@ fn dropping_the_runtime_leaves_no_thread_behind() {
 #[test]
 fn shutdown_timeout_returns_on_time_with_a_blocked_worker() {
     within(30, "shutdown_timeout with a blocked worker", || {
-        let rt = Runtime::builder()
-            .worker_threads(2)
+        let rt = builder(2)
             .thread_name("bwsd2")
             .build()
             .expect("build the runtime");
@@ -154,10 +149,7 @@ fn shutdown_timeout_returns_on_time_with_a_blocked_worker() {
 #[test]
 fn shutdown_timeout_on_an_idle_runtime_drops_pending_tasks() {
     within(30, "shutdown_timeout with pending tasks", || {
-        let rt = Runtime::builder()
-            .worker_threads(2)
-            .build()
-            .expect("build the runtime");
+        let rt = builder(2).build().expect("build the runtime");
         let drops = Arc::new(AtomicUsize::new(0));
         let handles = spawn_pending(&rt, 100, &drops);
 

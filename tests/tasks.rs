@@ -15,14 +15,7 @@ use std::time::Duration;
 
 use bulwark::runtime::{Handle, Runtime};
 use bulwark::task::{self, JoinError, JoinHandle};
-use common::{panic_message, wait_until, within, DropCounter};
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .build()
-        .expect("build the runtime")
-}
+use common::{panic_message, runtime, wait_until, within, DropCounter};
 
 /// Tasks spawned by each source in the 100_000-task test.
 const PER_SOURCE: usize = 20_000;

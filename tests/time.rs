@@ -11,20 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bulwark::runtime::{Handle, Runtime};
+use bulwark::runtime::Handle;
 use bulwark::time::{
     error::Elapsed, interval, interval_at, sleep, sleep_until, timeout, timeout_at, Duration,
     Instant, Sleep,
 };
-use common::{panic_message, wait_until, within};
+use common::{builder, panic_message, runtime, wait_until, within};
 use futures::FutureExt;
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .build()
-        .expect("build the runtime")
-}
 
 /// A bound for "soon" on a noisy shared 2-core machine.
 const LATE: Duration = Duration::from_secs(2);
@@ -475,8 +468,7 @@ fn sleep_reset_moves_the_deadline_earlier_later_and_after_firing() {
 fn timers_work_from_block_on_and_from_tasks_on_every_worker() {
     within(40, "timers from block_on and from every worker", || {
         for workers in [1, 2, 4] {
-            let rt = Runtime::builder()
-                .worker_threads(workers)
+            let rt = builder(workers)
                 .thread_name("timew")
                 .build()
                 .expect("build the runtime");

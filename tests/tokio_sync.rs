@@ -8,17 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulwark::runtime::Runtime;
 use bulwark::task::JoinHandle;
-use common::within;
+use common::{runtime, within};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify, Semaphore};
-
-fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .worker_threads(workers)
-        .build()
-        .expect("build the runtime")
-}
 
 /// Awaits every handle in order and returns their values; a failed task
 /// fails the test with `what`.

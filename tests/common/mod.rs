@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: a bound on every wait, panic
-//! payload text, a drop counter, and a count of this process's threads by name.
+//! Helpers shared by the integration tests: runtimes built the usual ways, a
+//! bound on every wait, panic payload text, a drop counter, a live-task count
+//! and a count of this process's threads by name.
 //!
 //! Not every test file uses every helper.
 #![allow(dead_code)]
@@ -10,6 +11,40 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use bulwark::runtime::{Admission, Builder, Runtime};
+
+/// A runtime builder with `workers` worker threads and every other setting at
+/// its default, for a test that sets more before `build`.
+pub fn builder(workers: usize) -> Builder {
+    let mut builder = Runtime::builder();
+    builder.worker_threads(workers);
+    builder
+}
+
+/// A runtime with `workers` worker threads and every other setting default.
+pub fn runtime(workers: usize) -> Runtime {
+    builder(workers).build().expect("build the runtime")
+}
+
+/// A runtime with `workers` worker threads and a ceiling of `max_tasks` live
+/// tasks (the default admission policy).
+pub fn runtime_with_ceiling(workers: usize, max_tasks: usize) -> Runtime {
+    builder(workers)
+        .max_tasks(max_tasks)
+        .build()
+        .expect("build the runtime")
+}
+
+/// A runtime with `workers` worker threads, a ceiling of `max_tasks` live
+/// tasks and `admission` deciding what happens at it.
+pub fn runtime_with_admission(workers: usize, max_tasks: usize, admission: Admission) -> Runtime {
+    builder(workers)
+        .max_tasks(max_tasks)
+        .admission(admission)
+        .build()
+        .expect("build the runtime")
+}
 
 /// Runs `body` on its own thread and returns its result, or fails the test
 /// with "timed out after {secs} s waiting for {what}" if it has not finished
