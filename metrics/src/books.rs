@@ -1,24 +1,51 @@
-//! The books one runtime keeps: its ledger kinds and its admission state,
-//! shared by every layer.
+//! The books one runtime keeps, shared by every layer: the ledger's kinds,
+//! the worker slots, the admission state, and the source a snapshot is read
+//! from.
 //!
-//! The executor writes here (a task admitted, shedding turned on) and the io
-//! layer reads (a listener pauses `accept` while the runtime cannot take more
-//! work), which is how a lower layer learns what a higher one decided
-//! without an arrow pointing up.
+//! The executor writes here (a task admitted, shedding turned on, a poll
+//! begun) and the io layer and the endpoint thread read (a listener pauses
+//! `accept` while the runtime cannot take more work), which is how a lower
+//! layer learns what a higher one decided without an arrow pointing up.
+//!
+//! Registering a kind or a worker takes a lock; nothing on the hot path
+//! does: the `task` kind is held directly ([`Books::tasks`]) and each worker
+//! keeps its own `Arc<WorkerSlot>`.
 
-use crate::ledger::Kind;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use crate::ledger::{Kind, KindError, TASK};
+use crate::source::{Source, TaskInfo};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering::Relaxed};
+use crate::worker::WorkerSlot;
+use crate::Snapshot;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, Weak};
 
 /// One runtime's shared books.
-#[derive(Debug)]
 pub struct Books {
-    /// Live tasks; the budget is the hard task ceiling (`max_tasks`).
-    pub tasks: Kind,
+    /// Live tasks; the budget is the hard task ceiling (`max_tasks`). Also
+    /// the first entry of `kinds`; kept here for the spawn path.
+    tasks: Arc<Kind>,
+    /// Every kind, in registration order.
+    kinds: Mutex<Vec<Arc<Kind>>>,
+    /// Every worker slot ever added, in registration order (never removed,
+    /// so a retired worker's counts still add up in a snapshot).
+    workers: Mutex<Vec<Arc<WorkerSlot>>>,
+    source: Mutex<Option<Weak<dyn Source>>>,
     shedding: AtomicBool,
     pause_accept: AtomicBool,
     shedding_transitions: AtomicU64,
     rejected_ceiling: AtomicU64,
     rejected_shedding: AtomicU64,
+}
+
+impl fmt::Debug for Books {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Books")
+            .field("kinds", &self.kinds())
+            .field("workers", &self.workers.lock().len())
+            .field("shedding", &self.is_shedding())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Books {
@@ -28,17 +55,103 @@ impl Default for Books {
 }
 
 impl Books {
-    /// Books for a runtime with `max_tasks` live tasks at most; listeners
-    /// pause while it cannot take more work if `pause_accept`.
+    /// Books for a runtime with `max_tasks` live tasks at most (`usize::MAX`:
+    /// no ceiling); listeners pause while it cannot take more work if
+    /// `pause_accept`. The kind [`TASK`] is registered.
     pub fn new(max_tasks: usize, pause_accept: bool) -> Books {
+        let tasks = Arc::new(Kind::new(TASK, max_tasks));
         Books {
-            tasks: Kind::new("task", max_tasks),
+            kinds: Mutex::new(vec![tasks.clone()]),
+            tasks,
+            workers: Mutex::new(Vec::new()),
+            source: Mutex::new(None),
             shedding: AtomicBool::new(false),
             pause_accept: AtomicBool::new(pause_accept),
             shedding_transitions: AtomicU64::new(0),
             rejected_ceiling: AtomicU64::new(0),
             rejected_shedding: AtomicU64::new(0),
         }
+    }
+
+    /// The kind [`TASK`]: live tasks, whose budget is the task ceiling.
+    #[inline]
+    pub fn tasks(&self) -> &Arc<Kind> {
+        &self.tasks
+    }
+
+    /// Registers a kind named `name` with `budget` permits (`usize::MAX`: no
+    /// limit). A name already registered, or a budget of 0, is an error.
+    pub fn register_kind(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        budget: usize,
+    ) -> Result<Arc<Kind>, KindError> {
+        let name = name.into();
+        if budget == 0 {
+            return Err(KindError::ZeroBudget {
+                name: name.into_owned(),
+            });
+        }
+        let mut kinds = self.kinds.lock();
+        if kinds.iter().any(|k| k.name() == name) {
+            return Err(KindError::Duplicate {
+                name: name.into_owned(),
+            });
+        }
+        let kind = Arc::new(Kind::new(name, budget));
+        kinds.push(kind.clone());
+        Ok(kind)
+    }
+
+    /// The kind named `name`, if registered.
+    pub fn kind(&self, name: &str) -> Option<Arc<Kind>> {
+        self.kinds.lock().iter().find(|k| k.name() == name).cloned()
+    }
+
+    /// Every registered kind, in registration order ([`TASK`] first).
+    pub fn kinds(&self) -> Vec<Arc<Kind>> {
+        self.kinds.lock().clone()
+    }
+
+    /// Adds the slot of a new worker thread playing `role` (`"worker"`,
+    /// `"replacement"`...). Its index is the number of slots added before;
+    /// workers may be added at any time, e.g. a replacement for a worker
+    /// stuck in a poll.
+    pub fn add_worker(&self, role: &'static str) -> Arc<WorkerSlot> {
+        let mut workers = self.workers.lock();
+        let slot = Arc::new(WorkerSlot::new(role, workers.len()));
+        workers.push(slot.clone());
+        slot
+    }
+
+    /// Every worker slot, in registration order.
+    pub fn workers(&self) -> Vec<Arc<WorkerSlot>> {
+        self.workers.lock().clone()
+    }
+
+    /// Sets where [`snapshot`](Books::snapshot) and
+    /// [`list_tasks`](Books::list_tasks) read from (the executor, once
+    /// built). Held weakly: the books never keep a runtime alive.
+    pub fn set_source(&self, source: Weak<dyn Source>) {
+        *self.source.lock() = Some(source);
+    }
+
+    /// The source, if set and still alive. The lock is let go before the
+    /// source is called, so a slow source holds nobody up.
+    fn source(&self) -> Option<Arc<dyn Source>> {
+        self.source.lock().as_ref().and_then(Weak::upgrade)
+    }
+
+    /// The runtime's snapshot, from any thread; `None` if no source was set
+    /// or the runtime is gone.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.source().map(|s| s.snapshot())
+    }
+
+    /// The runtime's live tasks, from any thread; empty if no source was set
+    /// or the runtime is gone.
+    pub fn list_tasks(&self) -> Vec<TaskInfo> {
+        self.source().map(|s| s.tasks()).unwrap_or_default()
     }
 
     /// True while adaptive admission sheds new work.
@@ -87,17 +200,20 @@ impl Books {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::ledger::SOCKET;
+    use crate::source::TaskState;
+    use std::time::Duration;
 
     #[test]
     fn accept_pauses_at_the_ceiling_or_while_shedding_if_switched_on() {
         let b = Books::new(1, true);
         assert!(!b.accept_paused());
-        assert!(b.tasks.try_acquire());
+        assert!(b.tasks().try_acquire());
         assert!(b.accept_paused());
-        b.tasks.release();
+        b.tasks().release();
         b.set_shedding(true);
         assert!(b.accept_paused());
         b.set_shedding(true);
@@ -106,5 +222,106 @@ mod tests {
         let off = Books::new(1, false);
         off.set_shedding(true);
         assert!(!off.accept_paused());
+    }
+
+    #[test]
+    fn kinds_register_once_by_name_in_order() {
+        let b = Books::new(10, false);
+        assert_eq!(b.kinds().len(), 1);
+        assert!(Arc::ptr_eq(&b.kind(TASK).unwrap(), b.tasks()));
+        assert!(b.kind(SOCKET).is_none());
+        let db = b.register_kind(String::from("db"), 4).unwrap();
+        assert_eq!((db.name(), db.budget()), ("db", 4));
+        let socket = b.register_kind(SOCKET, 100).unwrap();
+        assert!(Arc::ptr_eq(&b.kind("db").unwrap(), &db));
+        let names: Vec<_> = b.kinds().iter().map(|k| k.name().to_owned()).collect();
+        assert_eq!(names, ["task", "db", "socket"]);
+        assert_eq!(socket.budget(), 100);
+
+        let dup = b.register_kind("db", 9).unwrap_err();
+        assert_eq!(dup, KindError::Duplicate { name: "db".into() });
+        assert!(dup.to_string().contains("`db` is already registered"));
+        assert!(matches!(
+            b.register_kind(TASK, 9),
+            Err(KindError::Duplicate { .. })
+        ));
+        let zero = b.register_kind("cache", 0).unwrap_err();
+        assert_eq!(
+            zero,
+            KindError::ZeroBudget {
+                name: "cache".into()
+            }
+        );
+        assert!(zero.to_string().contains("budget of 0"));
+        assert_eq!(b.kinds().len(), 3, "failed registrations add nothing");
+        assert_eq!(b.kind("db").unwrap().budget(), 4);
+    }
+
+    #[test]
+    fn workers_are_indexed_in_registration_order_even_after_build() {
+        let b = Books::default();
+        let w0 = b.add_worker("worker");
+        let w1 = b.add_worker("worker");
+        w1.counters.polls.add(3);
+        let r = b.add_worker("replacement");
+        let all = b.workers();
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            all.iter()
+                .map(|w| (w.role(), w.index()))
+                .collect::<Vec<_>>(),
+            [("worker", 0), ("worker", 1), ("replacement", 2)]
+        );
+        assert!(Arc::ptr_eq(&all[0], &w0) && Arc::ptr_eq(&all[2], &r));
+        assert_eq!(all[1].counters.polls.get(), 3);
+    }
+
+    struct Fake;
+
+    impl Source for Fake {
+        fn snapshot(&self) -> Snapshot {
+            Snapshot {
+                workers: 5,
+                ..Snapshot::default()
+            }
+        }
+
+        fn tasks(&self) -> Vec<TaskInfo> {
+            vec![TaskInfo {
+                id: 1,
+                name: Some("accept loop".into()),
+                location: "src/main.rs:10:5".into(),
+                state: TaskState::Idle,
+                age: Duration::from_secs(3),
+            }]
+        }
+    }
+
+    #[test]
+    fn snapshot_and_tasks_come_from_the_source_while_it_lives() {
+        let b = Books::default();
+        assert_eq!(b.snapshot(), None);
+        assert!(b.list_tasks().is_empty());
+        let source: Arc<dyn Source> = Arc::new(Fake);
+        b.set_source(Arc::downgrade(&source));
+        assert_eq!(b.snapshot().map(|s| s.workers), Some(5));
+        let tasks = b.list_tasks();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].name.as_deref(), Some("accept loop"));
+        assert_eq!(tasks[0].state, TaskState::Idle);
+        drop(source);
+        assert_eq!(b.snapshot(), None, "the runtime is gone");
+        assert!(b.list_tasks().is_empty());
+    }
+
+    #[test]
+    fn the_books_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Books>();
+        check::<Kind>();
+        check::<WorkerSlot>();
+        check::<crate::ledger::Permit>();
+        check::<crate::ledger::Acquire>();
+        check::<crate::ledger::WaitSlot>();
     }
 }

@@ -1,13 +1,27 @@
 //! The books of the bulwark runtime.
 //!
 //! Every layer above writes what it did here, and every reader (the runtime's
-//! `metrics()`, later the endpoint thread) reads from here, so the books sit at
-//! the bottom of the crate graph: `metrics <- io <- executor <- bulwark`.
+//! `metrics()`, the watchdog, the endpoint thread) reads from here, so the
+//! books sit at the bottom of the crate graph: `metrics <- io <- executor <-
+//! bulwark`.
 //!
-//! Writes on the hot path go to a [`WorkerCounters`] owned by one worker
-//! thread: only that thread writes it, so a bump is a plain load and store, not
-//! a locked read-modify-write. Writes from anywhere else go to the shared
+//! - [`ledger`]: every bounded thing is a budgeted [`Kind`](ledger::Kind)
+//!   (tasks, sockets, a user's pooled resources): live count, budget, wait
+//!   list, permits and the cancel-safe [`Acquire`](ledger::Acquire) future.
+//! - [`Books`]: one runtime's books: the registry of kinds, the worker slots,
+//!   the admission state, and the [`Source`] a snapshot is read from.
+//! - [`WorkerSlot`]: what one worker publishes (polls begun and ended, the
+//!   task in its poll, parked) for a watchdog to spot a stalled poll without
+//!   a clock on the hot path; it holds the worker's [`WorkerCounters`].
+//! - [`Snapshot`]: a plain copy of all of it at one moment.
+//!
+//! Writes on the hot path go to a [`WorkerSlot`] owned by one worker thread:
+//! only that thread writes it, so a bump is a plain load and store, not a
+//! locked read-modify-write. Writes from anywhere else go to the shared
 //! [`SharedCounters`] with `fetch_add`. A [`Snapshot`] merges both.
+//!
+//! The ledger's atomics go through one switch (`sync`), so that
+//! `RUSTFLAGS="--cfg loom"` checks them with loom.
 
 #![warn(missing_docs)]
 
@@ -15,7 +29,12 @@ mod books;
 mod counters;
 pub mod ledger;
 mod snapshot;
+mod source;
+mod sync;
+mod worker;
 
 pub use books::Books;
 pub use counters::{Counter, SharedCounters, WorkerCounters};
-pub use snapshot::{BlockingSnapshot, DriverSnapshot, Snapshot};
+pub use snapshot::{BlockingSnapshot, DriverSnapshot, KindSnapshot, Snapshot, WorkerSnapshot};
+pub use source::{Source, TaskInfo, TaskState};
+pub use worker::{WorkerSlot, WorkerState, WorkerView};

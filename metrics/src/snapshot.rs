@@ -1,7 +1,59 @@
-//! A plain copy of the books at one moment, merged from every worker.
+//! A plain copy of the books at one moment, merged from every worker slot,
+//! the shared counters, the ledger's kinds, the blocking pool and the driver.
 
-use crate::{Books, SharedCounters, WorkerCounters};
+use crate::ledger::Kind;
+use crate::worker::WorkerState;
+use crate::{Books, SharedCounters};
 use std::sync::atomic::Ordering::Relaxed;
+
+/// One ledger kind in a [`Snapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindSnapshot {
+    /// The kind's name (`"task"`, `"socket"`, a user's kind...).
+    pub name: String,
+    /// Permits held now.
+    pub live: usize,
+    /// The budget (`usize::MAX`: no limit).
+    pub budget: usize,
+    /// The most permits ever held at once.
+    pub peak: usize,
+    /// Waiters in the wait list now.
+    pub waiting: usize,
+    /// Permits handed out since the start.
+    pub admitted: u64,
+    /// Acquisitions refused for want of a permit.
+    pub refused: u64,
+}
+
+impl KindSnapshot {
+    /// Reads `kind` now.
+    pub fn of(kind: &Kind) -> KindSnapshot {
+        KindSnapshot {
+            name: kind.name().to_owned(),
+            live: kind.live(),
+            budget: kind.budget(),
+            peak: kind.peak(),
+            waiting: kind.waiting(),
+            admitted: kind.admitted(),
+            refused: kind.refused(),
+        }
+    }
+}
+
+/// One worker slot in a [`Snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    /// The worker's role (`"worker"`, `"replacement"`...).
+    pub role: &'static str,
+    /// The worker's index in the books.
+    pub index: usize,
+    /// Polls begun on it.
+    pub polls_started: u64,
+    /// Polls ended on it.
+    pub polls_ended: u64,
+    /// What it was doing at the read.
+    pub state: WorkerState,
+}
 
 /// What the blocking pool reports into a [`Snapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,7 +90,8 @@ pub struct DriverSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snapshot {
-    /// Worker threads.
+    /// Worker slots in the books: worker threads, replacements included
+    /// (a slot stays after its worker retires, so its counts still add up).
     pub workers: usize,
     /// Tasks spawned, including blocking tasks.
     pub tasks_spawned: u64,
@@ -93,18 +146,23 @@ pub struct Snapshot {
     /// Times a listener waited because the runtime was shedding or at its
     /// task ceiling.
     pub accept_pauses: u64,
+    /// Every registered ledger kind, in registration order (`task` first).
+    pub kinds: Vec<KindSnapshot>,
+    /// Every worker slot, in index order.
+    pub worker_states: Vec<WorkerSnapshot>,
 }
 
 impl Snapshot {
-    /// Merges the per-worker counters, the shared counters, and the blocking
-    /// pool's and the driver's figures, and the admission books.
-    pub fn collect<'a>(
-        workers: impl IntoIterator<Item = &'a WorkerCounters>,
+    /// Merges the worker slots' counters (every slot in the books), the
+    /// shared counters, the blocking pool's and the driver's figures, and
+    /// the ledger's kinds.
+    pub fn collect(
+        books: &Books,
         shared: &SharedCounters,
         blocking: BlockingSnapshot,
         driver: DriverSnapshot,
-        books: &Books,
     ) -> Snapshot {
+        let tasks = books.tasks();
         let mut s = Snapshot {
             tasks_spawned: shared.spawned.load(Relaxed),
             tasks_completed: shared.completed.load(Relaxed),
@@ -112,10 +170,10 @@ impl Snapshot {
             tasks_cancelled: shared.cancelled.load(Relaxed),
             tasks_deadline_exceeded: shared.deadline_exceeded.load(Relaxed),
             tasks_rejected: shared.rejected.load(Relaxed),
-            tasks_admitted_live: books.tasks.live(),
-            tasks_admitted_peak: books.tasks.peak(),
-            max_tasks: books.tasks.budget(),
-            tasks_waiting: books.tasks.waiting(),
+            tasks_admitted_live: tasks.live(),
+            tasks_admitted_peak: tasks.peak(),
+            max_tasks: tasks.budget(),
+            tasks_waiting: tasks.waiting(),
             rejected_at_ceiling: books.rejected_ceiling(),
             rejected_shedding: books.rejected_shedding(),
             shedding: books.is_shedding(),
@@ -127,9 +185,19 @@ impl Snapshot {
             timers_pending: driver.timers_pending,
             accept_backoffs: driver.accept_backoffs,
             accept_pauses: driver.accept_pauses,
+            kinds: books.kinds().iter().map(|k| KindSnapshot::of(k)).collect(),
             ..Snapshot::default()
         };
-        for w in workers {
+        for slot in books.workers() {
+            let view = slot.read();
+            s.worker_states.push(WorkerSnapshot {
+                role: slot.role(),
+                index: slot.index(),
+                polls_started: view.polls_started,
+                polls_ended: view.polls_ended,
+                state: view.state(),
+            });
+            let w = &slot.counters;
             s.workers += 1;
             s.polls += w.polls.get();
             s.tasks_spawned += w.spawned.get();
@@ -151,16 +219,22 @@ impl Snapshot {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    fn collect_merges_workers_and_shared() {
-        let w = [WorkerCounters::default(), WorkerCounters::default()];
-        w[0].spawned.add(5);
-        w[1].completed.add(3);
-        w[1].polls.add(7);
+    fn collect_merges_workers_shared_and_kinds() {
+        let books = Books::new(10, false);
+        let w = [books.add_worker("worker"), books.add_worker("worker")];
+        w[0].counters.spawned.add(5);
+        w[1].counters.completed.add(3);
+        w[1].counters.polls.add(7);
+        w[1].begin_poll(9, std::panic::Location::caller());
+        w[0].set_parked(true);
+        assert!(books.tasks().try_acquire());
+        let db = books.register_kind("db", 2).unwrap();
+        assert!(db.try_acquire() && db.try_acquire() && !db.try_acquire());
         let shared = SharedCounters::default();
         SharedCounters::bump(&shared.spawned);
         SharedCounters::bump(&shared.panicked);
@@ -175,7 +249,7 @@ mod tests {
             accept_backoffs: 5,
             accept_pauses: 6,
         };
-        let s = Snapshot::collect(&w, &shared, blocking, driver, &Books::default());
+        let s = Snapshot::collect(&books, &shared, blocking, driver);
         assert_eq!(s.workers, 2);
         assert_eq!(s.tasks_spawned, 6);
         assert_eq!(s.tasks_completed, 3);
@@ -186,5 +260,32 @@ mod tests {
         assert_eq!(s.io_registrations, 3);
         assert_eq!(s.timers_pending, 4);
         assert_eq!(s.accept_backoffs, 5);
+        assert_eq!(s.accept_pauses, 6);
+        assert_eq!((s.tasks_admitted_live, s.max_tasks), (1, 10));
+        assert_eq!(
+            s.kinds[1],
+            KindSnapshot {
+                name: "db".into(),
+                live: 2,
+                budget: 2,
+                peak: 2,
+                waiting: 0,
+                admitted: 2,
+                refused: 1,
+            }
+        );
+        assert_eq!(s.kinds[0].name, "task");
+        assert_eq!(s.worker_states[0].state, WorkerState::Parked);
+        assert!(matches!(
+            s.worker_states[1].state,
+            WorkerState::Polling {
+                task_id: Some(9),
+                ..
+            }
+        ));
+        assert_eq!(
+            (s.worker_states[1].polls_started, s.worker_states[1].index),
+            (1, 1)
+        );
     }
 }

@@ -1,0 +1,56 @@
+//! [`Source`]: how a thread that is not a runtime thread (the metrics
+//! endpoint's) reads a snapshot and the live tasks from the books alone.
+//!
+//! The executor implements [`Source`] and hands the books a `Weak` to it
+//! ([`Books::set_source`](crate::Books::set_source)); the books never keep
+//! the runtime alive, and a read after the runtime is gone finds nothing.
+
+use crate::Snapshot;
+use std::time::Duration;
+
+/// What a live task is doing, as its source last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Waiting for a permit of the `task` kind (`Admission::Wait`); not yet
+    /// polled.
+    WaitingAdmission,
+    /// Not scheduled: waiting for a wake (IO, a timer, a channel...). A task
+    /// idle for long is what a deadlock or a hung dependency looks like.
+    Idle,
+    /// Woken and queued, waiting for a worker to poll it.
+    Scheduled,
+    /// Inside a poll on a worker now.
+    Running,
+    /// Cancelled (aborted, past its deadline, or shut down) and not yet
+    /// dropped: its future is dropped at its next turn on a worker.
+    Cancelling,
+}
+
+/// One live task, for `/tasks` and idle reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The task's id (unique in its runtime, never 0).
+    pub id: u64,
+    /// The name given at spawn (`task::Builder::name`), if any.
+    pub name: Option<String>,
+    /// Where it was spawned, `file:line:column`.
+    pub location: String,
+    /// What it is doing.
+    pub state: TaskState,
+    /// Time since it was spawned.
+    pub age: Duration,
+}
+
+/// A runtime seen from outside its threads: the executor implements this.
+///
+/// Both methods are called from a thread that is not a runtime thread
+/// (while every worker may be stuck in a poll), so they must not wait for a
+/// worker: read atomics and take short locks only.
+pub trait Source: Send + Sync {
+    /// The runtime's counts now.
+    fn snapshot(&self) -> Snapshot;
+
+    /// The live tasks now, in no particular order.
+    fn tasks(&self) -> Vec<TaskInfo>;
+}
