@@ -300,9 +300,7 @@ impl Handle {
         {
             let mut timers = self.inner.timers.lock();
             timers.shutdown = true;
-            timers
-                .wheel
-                .advance(crate::time::wheel::MAX_TICK, &mut fired);
+            timers.wheel.fire_all(&mut fired);
         }
         fired.into_iter().for_each(Waker::wake);
     }
@@ -335,7 +333,8 @@ impl Handle {
         let (key, fired, wake_driver) = {
             let mut timers = self.inner.timers.lock();
             let when = if timers.shutdown { 0 } else { when };
-            let (key, fired) = timers.wheel.insert_fired(when, waker.clone());
+            let (key, back) = timers.wheel.insert_fired(when, waker.clone());
+            let fired = back.is_some();
             (key, fired, !fired && when < timers.parked_until)
         };
         if wake_driver {
