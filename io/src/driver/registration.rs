@@ -147,11 +147,7 @@ impl<E: mio::event::Source> PollEvented<E> {
             .io
             .take()
             .expect("a PollEvented holds its source until dropped");
-        self.registration
-            .handle()
-            .inner
-            .registry
-            .deregister(&mut io)?;
+        self.registration.handle().deregister(&mut io)?;
         Ok(io)
     }
 }
@@ -169,12 +165,7 @@ impl<E: mio::event::Source> Deref for PollEvented<E> {
 impl<E: mio::event::Source> Drop for PollEvented<E> {
     fn drop(&mut self) {
         if let Some(mut io) = self.io.take() {
-            let _ = self
-                .registration
-                .handle()
-                .inner
-                .registry
-                .deregister(&mut io);
+            let _ = self.registration.handle().deregister(&mut io);
             // `io` closes here, before the registration frees the slot.
         }
     }

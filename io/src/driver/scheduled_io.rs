@@ -132,7 +132,7 @@ impl ScheduledIo {
     pub(crate) fn wake_all(&self, bits: usize) {
         let mut wake = Vec::new();
         self.set_readiness(bits, &mut wake);
-        wake.into_iter().for_each(Waker::wake);
+        super::wake_all(&mut wake);
     }
 
     /// The ready bits now (for tests).

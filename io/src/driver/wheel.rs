@@ -37,9 +37,9 @@ const SLOT_BITS: u32 = 6;
 /// slots ahead, always a later slot, so each re-link makes progress.
 const MAX_AHEAD: u64 = (SLOTS as u64 - 1) << (SLOT_BITS as u64 * (LEVELS as u64 - 1));
 
-/// Names one timer in the driver's wheel.
+/// Names one timer in one wheel (the driver's `TimerKey` adds the shard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimerKey {
+pub(crate) struct Key {
     index: usize,
     generation: u64,
 }
@@ -142,14 +142,14 @@ impl Wheel {
     /// Sets a timer for tick `when`. A deadline already past fires at once:
     /// the entry starts out fired (see [`insert_fired`](Self::insert_fired)).
     #[cfg(test)]
-    pub(crate) fn insert(&mut self, when: u64, waker: Waker) -> TimerKey {
+    pub(crate) fn insert(&mut self, when: u64, waker: Waker) -> Key {
         self.insert_fired(when, waker).0
     }
 
     /// As [`insert`](Self::insert). If the deadline is already past, the
     /// entry starts out fired and `waker` is handed back for the caller to
     /// wake (outside the lock); otherwise the wheel keeps it.
-    pub(crate) fn insert_fired(&mut self, when: u64, waker: Waker) -> (TimerKey, Option<Waker>) {
+    pub(crate) fn insert_fired(&mut self, when: u64, waker: Waker) -> (Key, Option<Waker>) {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let fired = when <= self.elapsed;
@@ -170,17 +170,17 @@ impl Wheel {
         if !fired {
             self.link(index);
         }
-        (TimerKey { index, generation }, back)
+        (Key { index, generation }, back)
     }
 
-    fn entry(&self, key: TimerKey) -> Option<&Entry> {
+    fn entry(&self, key: Key) -> Option<&Entry> {
         self.entries
             .get(key.index)
             .filter(|e| e.generation == key.generation)
     }
 
     /// Whether the timer fired; if not, `waker` replaces the stored one.
-    pub(crate) fn poll_entry(&mut self, key: TimerKey, waker: &Waker) -> EntryState {
+    pub(crate) fn poll_entry(&mut self, key: Key, waker: &Waker) -> EntryState {
         let Some(entry) = self.entries.get_mut(key.index) else {
             return EntryState::Fired;
         };
@@ -195,7 +195,7 @@ impl Wheel {
     }
 
     /// Removes a timer, fired or not. A stale key does nothing.
-    pub(crate) fn remove(&mut self, key: TimerKey) {
+    pub(crate) fn remove(&mut self, key: Key) {
         if self.entry(key).is_none() {
             return;
         }
@@ -358,7 +358,7 @@ mod tests {
     }
 
     /// Advances tick by tick and records when each key fires.
-    fn fire_ticks(wheel: &mut Wheel, keys: &[TimerKey], until: u64) -> Vec<Option<u64>> {
+    fn fire_ticks(wheel: &mut Wheel, keys: &[Key], until: u64) -> Vec<Option<u64>> {
         let (_, w) = waker();
         let mut fired_at = vec![None; keys.len()];
         let mut out = Vec::new();
@@ -441,7 +441,7 @@ mod tests {
     /// the deadline.
     fn fired_at_in_steps(
         wheel: &mut Wheel,
-        key: TimerKey,
+        key: Key,
         when: u64,
         until: u64,
         step: u64,
