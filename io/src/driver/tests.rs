@@ -2,6 +2,7 @@
 
 use super::scheduled_io::{Direction, READABLE};
 use super::*;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Wake;
 
@@ -314,4 +315,38 @@ fn set_timer_owned_keeps_the_waker_without_a_clone() {
     assert_eq!(Arc::strong_count(&count), 1);
     handle.cancel_timer(key);
     assert_eq!(handle.timer_entries(), 0);
+}
+
+#[test]
+fn a_dropped_io_future_releases_its_waker_without_an_event() {
+    let (_driver, handle) = Driver::new().unwrap();
+    let source = PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle).unwrap();
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = Waker::from(count.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut buf = [0u8; 16];
+    let mut recv = source
+        .registration
+        .async_io(Direction::Read, || source.recv(&mut buf));
+    assert!(std::pin::Pin::new(&mut recv).poll(&mut cx).is_pending());
+    let mut ready = source.registration.readiness(Direction::Read);
+    assert!(std::pin::Pin::new(&mut ready).poll(&mut cx).is_pending());
+    // `count`, `waker`, and one clone stored per waiting future.
+    assert_eq!(Arc::strong_count(&count), 4);
+    drop(recv);
+    assert_eq!(
+        Arc::strong_count(&count),
+        3,
+        "the dropped future's waker is gone"
+    );
+    // The other future still waits, and is woken by an event.
+    let mut wake = Vec::new();
+    source.registration.io.set_readiness(READABLE, &mut wake);
+    assert_eq!(wake.len(), 1);
+    wake_all(&mut wake);
+    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert!(std::pin::Pin::new(&mut ready).poll(&mut cx).is_ready());
+    drop(ready);
+    drop(waker);
+    assert_eq!(Arc::strong_count(&count), 1, "nothing pins the task");
 }

@@ -5,7 +5,6 @@ use crate::driver::scheduled_io::Direction;
 use crate::driver::PollEvented;
 use crate::time::Sleep;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -137,12 +136,11 @@ impl TcpListener {
                 continue;
             }
             paused = PAUSE_START;
-            let res = poll_fn(|cx| {
-                self.io
-                    .registration
-                    .poll_io(cx, Direction::Read, || op(&self.io))
-            })
-            .await;
+            let res = self
+                .io
+                .registration
+                .async_io(Direction::Read, || op(&self.io))
+                .await;
             match res {
                 Ok(t) => return Ok(t),
                 Err(e) if is_out_of_resources(&e) => {
