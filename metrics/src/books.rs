@@ -36,6 +36,8 @@ pub struct Books {
     shedding_transitions: AtomicU64,
     rejected_ceiling: AtomicU64,
     rejected_shedding: AtomicU64,
+    accept_backoffs: AtomicU64,
+    accept_pauses: AtomicU64,
 }
 
 impl fmt::Debug for Books {
@@ -70,6 +72,8 @@ impl Books {
             shedding_transitions: AtomicU64::new(0),
             rejected_ceiling: AtomicU64::new(0),
             rejected_shedding: AtomicU64::new(0),
+            accept_backoffs: AtomicU64::new(0),
+            accept_pauses: AtomicU64::new(0),
         }
     }
 
@@ -190,6 +194,28 @@ impl Books {
     /// Spawns rejected by shedding.
     pub fn rejected_shedding(&self) -> u64 {
         self.rejected_shedding.load(Relaxed)
+    }
+
+    /// Counts an `accept` that failed for want of fds or memory and backed
+    /// off instead of retrying at once (bumped by the io layer's listeners).
+    pub fn count_accept_backoff(&self) {
+        self.accept_backoffs.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a wait of a listener while admission paused accepting.
+    pub fn count_accept_pause(&self) {
+        self.accept_pauses.fetch_add(1, Relaxed);
+    }
+
+    /// `accept` failures for want of fds or memory, each followed by a
+    /// back-off.
+    pub fn accept_backoffs(&self) -> u64 {
+        self.accept_backoffs.load(Relaxed)
+    }
+
+    /// Times a listener waited because admission paused accepting.
+    pub fn accept_pauses(&self) -> u64 {
+        self.accept_pauses.load(Relaxed)
     }
 
     /// Whether listeners should leave new connections in the kernel backlog

@@ -1,35 +1,58 @@
-//! The driver: one `mio::Poll` and one timer wheel for the whole runtime.
+//! The driver: one `mio::Poll` and the timer wheels for the whole runtime.
 //!
 //! Sources register in a slab; a source's mio token is its slab index with a
 //! generation above it, so an event still queued for a slot that has since
 //! been reused (deregistered, then taken by a new socket) names the old
-//! generation and is dropped instead of waking the new owner.
+//! generation and is dropped instead of waking the new owner. The slab and
+//! the shutdown flag share one lock, so a source registers either before
+//! shutdown (and is woken with `SHUTDOWN`) or not at all.
 //!
-//! [`Driver::turn`] is one round: advance the timer wheel, block in
-//! `mio::Poll::poll` until the next timer, an event or an unpark (a
-//! `mio::Waker`), hand the events to their sources and fire the timers due.
-//! Wakers are collected under the locks and woken after them. Which thread
-//! turns the driver is the executor's business (see `park`): one idle worker
-//! blocks in it while the others sleep on their condvars, and busy workers
-//! turn it without blocking every so many ticks.
+//! Timers live in `N` wheel shards, each behind its own mutex (tokio's
+//! design): a thread sets its timers in its own shard
+//! ([`set_thread_timer_shard`]; the executor gives each worker its index),
+//! so workers setting a deadline per task do not contend on one lock. A
+//! [`TimerKey`] names its shard, so polls and cancels go to the right lock.
+//!
+//! [`Driver::turn`] is one round: advance every shard, block in
+//! `mio::Poll::poll` until the earliest next expiration over the shards, an
+//! event or an unpark (a `mio::Waker`), hand the events to their sources and
+//! fire the timers due. Wakers are collected under the locks and woken after
+//! them, each under `catch_unwind`: a waker is user code, and one that panics
+//! must neither kill the thread turning the driver nor drop the rest of the
+//! batch. Which thread turns the driver is the executor's business (see
+//! `park`): one idle worker blocks in it while the others sleep on their
+//! condvars, and busy workers turn it without blocking every so many ticks.
+//!
+//! # No lost timer wake-up
+//!
+//! A thread about to block announces, in each shard, the tick it may sleep
+//! until (`parked_until`), in the same critical section in which it read that
+//! shard's next expiration. An insert into that shard either came before
+//! (the turner saw it in the next expiration) or after (the inserter sees
+//! `parked_until` and unparks the driver if its deadline is earlier). The
+//! value announced in a shard is never below the tick the turner really
+//! sleeps until, so no earlier timer goes unnoticed; it is lowered to that
+//! tick once all shards are read, which only saves spurious unparks.
 
 mod registration;
 pub(crate) mod scheduled_io;
+mod wheel;
 
 pub use registration::PollEvented;
 
-pub use crate::time::wheel::TimerKey;
-use crate::time::wheel::Wheel;
 use bulwark_metrics::{Books, DriverSnapshot};
 use parking_lot::Mutex;
 use scheduled_io::{ScheduledIo, ERROR, READABLE, READ_CLOSED, SHUTDOWN, WRITABLE, WRITE_CLOSED};
 use slab::Slab;
+use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
+use wheel::{EntryState, Wheel};
 
 /// The token of the driver's own `mio::Waker`.
 const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
@@ -51,49 +74,106 @@ pub struct Driver {
 /// unparking the thread that blocks in it.
 #[derive(Clone)]
 pub struct Handle {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
+/// Names one timer set with [`Handle::set_timer`]: its shard and its entry
+/// there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerKey {
+    shard: usize,
+    key: wheel::Key,
+}
+
+struct Inner {
     registry: mio::Registry,
     waker: mio::Waker,
     ios: Mutex<Ios>,
-    pub(crate) timers: Mutex<Timers>,
+    shards: Box<[Shard]>,
     start: Instant,
-    shutdown: AtomicBool,
-    /// `accept` failures for want of fds or memory, each followed by a
-    /// back-off instead of a retry.
-    pub(crate) accept_backoffs: AtomicU64,
-    /// Times a listener waited because admission paused accepting.
-    pub(crate) accept_pauses: AtomicU64,
-    /// The runtime's books: whether accepting is paused.
-    pub(crate) books: Arc<Books>,
+    /// The runtime's books: whether accepting is paused, the accept counts.
+    books: Arc<Books>,
 }
 
 struct Ios {
     slab: Slab<Arc<ScheduledIo>>,
     next_generation: usize,
+    /// Set by `shutdown` under this lock: a `register` that takes the lock
+    /// after it fails, one that took it before is in the slab shutdown wakes.
+    shutdown: bool,
 }
 
-pub(crate) struct Timers {
-    pub(crate) wheel: Wheel,
-    /// The tick until which a thread sleeps in the driver; 0 when nobody
-    /// does. A timer due earlier must wake it.
+/// One timer shard. Aligned apart so two workers' locks do not share a cache
+/// line.
+#[repr(align(128))]
+struct Shard(Mutex<Timers>);
+
+struct Timers {
+    wheel: Wheel,
+    /// The tick until which a thread may sleep in the driver, as announced
+    /// to this shard; 0 when nobody does. A timer due earlier must wake it.
     parked_until: u64,
     shutdown: bool,
 }
 
+thread_local! {
+    /// The timer shard this thread was given (a worker's index).
+    static TIMER_SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+    /// The shard of a thread that was given none: taken once per thread from
+    /// a global counter, so the counter is touched once in a thread's life,
+    /// never on an insert, and such threads spread over the shards.
+    static FALLBACK_SHARD: usize = NEXT_FALLBACK_SHARD.fetch_add(1, Relaxed);
+}
+
+static NEXT_FALLBACK_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the timer shard this thread uses from now on: `Some(i)` puts its
+/// timers in shard `i` (modulo the driver's shard count), `None` goes back
+/// to a shard picked per thread. The executor calls it on each worker thread
+/// with the worker's index, so a worker's timers stay on its own lock.
+pub fn set_thread_timer_shard(shard: Option<usize>) {
+    let _ = TIMER_SHARD.try_with(|s| s.set(shard));
+}
+
+/// This thread's shard among `n`.
+fn thread_shard(n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let given = TIMER_SHARD.try_with(Cell::get).ok().flatten();
+    // A thread being torn down (its locals gone) still sets timers: shard 0.
+    let i = given.unwrap_or_else(|| FALLBACK_SHARD.try_with(|s| *s).unwrap_or(0));
+    i % n
+}
+
 impl Driver {
-    /// A new driver and its handle, with books of its own (no ceiling).
+    /// A new driver and its handle, with books of its own (no ceiling) and
+    /// one timer shard.
     pub fn new() -> io::Result<(Driver, Handle)> {
         Self::with_books(Arc::new(Books::default()))
     }
 
-    /// A new driver for a runtime whose admission state is in `books`.
+    /// A new driver for a runtime whose admission state is in `books`, with
+    /// one timer shard.
     pub fn with_books(books: Arc<Books>) -> io::Result<(Driver, Handle)> {
+        Self::with_books_and_shards(books, 1)
+    }
+
+    /// A new driver for a runtime whose admission state is in `books`, with
+    /// `shards` timer shards (one per worker, typically; 0 counts as 1).
+    pub fn with_books_and_shards(books: Arc<Books>, shards: usize) -> io::Result<(Driver, Handle)> {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)?;
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                Shard(Mutex::new(Timers {
+                    wheel: Wheel::new(),
+                    parked_until: 0,
+                    shutdown: false,
+                }))
+            })
+            .collect();
         let handle = Handle {
             inner: Arc::new(Inner {
                 registry,
@@ -101,16 +181,10 @@ impl Driver {
                 ios: Mutex::new(Ios {
                     slab: Slab::new(),
                     next_generation: 0,
-                }),
-                timers: Mutex::new(Timers {
-                    wheel: Wheel::new(),
-                    parked_until: 0,
                     shutdown: false,
                 }),
+                shards,
                 start: Instant::now(),
-                shutdown: AtomicBool::new(false),
-                accept_backoffs: AtomicU64::new(0),
-                accept_pauses: AtomicU64::new(0),
                 books,
             }),
         };
@@ -129,33 +203,55 @@ impl Driver {
     }
 
     /// One round: waits at most `max_wait` (`None`: until the next timer,
-    /// event or unpark) and wakes whatever became ready.
+    /// event or unpark) and wakes whatever became ready. A waker that panics
+    /// is caught; the others are still woken and the turn returns normally.
     pub fn turn(&mut self, max_wait: Option<Duration>) {
         let inner = &*self.handle.inner;
-        let mut timeout = {
-            let mut timers = inner.timers.lock();
-            let now = inner.tick_at(Instant::now());
+        // A zero wait never blocks, so there is nobody to unpark for an
+        // earlier timer: no `parked_until` to announce or clear.
+        let may_block = max_wait.is_none_or(|d| !d.is_zero());
+        let now = inner.tick_at(Instant::now());
+        let mut next: Option<u64> = None;
+        for shard in inner.shards.iter() {
+            let mut timers = shard.0.lock();
             timers.wheel.advance(now, &mut self.wake);
-            let until_timer = timers.wheel.next_expiration().map(|tick| {
-                inner
-                    .instant_of(tick)
-                    .saturating_duration_since(Instant::now())
-            });
-            let timeout = match (until_timer, max_wait) {
+            let shard_next = timers.wheel.next_expiration();
+            if may_block {
+                // Announced in the critical section that read `shard_next`:
+                // see "No lost timer wake-up" above.
+                timers.parked_until = shard_next.unwrap_or(u64::MAX);
+            }
+            next = match (next, shard_next) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let blocking = timeout.is_none_or(|t| !t.is_zero()) && self.wake.is_empty();
-            timers.parked_until = if blocking {
-                timers.wheel.next_expiration().unwrap_or(u64::MAX)
-            } else {
-                0
-            };
-            timeout
+        }
+        let until_timer = next.map(|tick| {
+            inner
+                .instant_of(tick)
+                .saturating_duration_since(Instant::now())
+        });
+        let mut timeout = match (until_timer, max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         if !self.wake.is_empty() {
             // Timers fired: run their tasks first, do not sleep.
             timeout = Some(Duration::ZERO);
+        }
+        let blocking = timeout.is_none_or(|t| !t.is_zero());
+        if may_block && (!blocking || inner.shards.len() > 1) {
+            // Not sleeping after all: clear the announcements (no spurious
+            // unparks). Sleeping: lower each to the real wake-up tick.
+            let until = if blocking {
+                next.unwrap_or(u64::MAX)
+            } else {
+                0
+            };
+            for shard in inner.shards.iter() {
+                let mut timers = shard.0.lock();
+                timers.parked_until = timers.parked_until.min(until);
+            }
         }
         wake_all(&mut self.wake);
 
@@ -181,19 +277,25 @@ impl Driver {
                 }
             }
         }
-        {
-            let mut timers = inner.timers.lock();
-            timers.parked_until = 0;
+        if may_block {
             let now = inner.tick_at(Instant::now());
-            timers.wheel.advance(now, &mut self.wake);
+            for shard in inner.shards.iter() {
+                let mut timers = shard.0.lock();
+                timers.parked_until = 0;
+                timers.wheel.advance(now, &mut self.wake);
+            }
         }
         wake_all(&mut self.wake);
     }
 }
 
-fn wake_all(wake: &mut Vec<Waker>) {
+/// Wakes and drains every waker in `wake`. Each wake runs under
+/// `catch_unwind`: a waker is user code (any `Wake` impl), and one that
+/// panics must not unwind through the driver's thread (a worker) nor keep
+/// the wakers after it from being woken.
+pub(crate) fn wake_all(wake: &mut Vec<Waker>) {
     for waker in wake.drain(..) {
-        waker.wake();
+        let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
     }
 }
 
@@ -241,7 +343,7 @@ impl Inner {
 
     /// The wheel tick for a deadline, rounded up so a timer never fires
     /// early.
-    pub(crate) fn deadline_tick(&self, deadline: Instant) -> u64 {
+    fn deadline_tick(&self, deadline: Instant) -> u64 {
         let d = deadline.saturating_duration_since(self.start);
         let ms = d.as_millis() as u64;
         if d > Duration::from_millis(ms) {
@@ -263,85 +365,126 @@ impl Handle {
         let _ = self.inner.waker.wake();
     }
 
-    /// The driver's counts now.
+    /// The driver's counts now (timers summed over the shards, accept counts
+    /// from the books).
     pub fn stats(&self) -> DriverSnapshot {
         DriverSnapshot {
             registrations: self.inner.ios.lock().slab.len(),
-            timers_pending: self.inner.timers.lock().wheel.pending(),
-            accept_backoffs: self.inner.accept_backoffs.load(Ordering::Relaxed),
-            accept_pauses: self.inner.accept_pauses.load(Ordering::Relaxed),
+            timers_pending: self.sum_shards(|t| t.wheel.pending()),
+            accept_backoffs: self.inner.books.accept_backoffs(),
+            accept_pauses: self.inner.books.accept_pauses(),
         }
     }
 
-    /// Timer entries held by the wheel, fired-but-unread ones included: zero
-    /// once every `Sleep` is gone. For tests that check nothing is left.
+    /// Timer entries held by the wheels, fired-but-unread ones included:
+    /// zero once every `Sleep` is gone. For tests that check nothing is left.
     pub fn timer_entries(&self) -> usize {
-        self.inner.timers.lock().wheel.len()
+        self.sum_shards(|t| t.wheel.len())
+    }
+
+    fn sum_shards(&self, f: impl Fn(&Timers) -> usize) -> usize {
+        self.inner.shards.iter().map(|s| f(&s.0.lock())).sum()
+    }
+
+    /// The runtime's books this driver was made with.
+    pub(crate) fn books(&self) -> &Books {
+        &self.inner.books
     }
 
     /// Ends every wait: sockets fail with an error, timers fire. Called when
-    /// the driver is dropped (the runtime shut down).
+    /// the driver is dropped (the runtime shut down). A waker that panics is
+    /// caught; the others are still woken.
     pub fn shutdown(&self) {
-        if self.inner.shutdown.swap(true, Ordering::SeqCst) {
+        let Some(ios) = Self::begin_shutdown(&mut self.inner.ios.lock()) else {
             return;
+        };
+        self.finish_shutdown(ios);
+    }
+
+    /// The part of [`shutdown`](Self::shutdown) under the slab lock: sets
+    /// the flag `register` checks under the same lock (so no source slips in
+    /// after the collection) and collects the sources to wake. `None` if
+    /// shutdown had begun already.
+    fn begin_shutdown(ios: &mut Ios) -> Option<Vec<Arc<ScheduledIo>>> {
+        if ios.shutdown {
+            return None;
         }
-        let ios: Vec<_> = self
-            .inner
-            .ios
-            .lock()
-            .slab
-            .iter()
-            .map(|(_, io)| io.clone())
-            .collect();
+        ios.shutdown = true;
+        Some(ios.slab.iter().map(|(_, io)| io.clone()).collect())
+    }
+
+    fn finish_shutdown(&self, ios: Vec<Arc<ScheduledIo>>) {
         for io in ios {
             io.wake_all(SHUTDOWN);
         }
         let mut fired = Vec::new();
-        {
-            let mut timers = self.inner.timers.lock();
+        for shard in self.inner.shards.iter() {
+            let mut timers = shard.0.lock();
             timers.shutdown = true;
-            timers
-                .wheel
-                .advance(crate::time::wheel::MAX_TICK, &mut fired);
+            timers.wheel.fire_all(&mut fired);
         }
-        fired.into_iter().for_each(Waker::wake);
-    }
-
-    pub(crate) fn is_shutdown(&self) -> bool {
-        self.inner.shutdown.load(Ordering::Acquire)
+        wake_all(&mut fired);
     }
 
     /// Sets a timer that wakes `waker` at `deadline` (at once, if it is
     /// past). Remove it with [`cancel_timer`](Self::cancel_timer) once it is
     /// no longer needed, fired or not: the entry stays until then.
     pub fn set_timer(&self, deadline: Instant, waker: &Waker) -> TimerKey {
-        let (key, fired) = self.insert_timer(deadline, waker);
-        if fired {
-            waker.wake_by_ref();
+        self.set_timer_owned(deadline, waker.clone())
+    }
+
+    /// As [`set_timer`](Self::set_timer), taking the waker by value: the
+    /// wheel keeps it without a clone, or it is woken at once (consumed) if
+    /// `deadline` has passed.
+    pub fn set_timer_owned(&self, deadline: Instant, waker: Waker) -> TimerKey {
+        let (key, back) = self.insert_owned(deadline, waker);
+        if let Some(waker) = back {
+            waker.wake();
         }
         key
     }
 
-    /// Removes a timer set with [`set_timer`](Self::set_timer).
+    /// Removes a timer set with [`set_timer`](Self::set_timer). A key of a
+    /// timer already removed does nothing.
     pub fn cancel_timer(&self, key: TimerKey) {
-        self.inner.timers.lock().wheel.remove(key);
+        if let Some(shard) = self.inner.shards.get(key.shard) {
+            shard.0.lock().wheel.remove(key.key);
+        }
+    }
+
+    /// Whether the timer has fired; if not, `waker` replaces the stored one.
+    /// A key unknown here (removed) reads as fired.
+    pub(crate) fn poll_timer(&self, key: TimerKey, waker: &Waker) -> bool {
+        match self.inner.shards.get(key.shard) {
+            Some(shard) => shard.0.lock().wheel.poll_entry(key.key, waker) == EntryState::Fired,
+            None => true,
+        }
     }
 
     /// Sets a timer; wakes the driver if it sleeps past the new deadline.
     /// Returns the key and whether the deadline had already passed (the
-    /// entry starts out fired and `waker` is not kept).
+    /// entry starts out fired and `waker` is not kept, nor woken).
     pub(crate) fn insert_timer(&self, deadline: Instant, waker: &Waker) -> (TimerKey, bool) {
+        let (key, back) = self.insert_owned(deadline, waker.clone());
+        (key, back.is_some())
+    }
+
+    /// Sets a timer in this thread's shard; the waker comes back if the
+    /// deadline has passed.
+    fn insert_owned(&self, deadline: Instant, waker: Waker) -> (TimerKey, Option<Waker>) {
         let when = self.inner.deadline_tick(deadline);
-        let (key, fired, wake_driver) = {
-            let mut timers = self.inner.timers.lock();
+        let shard = thread_shard(self.inner.shards.len());
+        let (key, back, wake_driver) = {
+            let mut timers = self.inner.shards[shard].0.lock();
             let when = if timers.shutdown { 0 } else { when };
-            let (key, fired) = timers.wheel.insert_fired(when, waker.clone());
-            (key, fired, !fired && when < timers.parked_until)
+            let (key, back) = timers.wheel.insert_fired(when, waker);
+            let wake_driver = back.is_none() && when < timers.parked_until;
+            (key, back, wake_driver)
         };
         if wake_driver {
             self.unpark();
         }
-        (key, fired)
+        (TimerKey { shard, key }, back)
     }
 
     fn register(
@@ -349,11 +492,11 @@ impl Handle {
         source: &mut impl mio::event::Source,
         interest: mio::Interest,
     ) -> io::Result<(Arc<ScheduledIo>, mio::Token)> {
-        if self.is_shutdown() {
-            return Err(io::Error::other(SHUT_DOWN));
-        }
         let (io, token) = {
             let mut ios = self.inner.ios.lock();
+            if ios.shutdown {
+                return Err(io::Error::other(SHUT_DOWN));
+            }
             let generation = ios.next_generation;
             ios.next_generation = ios.next_generation.wrapping_add(1);
             let entry = ios.slab.vacant_entry();
@@ -374,6 +517,10 @@ impl Handle {
             return Err(e);
         }
         Ok((io, token))
+    }
+
+    fn deregister(&self, source: &mut impl mio::event::Source) -> io::Result<()> {
+        self.inner.registry.deregister(source)
     }
 
     fn release(&self, io: &Arc<ScheduledIo>, token: mio::Token) {

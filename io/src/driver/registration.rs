@@ -3,8 +3,10 @@
 use super::scheduled_io::{Direction, ScheduledIo};
 use super::{Handle, SHUT_DOWN};
 use crate::coop;
+use std::future::Future;
 use std::io;
 use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -85,6 +87,35 @@ impl Registration {
         }
     }
 
+    /// The future of an `async fn` that waits for `dir` and runs `op`, as
+    /// [`poll_io`](Self::poll_io) does. Unlike a `poll_fn` over `poll_io`,
+    /// dropping it (a cancelled task, a lost `select!` branch) takes its
+    /// waker out of the source's wait list at once.
+    pub(crate) fn async_io<R, F>(&self, dir: Direction, op: F) -> Ready<'_, F>
+    where
+        F: FnMut() -> io::Result<R> + Unpin,
+    {
+        Ready {
+            registration: self,
+            dir,
+            op,
+            budget: true,
+            waiter: 0,
+        }
+    }
+
+    /// A future that finishes when the source is ready for `dir` (no
+    /// operation, no budget spent); its waker is removed when dropped.
+    pub(crate) fn readiness(&self, dir: Direction) -> Ready<'_, fn() -> io::Result<()>> {
+        Ready {
+            registration: self,
+            dir,
+            op: || Ok(()),
+            budget: false,
+            waiter: 0,
+        }
+    }
+
     /// Runs `op` once if the source looks ready; `WouldBlock` otherwise.
     pub(crate) fn try_io<R>(
         &self,
@@ -106,6 +137,50 @@ impl Registration {
 
     pub(crate) fn handle(&self) -> &Handle {
         &self.handle
+    }
+}
+
+/// The future of [`Registration::async_io`] and
+/// [`Registration::readiness`]: a named waiter of the source, removed on
+/// drop.
+pub(crate) struct Ready<'a, F> {
+    registration: &'a Registration,
+    dir: Direction,
+    op: F,
+    /// Spend coop budget on each poll (an IO operation; not a bare wait).
+    budget: bool,
+    /// This future's waiter id in the source, 0 until a waker is stored.
+    waiter: u64,
+}
+
+impl<R, F> Future for Ready<'_, F>
+where
+    F: FnMut() -> io::Result<R> + Unpin,
+{
+    type Output = io::Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let this = self.get_mut();
+        if this.budget {
+            ready!(coop::poll_proceed(cx));
+        }
+        let io = &this.registration.io;
+        loop {
+            let ev = ready!(io.poll_ready_named(cx, this.dir, &mut this.waiter));
+            if ev.is_shutdown() {
+                return Poll::Ready(Err(io::Error::other(SHUT_DOWN)));
+            }
+            match (this.op)() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.clear_readiness(ev),
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+}
+
+impl<F> Drop for Ready<'_, F> {
+    fn drop(&mut self) {
+        self.registration.io.remove_waiter(self.dir, self.waiter);
     }
 }
 
@@ -147,11 +222,7 @@ impl<E: mio::event::Source> PollEvented<E> {
             .io
             .take()
             .expect("a PollEvented holds its source until dropped");
-        self.registration
-            .handle()
-            .inner
-            .registry
-            .deregister(&mut io)?;
+        self.registration.handle().deregister(&mut io)?;
         Ok(io)
     }
 }
@@ -169,12 +240,7 @@ impl<E: mio::event::Source> Deref for PollEvented<E> {
 impl<E: mio::event::Source> Drop for PollEvented<E> {
     fn drop(&mut self) {
         if let Some(mut io) = self.io.take() {
-            let _ = self
-                .registration
-                .handle()
-                .inner
-                .registry
-                .deregister(&mut io);
+            let _ = self.registration.handle().deregister(&mut io);
             // `io` closes here, before the registration frees the slot.
         }
     }

@@ -4,6 +4,13 @@
 //! every event: a task that saw readiness, tried the operation and got
 //! `WouldBlock` clears only the bits it saw, and only if no event came since
 //! (same tick), so an event that raced with the attempt is never lost.
+//!
+//! A waiter is either anonymous (the `poll_*` methods of the net types: one
+//! waker per task and direction, kept until the next event or until the
+//! source goes away, as tokio's) or named by an id (an `async fn`'s
+//! readiness future, `registration::Ready`): a named waiter is removed when
+//! its future is dropped, so a cancelled task's waker (and with it the task)
+//! is not pinned by a source that stays quiet.
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire};
@@ -53,8 +60,27 @@ impl ReadyEvent {
 /// one listener): all are woken, the losers find `WouldBlock` and wait again.
 #[derive(Default)]
 struct Waiters {
-    readers: Vec<Waker>,
-    writers: Vec<Waker>,
+    readers: Vec<Waiter>,
+    writers: Vec<Waiter>,
+    /// The last id handed out; ids start at 1 (0 is [`ANONYMOUS`]).
+    last_id: u64,
+}
+
+/// The id of waiters that no future owns (polls from `poll_*` methods).
+const ANONYMOUS: u64 = 0;
+
+struct Waiter {
+    id: u64,
+    waker: Waker,
+}
+
+impl Waiters {
+    fn list(&mut self, dir: Direction) -> &mut Vec<Waiter> {
+        match dir {
+            Direction::Read => &mut self.readers,
+            Direction::Write => &mut self.writers,
+        }
+    }
 }
 
 pub(crate) struct ScheduledIo {
@@ -81,25 +107,75 @@ impl ScheduledIo {
         });
         let mut waiters = self.waiters.lock();
         if bits & Direction::Read.mask() != 0 {
-            wake.append(&mut waiters.readers);
+            wake.extend(waiters.readers.drain(..).map(|w| w.waker));
         }
         if bits & Direction::Write.mask() != 0 {
-            wake.append(&mut waiters.writers);
+            wake.extend(waiters.writers.drain(..).map(|w| w.waker));
         }
     }
 
-    /// Ready for `dir`, or the task's waker is left for the driver.
+    /// Ready for `dir`, or the task's waker is left for the driver (an
+    /// anonymous waiter: it stays until the next event).
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<ReadyEvent> {
+        let mut id = ANONYMOUS;
+        self.poll_ready_as(cx, dir, &mut id)
+    }
+
+    /// As [`poll_ready`](Self::poll_ready) for a named waiter: `*id` is 0 on
+    /// the first call and is given an id when a waker is stored; the owner
+    /// calls [`remove_waiter`](Self::remove_waiter) with it when dropped.
+    pub(crate) fn poll_ready_named(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        id: &mut u64,
+    ) -> Poll<ReadyEvent> {
+        if *id == ANONYMOUS {
+            // Taken lazily (under the lock below) only if a waker is stored.
+            let mut fresh = u64::MAX;
+            let res = self.poll_ready_as(cx, dir, &mut fresh);
+            if fresh != u64::MAX {
+                *id = fresh;
+            }
+            return res;
+        }
+        self.poll_ready_as(cx, dir, id)
+    }
+
+    /// `*id`: `ANONYMOUS`, a named waiter's id, or `u64::MAX` for a named
+    /// waiter with no id yet (replaced by the id given).
+    fn poll_ready_as(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        id: &mut u64,
+    ) -> Poll<ReadyEvent> {
         if let Some(ev) = self.ready_now(dir) {
             return Poll::Ready(ev);
         }
         let mut waiters = self.waiters.lock();
-        let list = match dir {
-            Direction::Read => &mut waiters.readers,
-            Direction::Write => &mut waiters.writers,
+        if *id == u64::MAX {
+            waiters.last_id += 1;
+            *id = waiters.last_id;
+        }
+        let id = *id;
+        let list = waiters.list(dir);
+        let found = if id == ANONYMOUS {
+            list.iter_mut()
+                .find(|w| w.id == ANONYMOUS && w.waker.will_wake(cx.waker()))
+        } else {
+            list.iter_mut().find(|w| w.id == id)
         };
-        if !list.iter().any(|w| w.will_wake(cx.waker())) {
-            list.push(cx.waker().clone());
+        match found {
+            Some(w) => {
+                if !w.waker.will_wake(cx.waker()) {
+                    w.waker.clone_from(cx.waker());
+                }
+            }
+            None => list.push(Waiter {
+                id,
+                waker: cx.waker().clone(),
+            }),
         }
         // An event between the first look and storing the waker took no
         // waker: look again under the lock the driver takes to wake.
@@ -128,11 +204,28 @@ impl ScheduledIo {
         });
     }
 
+    /// Forgets a named waiter (its future is dropped): its waker is dropped
+    /// now rather than at the next event. An id already woken does nothing.
+    pub(crate) fn remove_waiter(&self, dir: Direction, id: u64) {
+        if id == ANONYMOUS {
+            return;
+        }
+        let removed = {
+            let mut waiters = self.waiters.lock();
+            let list = waiters.list(dir);
+            list.iter()
+                .position(|w| w.id == id)
+                .map(|i| list.swap_remove(i))
+        };
+        // Dropped outside the lock: a waker's drop is user code.
+        drop(removed);
+    }
+
     /// Drops the stored wakers, waking them: the source is going away.
     pub(crate) fn wake_all(&self, bits: usize) {
         let mut wake = Vec::new();
         self.set_readiness(bits, &mut wake);
-        wake.into_iter().for_each(Waker::wake);
+        super::wake_all(&mut wake);
     }
 
     /// The ready bits now (for tests).

@@ -7,7 +7,6 @@
 use crate::driver::scheduled_io::Direction;
 use crate::driver::PollEvented;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::task::{ready, Context, Poll};
@@ -98,7 +97,10 @@ impl UdpSocket {
     /// As `send(2)` (an earlier datagram refused by the peer can show up
     /// here as `ConnectionRefused`).
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_send(cx, buf)).await
+        self.io
+            .registration
+            .async_io(Direction::Write, || self.io.send(buf))
+            .await
     }
 
     /// Polls to send `buf` to the connected peer.
@@ -130,12 +132,10 @@ impl UdpSocket {
     ///
     /// As `recv(2)`.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| {
-            self.io
-                .registration
-                .poll_io(cx, Direction::Read, || self.io.recv(buf))
-        })
-        .await
+        self.io
+            .registration
+            .async_io(Direction::Read, || self.io.recv(buf))
+            .await
     }
 
     /// Polls to receive a datagram from the connected peer into the
@@ -176,7 +176,10 @@ impl UdpSocket {
             .to_socket_addrs()?
             .next()
             .ok_or_else(super::no_addresses)?;
-        poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
+        self.io
+            .registration
+            .async_io(Direction::Write, || self.io.send_to(buf, target))
+            .await
     }
 
     /// Polls to send `buf` to `target`.
@@ -213,12 +216,10 @@ impl UdpSocket {
     ///
     /// As `recvfrom(2)`.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        poll_fn(|cx| {
-            self.io
-                .registration
-                .poll_io(cx, Direction::Read, || self.io.recv_from(buf))
-        })
-        .await
+        self.io
+            .registration
+            .async_io(Direction::Read, || self.io.recv_from(buf))
+            .await
     }
 
     /// Polls to receive a datagram into the unfilled part of `buf`; its
@@ -259,12 +260,10 @@ impl UdpSocket {
     ///
     /// As `recvfrom(2)` with `MSG_PEEK`.
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        poll_fn(|cx| {
-            self.io
-                .registration
-                .poll_io(cx, Direction::Read, || self.io.peek_from(buf))
-        })
-        .await
+        self.io
+            .registration
+            .async_io(Direction::Read, || self.io.peek_from(buf))
+            .await
     }
 
     /// Waits until a datagram may be there to receive.
@@ -273,13 +272,7 @@ impl UdpSocket {
     ///
     /// The runtime having shut down.
     pub async fn readable(&self) -> io::Result<()> {
-        poll_fn(|cx| {
-            self.io
-                .registration
-                .poll_ready(cx, Direction::Read)
-                .map_ok(|_| ())
-        })
-        .await
+        self.io.registration.readiness(Direction::Read).await
     }
 
     /// Waits until the socket may take a datagram to send.
@@ -288,13 +281,7 @@ impl UdpSocket {
     ///
     /// The runtime having shut down.
     pub async fn writable(&self) -> io::Result<()> {
-        poll_fn(|cx| {
-            self.io
-                .registration
-                .poll_ready(cx, Direction::Write)
-                .map_ok(|_| ())
-        })
-        .await
+        self.io.registration.readiness(Direction::Write).await
     }
 
     /// Sets `SO_BROADCAST`.
@@ -367,6 +354,7 @@ impl std::os::fd::AsFd for UdpSocket {
 mod tests {
     use super::*;
     use crate::net::test_rt::Rt;
+    use std::future::poll_fn;
 
     #[test]
     fn datagrams_go_both_ways_connected_and_not() {

@@ -1,14 +1,13 @@
 //! Time: `sleep`, `sleep_until`, `timeout`, `interval`, as in `tokio::time`.
 //!
-//! Every timer is an entry in the driver's wheel ([`wheel`]): 1 ms
-//! resolution, set and cancelled in O(1), fired by whichever worker turns the
-//! driver. A deadline is rounded up to the next millisecond, so a timer never
-//! fires early.
+//! Every timer is an entry in one of the driver's timer wheels (see
+//! [`driver`](crate::driver)): 1 ms resolution, set and cancelled in O(1),
+//! fired by whichever worker turns the driver. A deadline is rounded up to
+//! the next millisecond, so a timer never fires early.
 
 mod interval;
 mod sleep;
 mod timeout;
-pub(crate) mod wheel;
 
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};

@@ -1,7 +1,6 @@
 //! `Sleep`: a future that finishes at a deadline.
 
-use super::wheel::{EntryState, TimerKey};
-use crate::driver::Handle;
+use crate::driver::{Handle, TimerKey};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -80,7 +79,7 @@ impl Sleep {
 
     fn cancel(&mut self) {
         if let Some(key) = self.key.take() {
-            self.handle.inner.timers.lock().wheel.remove(key);
+            self.handle.cancel_timer(key);
         }
     }
 }
@@ -93,32 +92,21 @@ impl Future for Sleep {
         if this.fired {
             return Poll::Ready(());
         }
-        let state = match this.key {
+        let fired = match this.key {
             None => {
                 // One lock: insert, and learn whether it was already due.
                 let (key, fired) = this.handle.insert_timer(this.deadline, cx.waker());
                 this.key = Some(key);
-                if fired {
-                    EntryState::Fired
-                } else {
-                    EntryState::Pending
-                }
+                fired
             }
-            Some(key) => this
-                .handle
-                .inner
-                .timers
-                .lock()
-                .wheel
-                .poll_entry(key, cx.waker()),
+            Some(key) => this.handle.poll_timer(key, cx.waker()),
         };
-        match state {
-            EntryState::Pending => Poll::Pending,
-            EntryState::Fired => {
-                this.fired = true;
-                this.cancel();
-                Poll::Ready(())
-            }
+        if fired {
+            this.fired = true;
+            this.cancel();
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 }

@@ -5,10 +5,8 @@ use crate::driver::scheduled_io::Direction;
 use crate::driver::PollEvented;
 use crate::time::Sleep;
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// The first back-off after `accept` fails for want of fds or memory.
@@ -85,8 +83,8 @@ impl TcpListener {
     /// so two kinds of error are handled here and never returned:
     ///
     /// - **Out of fds or memory** (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`):
-    ///   the failure is counted in the driver's `accept_backoffs`
-    ///   ([`Handle::stats`](crate::driver::Handle::stats)) and `accept` sleeps,
+    ///   the failure is counted in the runtime's books (`accept_backoffs`,
+    ///   also in [`Handle::stats`](crate::driver::Handle::stats)) and `accept` sleeps,
     ///   1 ms the first time and twice as long after each further failure, up
     ///   to 100 ms, then tries again. The pending connection stays in the
     ///   kernel's backlog meanwhile, and is served once fds come back; the
@@ -128,27 +126,26 @@ impl TcpListener {
         let mut paused = PAUSE_START;
         loop {
             let handle = self.io.registration.handle();
-            if handle.inner.books.accept_paused() {
+            if handle.books().accept_paused() {
                 // The runtime sheds or is at its task ceiling: leave new
                 // connections in the kernel backlog rather than accept work
                 // it cannot run. Look again shortly.
-                handle.inner.accept_pauses.fetch_add(1, Relaxed);
+                handle.books().count_accept_pause();
                 Sleep::new(handle.clone(), Instant::now() + paused).await;
                 paused = (paused * 2).min(PAUSE_MAX);
                 continue;
             }
             paused = PAUSE_START;
-            let res = poll_fn(|cx| {
-                self.io
-                    .registration
-                    .poll_io(cx, Direction::Read, || op(&self.io))
-            })
-            .await;
+            let res = self
+                .io
+                .registration
+                .async_io(Direction::Read, || op(&self.io))
+                .await;
             match res {
                 Ok(t) => return Ok(t),
                 Err(e) if is_out_of_resources(&e) => {
                     let handle = self.io.registration.handle();
-                    handle.inner.accept_backoffs.fetch_add(1, Relaxed);
+                    handle.books().count_accept_backoff();
                     // The listener's own driver, not the thread's: the sleep
                     // works wherever the accept future is polled.
                     Sleep::new(handle.clone(), Instant::now() + backoff).await;

@@ -21,7 +21,6 @@ mod tests {
     use std::future::{poll_fn, Future};
     use std::io::{self, Read, Write};
     use std::pin::Pin;
-    use std::sync::atomic::Ordering;
     use std::task::{Context, Poll};
     use std::time::{Duration, Instant};
 
@@ -250,7 +249,7 @@ mod tests {
             start.elapsed()
         );
         assert_eq!(rt.handle.stats().accept_backoffs - before, 3);
-        assert_eq!(rt.handle.inner.accept_backoffs.load(Ordering::Relaxed), 3);
+        assert_eq!(rt.handle.stats().accept_backoffs, 3);
         drop(stream);
 
         // Any other error is returned.

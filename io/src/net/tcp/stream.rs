@@ -10,7 +10,6 @@ use super::split::{split, split_owned, OwnedReadHalf, OwnedWriteHalf, ReadHalf, 
 use crate::driver::scheduled_io::Direction;
 use crate::driver::{Handle, PollEvented};
 use std::fmt;
-use std::future::poll_fn;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
@@ -64,8 +63,10 @@ impl TcpStream {
         // address says it succeeded. Without either the writable event was
         // spurious: clear it and wait again.
         let sys = &*stream.io;
-        poll_fn(|cx| {
-            stream.io.registration.poll_io(cx, Direction::Write, || {
+        stream
+            .io
+            .registration
+            .async_io(Direction::Write, || {
                 if let Some(e) = sys.take_error()? {
                     return Err(e);
                 }
@@ -77,8 +78,7 @@ impl TcpStream {
                     Err(e) => Err(e),
                 }
             })
-        })
-        .await?;
+            .await?;
         Ok(stream)
     }
 
@@ -195,7 +195,7 @@ impl TcpStream {
     ///
     /// The runtime having shut down.
     pub async fn readable(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_read_ready(cx)).await
+        self.io.registration.readiness(Direction::Read).await
     }
 
     /// Waits until the stream may be writable.
@@ -204,7 +204,7 @@ impl TcpStream {
     ///
     /// The runtime having shut down.
     pub async fn writable(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_write_ready(cx)).await
+        self.io.registration.readiness(Direction::Write).await
     }
 
     /// Polls for read readiness, leaving `cx`'s waker when not ready (only
@@ -265,12 +265,10 @@ impl TcpStream {
     ///
     /// As `recv(2)` with `MSG_PEEK`.
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| {
-            self.io
-                .registration
-                .poll_io(cx, Direction::Read, || self.io.peek(buf))
-        })
-        .await
+        self.io
+            .registration
+            .async_io(Direction::Read, || self.io.peek(buf))
+            .await
     }
 
     /// Borrows the stream as a read half and a write half, usable from two
