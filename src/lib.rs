@@ -53,10 +53,10 @@ pub mod runtime {
 
 /// Tasks: spawning, joining, yielding (as `tokio::task`).
 pub mod task {
-    pub use bulwark_executor::task::{
-        deadline, id, spawn, spawn_blocking, try_id, try_spawn, yield_now, Builder, Id, JoinError,
-        JoinHandle, SpawnError, SpawnWait,
+    pub use bulwark_executor::spawn::{
+        spawn, spawn_blocking, try_spawn, Builder, SpawnError, SpawnWait,
     };
+    pub use bulwark_executor::task::{deadline, id, try_id, yield_now, Id, JoinError, JoinHandle};
 }
 
 /// Time: `sleep`, `sleep_until`, `timeout`, `interval` (as `tokio::time`).

@@ -903,3 +903,83 @@ fn a_listener_accepts_at_a_full_ceiling_when_pausing_is_off() {
         });
     });
 }
+
+#[test]
+fn shutdown_tells_spawn_wait_waiters_and_gives_no_permit_it_never_took() {
+    // Defect: shutdown "admitted" every waiter without taking a permit; the
+    // task then released one, and the live count wrapped to usize::MAX.
+    within(30, "a spawn_wait waiter to hear of the shutdown", || {
+        let rt = builder(1).max_tasks(1).build().unwrap();
+        let handle = rt.handle().clone();
+        let (_tx, rx) = oneshot::channel::<()>();
+        let _blocker = rt.spawn(async move {
+            let _ = rx.await;
+        });
+        let waiting = {
+            let _enter = rt.enter();
+            task::Builder::new().spawn_wait(async {})
+        };
+        let waiter = std::thread::spawn(move || futures::executor::block_on(waiting));
+        wait_until(10, "the waiter to queue", || {
+            rt.metrics().tasks_waiting == 1
+        });
+        drop(rt);
+        let outcome = waiter.join().expect("the waiter's thread panicked");
+        assert!(
+            outcome.is_err(),
+            "a waiter at shutdown gets an error, not a task on a closed runtime"
+        );
+        let m = handle.metrics();
+        assert!(
+            m.tasks_admitted_live <= 1,
+            "the live count went wrong at shutdown: {m:?}"
+        );
+    });
+}
+
+#[test]
+fn polling_a_resolved_spawn_wait_again_is_an_error_and_takes_no_permit() {
+    // Defect: a second poll took a permit, then panicked and leaked it.
+    within(30, "a re-polled spawn_wait to answer", || {
+        let rt = builder(1).max_tasks(2).build().unwrap();
+        let mut waiting = {
+            let _enter = rt.enter();
+            Box::pin(task::Builder::new().spawn_wait(async { 5 }))
+        };
+        let join = rt
+            .block_on(waiting.as_mut())
+            .expect("room for the first spawn");
+        assert_eq!(rt.block_on(join).unwrap(), 5);
+        let again = rt.block_on(waiting.as_mut());
+        assert!(again.is_err(), "a second poll must be an error");
+        wait_until(10, "the permits to come back", || {
+            rt.metrics().tasks_admitted_live == 0
+        });
+    });
+}
+
+#[test]
+fn an_abort_before_a_shed_reads_as_an_abort() {
+    // Defect: shedding at dequeue overwrote the reason of a task aborted
+    // while it waited in the queue, so its handle said "rejected".
+    within(30, "the aborted task's handle", || {
+        let rt = runtime_with_admission(1, 1_000, Admission::adaptive());
+        // Hold the only worker for longer than adaptive's 100 ms interval,
+        // so a task queued behind it waits long enough to be shed.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let blocker = rt.spawn(async move {
+            started_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(250));
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the blocker to start");
+        let victim = rt.spawn(async { 1 });
+        victim.abort();
+        let err = rt
+            .block_on(victim)
+            .expect_err("an aborted task has no output");
+        assert!(err.is_cancelled(), "aborted first, so cancelled: {err}");
+        rt.block_on(blocker).unwrap();
+    });
+}

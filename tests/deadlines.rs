@@ -490,3 +490,49 @@ fn ten_thousand_tasks_that_finish_before_their_deadlines_leave_no_timers() {
         },
     );
 }
+
+#[test]
+fn a_child_spawned_past_its_parents_deadline_while_queued_for_admission_ends_at_once() {
+    // Defect: the child's deadline fired while it was being spawned, before
+    // it was in the admission wait list; it was then queued anyway, and its
+    // handle resolved only when a permit freed (here: never).
+    within(30, "the queued child to end at its deadline", || {
+        let rt = builder(2)
+            .max_tasks(2)
+            .admission(bulwark::runtime::Admission::Wait)
+            .build()
+            .unwrap();
+        let (hold_tx, hold_rx) = watch::channel(false);
+        // One task holds a permit until the end of the test.
+        let mut hold = hold_rx.clone();
+        let holder = rt.spawn(async move {
+            let _ = hold.wait_for(|go| *go).await;
+        });
+        let parent = task::Builder::new()
+            .timeout(Duration::from_millis(20))
+            .spawn_on(
+                async move {
+                    // Run past the parent's own deadline without yielding, so
+                    // the child is spawned with a deadline already gone and
+                    // at a full ceiling (holder + parent).
+                    std::thread::sleep(Duration::from_millis(60));
+                    let child = task::spawn(async { pending::<()>().await });
+                    (child,)
+                },
+                rt.handle(),
+            )
+            .unwrap();
+        let child = match rt.block_on(parent) {
+            Ok((child,)) => child,
+            Err(e) => panic!("the parent ended without its output: {e}"),
+        };
+        let started = Instant::now();
+        assert_deadline_exceeded(rt.block_on(child), "the queued child");
+        assert!(started.elapsed() < LATE, "the queued child ended late");
+        hold_tx.send(true).unwrap();
+        rt.block_on(holder).unwrap();
+        let m = rt.metrics();
+        assert_eq!(m.tasks_admitted_live, 0, "{m:?}");
+        assert_eq!(m.tasks_waiting, 0, "{m:?}");
+    });
+}

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -442,4 +442,75 @@ fn public_types_are_send_and_sync() {
     assert_id_traits::<task::Id>();
     assert_future_unpin::<JoinHandle<()>>();
     assert_error::<JoinError>();
+}
+
+/// A future that records where it was first polled (pinned) and, when
+/// dropped, whether it is still there: a pinned future must be dropped in
+/// place, since its state may point into itself.
+struct PinnedHere {
+    polled_at: usize,
+    moved: Arc<AtomicBool>,
+    _pin: std::marker::PhantomPinned,
+}
+
+impl Future for PinnedHere {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: only a plain field is written; nothing is moved out.
+        let this = unsafe { self.get_unchecked_mut() };
+        this.polled_at = this as *const PinnedHere as usize;
+        Poll::Pending
+    }
+}
+
+impl Drop for PinnedHere {
+    fn drop(&mut self) {
+        if self.polled_at != 0 && self.polled_at != self as *const PinnedHere as usize {
+            self.moved.store(true, SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_pinned_future_is_dropped_where_it_was_polled() {
+    // Defect: cancelling or finishing a task moved its future out of the
+    // task before dropping it, so a self-referential async block's
+    // destructor followed pointers into memory already overwritten.
+    within(20, "the pinned futures to be dropped", || {
+        let rt = runtime(2);
+        let moved = Arc::new(AtomicBool::new(false));
+        let (started_tx, started_rx) = mpsc::channel();
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (moved, started) = (moved.clone(), started_tx.clone());
+                rt.spawn(async move {
+                    let here = PinnedHere {
+                        polled_at: 0,
+                        moved,
+                        _pin: std::marker::PhantomPinned,
+                    };
+                    started.send(()).unwrap();
+                    here.await
+                })
+            })
+            .collect();
+        for _ in 0..8 {
+            started_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a task to start");
+        }
+        // Polled once each by now or soon: give the polls a moment.
+        std::thread::sleep(Duration::from_millis(50));
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            assert!(rt.block_on(h).unwrap_err().is_cancelled());
+        }
+        assert!(
+            !moved.load(SeqCst),
+            "a pinned future was moved before it was dropped"
+        );
+    });
 }

@@ -26,8 +26,8 @@
 //! Defaults are 5 ms and 100 ms, as Facebook's and folly's CoDel. Tasks
 //! spawned with `task::Builder::essential()` are never shed.
 
-use crate::task::{Id, Notified};
-use bulwark_metrics::ledger::Waiter;
+use crate::task::{Id, Notified, Schedule, Task};
+use bulwark_metrics::ledger::{Kind, Waiter};
 use bulwark_metrics::Books;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -35,7 +35,6 @@ use std::sync::atomic::{
     AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
 };
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::{Duration, Instant};
 
 /// What a spawn does when the runtime cannot take more work.
@@ -74,7 +73,7 @@ impl Admission {
 /// What admission decided for one spawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Holds a permit: run it.
+    /// Holds a permit (or there is no ceiling): run it.
     Admit,
     /// Queue it for the next free permit.
     Queue,
@@ -83,32 +82,123 @@ pub(crate) enum Decision {
     Reject { shedding: bool },
 }
 
-/// The runtime's admission: policy, ceiling books, CoDel state.
-pub(crate) struct Admitter {
+/// The ticket holds a permit of the task ceiling, to give back at the end.
+const PERMIT: u8 = 1 << 0;
+/// Not yet polled and not essential, under adaptive admission: may still be
+/// shed at its first dequeue if it waited too long.
+const SHEDDABLE: u8 = 1 << 1;
+/// Waiting in the admission wait list; only a grant or a cancel clears it.
+const QUEUED: u8 = 1 << 2;
+/// The task has finished: a grant that comes now is refused, so the permit
+/// goes on to the next waiter instead of leaking.
+const DONE: u8 = 1 << 3;
+
+/// One task's admission state, kept in the task's scheduler value. Every
+/// change is one atomic operation on `state`, so a grant racing the task's
+/// end (a shutdown claim, a deadline) either hands over the permit before
+/// the end gives it back, or is refused.
+pub(crate) struct Ticket {
+    state: AtomicU8,
+    /// When the task was last queued by a wake (`now_nanos`), if adaptive
+    /// admission samples scheduling delay; 0 otherwise.
+    queued_at: AtomicU64,
+}
+
+impl Ticket {
+    fn new(bits: u8) -> Ticket {
+        Ticket {
+            state: AtomicU8::new(bits),
+            queued_at: AtomicU64::new(0),
+        }
+    }
+
+    /// True while the task waits in the admission wait list.
+    pub(crate) fn is_queued(&self) -> bool {
+        self.state.load(Acquire) & QUEUED != 0
+    }
+
+    /// The wait list hands the task a permit. False if the task finished
+    /// first (the permit is then not the task's to give back).
+    fn grant(&self) -> bool {
+        // AcqRel: pairs with `finish`'s swap, so exactly one of the two
+        // sees the other's write.
+        self.state
+            .fetch_update(AcqRel, Acquire, |s| {
+                (s & DONE == 0).then_some((s & !QUEUED) | PERMIT)
+            })
+            .is_ok()
+    }
+
+    /// Leaves the wait list without a permit (cancelled while it waited).
+    fn unqueue(&self) {
+        self.state.fetch_and(!QUEUED, AcqRel);
+    }
+
+    /// The task ended: true if it held a permit, which the caller gives back.
+    fn finish(&self) -> bool {
+        self.state.swap(DONE, AcqRel) & PERMIT != 0
+    }
+
+    /// The task's first dequeue: true if it could still be shed then.
+    fn take_sheddable(&self) -> bool {
+        self.state.load(Relaxed) & SHEDDABLE != 0
+            && self.state.fetch_and(!SHEDDABLE, Relaxed) & SHEDDABLE != 0
+    }
+}
+
+/// What admission needs from a task's scheduler value.
+pub(crate) trait Admitted: Schedule {
+    /// The task's admission state.
+    fn ticket(&self) -> &Ticket;
+    /// The runtime's admission.
+    fn admitter(&self) -> &Admitter<Self>;
+    /// Queues a task that waited for admission and now may run.
+    fn schedule_admitted(&self, task: Notified<Self>);
+}
+
+/// The runtime's admission: policy, ceiling books, CoDel state, and the
+/// index of the tasks in the wait list. Every admission decision is made
+/// here: at spawn ([`decide`](Self::decide), [`ticket`](Self::ticket)), at
+/// a wake ([`on_wake`](Self::on_wake)), at dequeue
+/// ([`on_dequeue`](Self::on_dequeue)), at finish
+/// ([`on_finish`](Self::on_finish)), at cancel
+/// ([`on_cancel`](Self::on_cancel)) and at shutdown
+/// ([`close`](Self::close)).
+pub(crate) struct Admitter<S: 'static> {
     policy: Admission,
-    /// `None` when there is no ceiling (`max_tasks(usize::MAX)`): no
+    /// False when there is no ceiling (`max_tasks(usize::MAX)`): no
     /// accounting at all, nothing on the hot path.
     ceiling: bool,
-    pub(crate) books: Arc<Books>,
+    books: Arc<Books>,
     codel: Option<Codel>,
     /// Tasks in the admission wait list, by id, so an abort or a deadline
     /// can take one out without waiting for a permit.
-    queued: Mutex<HashMap<Id, Arc<QueuedTask>>>,
+    queued: Mutex<HashMap<Id, Arc<QueuedTask<S>>>>,
 }
 
-impl Admitter {
-    pub(crate) fn new(policy: Admission, books: Arc<Books>) -> Admitter {
+impl<S: Admitted> Admitter<S> {
+    pub(crate) fn new(policy: Admission, books: Arc<Books>) -> Admitter<S> {
         let codel = match policy {
             Admission::Adaptive { target, interval } => Some(Codel::new(target, interval)),
             _ => None,
         };
         Admitter {
             policy,
-            ceiling: books.tasks.budget() != usize::MAX,
+            ceiling: kind(&books).budget() != usize::MAX,
             books,
             codel,
             queued: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The runtime's books.
+    pub(crate) fn books(&self) -> &Arc<Books> {
+        &self.books
+    }
+
+    /// The ledger kind whose budget is the task ceiling.
+    pub(crate) fn kind(&self) -> &Kind {
+        kind(&self.books)
     }
 
     /// Decides for a spawn. `may_queue`: the caller can queue the task
@@ -124,9 +214,9 @@ impl Admitter {
         }
         let waits = self.policy == Admission::Wait && may_queue;
         let got = if waits {
-            self.books.tasks.try_acquire_fair()
+            self.kind().try_acquire_fair()
         } else {
-            self.books.tasks.try_acquire()
+            self.kind().try_acquire()
         };
         match (got, waits) {
             (true, _) => Decision::Admit,
@@ -138,36 +228,24 @@ impl Admitter {
         }
     }
 
-    /// Puts a task in the admission wait list.
-    pub(crate) fn enqueue(&self, task: Arc<QueuedTask>) {
-        self.queued.lock().insert(task.id, task.clone());
-        self.books.tasks.wait(task);
-    }
-
-    /// Takes a cancelled task out of the wait list (its place goes to the
-    /// next waiter, which `admit` skips to).
-    pub(crate) fn take_queued(&self, id: Id) -> Option<Notified<crate::runtime::Handle>> {
-        let queued = self.queued.lock().remove(&id)?;
-        let task = queued.task.lock().take();
-        task
-    }
-
-    /// Drops the wait list's index (shutdown).
-    pub(crate) fn clear_queued(&self) {
-        let all: Vec<_> = self.queued.lock().drain().collect();
-        drop(all);
-    }
-
-    /// Adaptive admission: whether a task that has never run, dequeued after
-    /// `delay`, is dropped instead of polled.
-    pub(crate) fn should_shed_at_dequeue(&self, delay: Duration) -> bool {
-        match &self.codel {
-            Some(c) => {
-                let d = delay.as_nanos() as u64;
-                (self.books.is_shedding() && d > c.target) || d > c.interval
-            }
-            None => false,
+    /// The ticket of a task spawned under `decision` (`Admit` for a spawn
+    /// whose permit `spawn_wait` already holds).
+    pub(crate) fn ticket(&self, decision: Decision, essential: bool) -> Ticket {
+        let mut bits = 0;
+        if self.ceiling && decision == Decision::Admit {
+            bits |= PERMIT;
         }
+        if decision == Decision::Queue {
+            bits |= QUEUED;
+        }
+        if self.codel.is_some() && !essential {
+            bits |= SHEDDABLE;
+        }
+        let ticket = Ticket::new(bits);
+        if self.codel.is_some() && decision == Decision::Admit {
+            ticket.queued_at.store(now_nanos(), Relaxed);
+        }
+        ticket
     }
 
     /// Whether spawns are accounted against the ceiling at all.
@@ -175,26 +253,117 @@ impl Admitter {
         self.ceiling
     }
 
-    /// A task that held a permit ended.
+    /// A task was woken and queued (not a yield): stamp it if scheduling
+    /// delay is sampled.
     #[inline]
-    pub(crate) fn release(&self) {
-        self.books.tasks.release();
+    pub(crate) fn on_wake(&self, ticket: &Ticket) {
+        if self.codel.is_some() {
+            ticket.queued_at.store(now_nanos(), Relaxed);
+        }
     }
 
-    /// Whether scheduling delay must be sampled (adaptive admission is on).
+    /// A worker took `task` from a queue to poll it. Under adaptive
+    /// admission, feeds its wake-to-poll delay to CoDel, and sheds it if it
+    /// has never run and waited too long (CoDel drops at dequeue): it is then
+    /// dropped unpolled and its handle says rejected.
     #[inline]
-    pub(crate) fn samples_delay(&self) -> bool {
-        self.codel.is_some()
+    pub(crate) fn on_dequeue(&self, task: &Notified<S>) {
+        let Some(codel) = &self.codel else { return };
+        let ticket = task.scheduler().ticket();
+        let queued = ticket.queued_at.swap(0, Relaxed);
+        if queued == 0 {
+            return;
+        }
+        let delay = Duration::from_nanos(now_nanos().saturating_sub(queued));
+        if ticket.take_sheddable() && self.should_shed_at_dequeue(codel, delay) {
+            task.shed_before_first_poll();
+            return;
+        }
+        self.observe_delay(codel, Instant::now(), delay);
+    }
+
+    /// A task ended: give back its permit, if it held one (which may admit
+    /// the next waiter).
+    #[inline]
+    pub(crate) fn on_finish(&self, ticket: &Ticket) {
+        if ticket.finish() {
+            self.kind().release();
+        }
+    }
+
+    /// A task was cancelled and no worker was asked to run it: if it waits
+    /// in the wait list, take it out and queue it, so its future is dropped
+    /// now rather than when a permit frees.
+    pub(crate) fn on_cancel(&self, task: &Task<S>) {
+        if !task.scheduler().ticket().is_queued() {
+            return;
+        }
+        let Some(queued) = self.queued.lock().remove(&task.id()) else {
+            return;
+        };
+        let taken = queued.task.lock().take();
+        if let Some(notified) = taken {
+            notified.scheduler().ticket().unqueue();
+            // Cancelled already: it runs only to drop its future. No permit.
+            notified.with_scheduler(|s, n| s.schedule(n));
+        }
+    }
+
+    /// Puts a task in the wait list (its ticket says `QUEUED`). A task
+    /// cancelled before it got here (a deadline already past fires while it
+    /// is spawned) is queued to run its cancellation instead of waiting for a
+    /// permit it does not need.
+    pub(crate) fn enqueue(&self, task: Notified<S>) {
+        let id = task.id();
+        let queued = Arc::new(QueuedTask {
+            id,
+            task: Mutex::new(Some(task)),
+        });
+        self.queued.lock().insert(id, queued.clone());
+        // Only now can a cancel find it: check for one that came before.
+        let cancelled = queued
+            .task
+            .lock()
+            .as_ref()
+            .is_some_and(|t| t.header().state.load().is_cancelled());
+        if cancelled {
+            if let Some(queued) = self.queued.lock().remove(&id) {
+                let taken = queued.task.lock().take();
+                if let Some(notified) = taken {
+                    notified.scheduler().ticket().unqueue();
+                    notified.with_scheduler(|s, n| s.schedule(n));
+                }
+            }
+            return;
+        }
+        self.kind().wait(queued);
+    }
+
+    /// Shutdown: closes the ceiling's wait list. Tasks that waited in it run
+    /// only to end (their futures are dropped, no permit taken); `spawn_wait`
+    /// futures are told the runtime is closing.
+    pub(crate) fn close(&self) {
+        self.kind().close();
+        let all: Vec<_> = self.queued.lock().drain().collect();
+        for (_, queued) in all {
+            if let Some(notified) = queued.task.lock().take() {
+                notified.scheduler().ticket().unqueue();
+                drop(notified);
+            }
+        }
+    }
+
+    fn should_shed_at_dequeue(&self, codel: &Codel, delay: Duration) -> bool {
+        let d = delay.as_nanos() as u64;
+        (self.books.is_shedding() && d > codel.target) || d > codel.interval
     }
 
     /// A task was polled `delay` after it was queued.
-    pub(crate) fn observe_delay(&self, now: Instant, delay: Duration) {
-        if let Some(codel) = &self.codel {
-            if let Some(shed) = codel.observe(now, delay, self.books.is_shedding()) {
-                self.books.set_shedding(shed);
-                if !shed {
-                    codel.left_shedding(now);
-                }
+    fn observe_delay(&self, codel: &Codel, now: Instant, delay: Duration) {
+        if let Some(shed) = codel.observe(now, delay, self.books.is_shedding()) {
+            self.books.set_shedding(shed);
+            if !shed {
+                codel.left_shedding(now);
             }
         }
     }
@@ -209,6 +378,10 @@ impl Admitter {
             }
         }
     }
+}
+
+fn kind(books: &Books) -> &Kind {
+    books.tasks()
 }
 
 /// Nanoseconds since a process-wide epoch: what a task's `queued_at` holds
@@ -284,107 +457,65 @@ impl Codel {
 }
 
 /// A task queued by `Admission::Wait`: scheduled when admitted.
-pub(crate) struct QueuedTask {
+pub(crate) struct QueuedTask<S: 'static> {
     id: Id,
-    task: Mutex<Option<Notified<crate::runtime::Handle>>>,
-    handle: crate::runtime::Handle,
+    /// Taken by whoever ends the wait first: a grant, a cancel, shutdown.
+    task: Mutex<Option<Notified<S>>>,
 }
 
-impl QueuedTask {
-    pub(crate) fn new(
-        task: Notified<crate::runtime::Handle>,
-        handle: crate::runtime::Handle,
-    ) -> Self {
-        QueuedTask {
-            id: task.id(),
-            task: Mutex::new(Some(task)),
-            handle,
-        }
-    }
-}
-
-impl Waiter for QueuedTask {
+impl<S: Admitted> Waiter for QueuedTask<S> {
     fn admit(self: Arc<Self>) -> bool {
         let Some(task) = self.task.lock().take() else {
-            // Taken out by an abort or a deadline: the permit goes on.
+            // Taken out by an abort, a deadline or shutdown: the permit goes
+            // on to the next waiter.
             return false;
         };
-        self.handle.shared.admit.queued.lock().remove(&self.id);
-        task.header().waiting_admission.store(false, Relaxed);
-        let state = task.header().state.load();
-        if state.is_complete() || state.is_cancelled() {
-            // Shut down or cancelled while it waited: it runs only to end,
-            // without a permit.
-            self.handle.shared.schedule_admitted(task);
+        let sched = task.scheduler();
+        sched.admitter().queued.lock().remove(&self.id);
+        if task.header().state.load().is_cancelled() {
+            // Cancelled while it waited: it runs only to end, without a
+            // permit.
+            sched.ticket().unqueue();
+            task.with_scheduler(|s, t| s.schedule(t));
             return false;
         }
-        task.header().admitted.store(true, Relaxed);
-        self.handle.shared.schedule_admitted(task);
-        true
-    }
-}
-
-const WAITING: u8 = 0;
-const GRANTED: u8 = 1;
-const CANCELLED: u8 = 2;
-
-/// A `spawn_wait` future's place in the wait list.
-pub(crate) struct WaitSlot {
-    state: AtomicU8,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl WaitSlot {
-    pub(crate) fn new() -> WaitSlot {
-        WaitSlot {
-            state: AtomicU8::new(WAITING),
-            waker: Mutex::new(None),
-        }
-    }
-
-    /// True once a permit was handed to this slot.
-    pub(crate) fn is_granted(&self) -> bool {
-        self.state.load(Acquire) == GRANTED
-    }
-
-    /// Leaves the waker to wake when granted; false if already granted.
-    pub(crate) fn register(&self, waker: &Waker) -> bool {
-        let mut slot = self.waker.lock();
-        match &*slot {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-        !self.is_granted()
-    }
-
-    /// The waiting future is dropped: give its place away. True if a permit
-    /// had already been granted, which the caller must then release.
-    pub(crate) fn cancel(&self) -> bool {
-        self.state
-            .compare_exchange(WAITING, CANCELLED, AcqRel, Acquire)
-            .is_err()
-    }
-}
-
-impl Waiter for WaitSlot {
-    fn admit(self: Arc<Self>) -> bool {
-        if self
-            .state
-            .compare_exchange(WAITING, GRANTED, AcqRel, Acquire)
-            .is_err()
-        {
+        if !sched.ticket().grant() {
+            // It ended first (shut down): nothing to run, no permit to take.
+            drop(task);
             return false;
         }
-        if let Some(w) = self.waker.lock().take() {
-            w.wake();
-        }
+        task.with_scheduler(|s, t| s.schedule_admitted(t));
         true
+    }
+
+    fn close(self: Arc<Self>) {
+        // Shutdown: the registry has cancelled the task already; dropping
+        // this reference is all that is left. No permit changes hands.
+        if let Some(task) = self.task.lock().take() {
+            task.scheduler().admitter().queued.lock().remove(&self.id);
+            task.scheduler().ticket().unqueue();
+            drop(task);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_after_the_task_ended_is_refused_and_its_end_releases_nothing() {
+        // Defect: a grant racing the shutdown claim stored "admitted" after
+        // the finishing task had read it, and the permit leaked.
+        let t = Ticket::new(QUEUED);
+        assert!(!t.finish(), "a queued task holds no permit");
+        assert!(!t.grant(), "the permit must go on to the next waiter");
+        let t = Ticket::new(QUEUED);
+        assert!(t.grant());
+        assert!(!t.is_queued());
+        assert!(t.finish(), "a granted task gives its permit back once");
+        assert!(!t.finish());
+    }
 
     #[test]
     fn codel_sheds_after_an_interval_above_target_and_reenters_quickly() {
@@ -405,6 +536,8 @@ mod tests {
         // Recently shed: one sojourn above target restarts it.
         assert_eq!(c.observe(t0 + ms(300), ms(9), false), Some(true));
     }
+
+    type Admitter = super::Admitter<crate::scheduler::Sched>;
 
     #[test]
     fn ceiling_rejects_and_wait_queues() {
@@ -439,10 +572,11 @@ mod tests {
     fn first_polls_that_waited_too_long_are_shed() {
         let books = Arc::new(Books::new(10, false));
         let a = Admitter::new(Admission::adaptive(), books.clone());
-        assert!(!a.should_shed_at_dequeue(Duration::from_millis(50)));
-        assert!(a.should_shed_at_dequeue(Duration::from_millis(150)));
+        let c = a.codel.as_ref().unwrap();
+        assert!(!a.should_shed_at_dequeue(c, Duration::from_millis(50)));
+        assert!(a.should_shed_at_dequeue(c, Duration::from_millis(150)));
         books.set_shedding(true);
-        assert!(a.should_shed_at_dequeue(Duration::from_millis(6)));
-        assert!(!a.should_shed_at_dequeue(Duration::from_millis(4)));
+        assert!(a.should_shed_at_dequeue(c, Duration::from_millis(6)));
+        assert!(!a.should_shed_at_dequeue(c, Duration::from_millis(4)));
     }
 }

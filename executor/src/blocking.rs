@@ -7,14 +7,13 @@
 //! default). Blocking work is slow by nature; this pool's lock is never on the
 //! async hot path.
 
-use crate::runtime::Handle;
-use crate::scheduler::count_shared;
 use crate::task::{self, Finish, JoinHandle, Notified, Schedule, Task, TaskMeta};
 use bulwark_metrics::{BlockingSnapshot, SharedCounters};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,6 +29,8 @@ pub(crate) struct Pool {
     max_threads: usize,
     keep_alive: Duration,
     thread_name: String,
+    /// The runtime's counters for work done off the workers.
+    counters: Arc<SharedCounters>,
 }
 
 struct State {
@@ -49,11 +50,16 @@ struct State {
 /// The scheduler of a blocking task: it never waits, so it is only queued
 /// once, on the pool.
 pub(crate) struct BlockingSchedule {
-    handle: Handle,
+    pool: Arc<Pool>,
 }
 
 impl Pool {
-    pub(crate) fn new(max_threads: usize, keep_alive: Duration, thread_name: String) -> Pool {
+    pub(crate) fn new(
+        max_threads: usize,
+        keep_alive: Duration,
+        thread_name: String,
+        counters: Arc<SharedCounters>,
+    ) -> Pool {
         Pool {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -69,6 +75,7 @@ impl Pool {
             max_threads,
             keep_alive,
             thread_name,
+            counters,
         }
     }
 
@@ -81,7 +88,7 @@ impl Pool {
         }
     }
 
-    fn push(&self, handle: &Handle, task: Notified<BlockingSchedule>) {
+    fn push(self: &Arc<Self>, task: Notified<BlockingSchedule>) {
         let mut st = self.state.lock();
         if st.shutdown {
             drop(st);
@@ -96,10 +103,10 @@ impl Pool {
             self.cvar.notify_one();
         } else if st.num_threads < self.max_threads {
             let id = st.next_thread_id;
-            let h = handle.clone();
+            let pool = self.clone();
             let spawned = thread::Builder::new()
                 .name(self.thread_name.clone())
-                .spawn(move || run_thread(h, id));
+                .spawn(move || run_thread(pool, id));
             match spawned {
                 Ok(join) => {
                     st.next_thread_id += 1;
@@ -164,8 +171,7 @@ pub(crate) fn join_until(thread: thread::JoinHandle<()>, deadline: Option<Instan
     }
 }
 
-fn run_thread(handle: Handle, id: usize) {
-    let pool = &handle.shared.blocking;
+fn run_thread(pool: Arc<Pool>, id: usize) {
     let mut st = pool.state.lock();
     'work: loop {
         while let Some(task) = st.queue.pop_front() {
@@ -206,7 +212,7 @@ impl Schedule for BlockingSchedule {
     fn schedule(&self, task: Notified<Self>) {
         // A blocking task never waits, so this only happens for an abort that
         // raced with its start: queue it so a thread completes the cancel.
-        self.handle.shared.blocking.push(&self.handle, task);
+        self.pool.push(task);
     }
 
     fn yield_now(&self, task: Notified<Self>) {
@@ -219,18 +225,20 @@ impl Schedule for BlockingSchedule {
         None
     }
 
-    fn on_finish(&self, how: Finish, _permit: bool) {
+    fn on_finish(&self, how: Finish) {
         // Blocking closures are bounded by their own pool, not the task
-        // ceiling: they never hold a permit.
-        count_shared(&self.handle.shared.counters, how);
+        // ceiling: they hold no permit.
+        count_shared(&self.pool.counters, how);
     }
 
-    fn cancel_timer(&self, key: bulwark_io::driver::TimerKey) {
-        self.handle.shared.io().cancel_timer(key);
+    fn cancel_timer(&self, _key: bulwark_io::driver::TimerKey) {
+        // Blocking tasks are spawned with no deadline, so they never have a
+        // timer to cancel.
     }
 
-    fn unqueue(&self, _id: crate::task::Id) {
-        // Blocking tasks never wait for admission.
+    fn cancelled_unqueued(&self, _task: &Task<Self>) {
+        // A blocking task waits only in the pool's queue, where a thread
+        // finds it (or shutdown does).
     }
 }
 
@@ -252,19 +260,28 @@ impl<F: FnOnce() -> R, R> Future for BlockingTask<F> {
     }
 }
 
-/// Runs `f` on `handle`'s blocking pool.
-pub(crate) fn spawn_blocking<F, R>(handle: &Handle, f: F, meta: TaskMeta) -> JoinHandle<R>
+/// Runs `f` on the blocking pool `pool`.
+pub(crate) fn spawn_blocking<F, R>(pool: &Arc<Pool>, f: F, meta: TaskMeta) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let scheduler = BlockingSchedule {
-        handle: handle.clone(),
-    };
+    let scheduler = BlockingSchedule { pool: pool.clone() };
     let (task, notified, join) = task::new_task(BlockingTask(Some(f)), scheduler, meta);
     // No registry: the pool's queue is how shutdown reaches a waiting closure.
     drop(task);
-    SharedCounters::bump(&handle.shared.counters.spawned);
-    handle.shared.blocking.push(handle, notified);
+    SharedCounters::bump(&pool.counters.spawned);
+    pool.push(notified);
     join
+}
+
+/// Counts a finish made off the workers.
+pub(crate) fn count_shared(counters: &SharedCounters, how: Finish) {
+    SharedCounters::bump(match how {
+        Finish::Completed => &counters.completed,
+        Finish::Panicked => &counters.panicked,
+        Finish::Cancelled => &counters.cancelled,
+        Finish::DeadlineExceeded => &counters.deadline_exceeded,
+        Finish::Rejected => &counters.rejected,
+    });
 }

@@ -5,14 +5,13 @@ pub use crate::admission::Admission;
 use crate::admission::Admitter;
 use crate::blocking::{self, join_until};
 use crate::context;
-use crate::scheduler::spawn::{Mode, SpawnSpec};
-use crate::scheduler::{idle::Idle, worker, Remote, Shared};
-use crate::task::list::Registry;
-use crate::task::{Id, JoinHandle, TaskMeta};
+use crate::scheduler::{Parts, Shared};
+use crate::spawn::{spawn_task, Mode, SpawnSpec};
+use crate::task::{JoinHandle, TaskMeta};
+use crate::threads::{self, ROLE_WORKER};
 use bulwark_io::driver::Driver;
 use bulwark_io::{DriverSlot, Parker};
-use bulwark_metrics::{Books, SharedCounters, Snapshot, WorkerCounters};
-use crossbeam_deque::{Injector, Worker};
+use bulwark_metrics::{Books, SharedCounters, Snapshot};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -174,50 +173,41 @@ impl Builder {
         }
 
         let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
-        let (driver, _) = Driver::with_books(books.clone())?;
+        // One timer shard per worker: a worker sets and cancels its tasks'
+        // timers (deadlines, sleeps) under a lock nobody else usually wants.
+        let (driver, _) = Driver::with_books_and_shards(books.clone(), workers)?;
         let driver = Arc::new(DriverSlot::new(driver));
-        let mut locals = Vec::with_capacity(workers);
-        let mut remotes = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let local = Worker::new_fifo();
-            let parker = Parker::with_driver(driver.clone());
-            remotes.push(Remote {
-                stealer: local.stealer(),
-                unparker: parker.unparker(),
-                counters: WorkerCounters::default(),
-            });
-            locals.push((local, parker));
-        }
-        let shared = Arc::new(Shared {
-            injector: Injector::new(),
-            remotes: remotes.into_boxed_slice(),
-            idle: Idle::new(workers),
-            registry: Registry::new(workers * 4),
-            shutdown: Default::default(),
-            counters: SharedCounters::default(),
-            blocking: blocking::Pool::new(
+        let counters = Arc::new(SharedCounters::default());
+        let shared = Arc::new(Shared::new(Parts {
+            capacity: workers + spare_workers(workers),
+            registry_shards: workers * 4,
+            counters: counters.clone(),
+            blocking: Arc::new(blocking::Pool::new(
                 self.max_blocking_threads,
                 self.keep_alive,
                 format!("{}-blocking", self.thread_name),
-            ),
+                counters,
+            )),
             driver,
             admit: Admitter::new(self.admission, books),
             default_deadline: self.default_deadline,
-        });
-        let mut runtime = Runtime {
+        }));
+        let runtime = Runtime {
             handle: Handle { shared },
-            workers: Vec::with_capacity(workers),
         };
-        for (index, (local, parker)) in locals.into_iter().enumerate() {
-            let handle = runtime.handle.clone();
-            let thread = thread::Builder::new()
-                .name(format!("{}-{index}", self.thread_name))
-                .spawn(move || worker::run(handle, index, local, parker))?;
+        for _ in 0..workers {
             // On error, `runtime` drops here and stops the workers started.
-            runtime.workers.push(thread);
+            threads::start_worker(&runtime.handle.shared, ROLE_WORKER, &self.thread_name)?;
         }
         Ok(runtime)
     }
+}
+
+/// Room for workers started after build (replacements for workers stuck in
+/// a poll): as many again as the runtime has, at least 4. A slot costs an
+/// empty queue and a parker until it is used.
+fn spare_workers(workers: usize) -> usize {
+    workers.max(4)
 }
 
 fn invalid(msg: &str) -> io::Error {
@@ -243,7 +233,6 @@ fn invalid(msg: &str) -> io::Error {
 /// ```
 pub struct Runtime {
     handle: Handle,
-    workers: Vec<thread::JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -317,18 +306,24 @@ impl Runtime {
     fn shutdown(&mut self, deadline: Option<Instant>) {
         let shared = &self.handle.shared;
         shared.begin_shutdown();
-        for thread in self.workers.drain(..) {
-            join_until(thread, deadline);
+        // Tasks and `spawn_wait` futures waiting for admission are told the
+        // runtime is closing before any task is cancelled, so the permits
+        // that cancelling frees go to nobody; no permit changes hands.
+        shared.admit.close();
+        // A worker started while this runs (no new one starts once the flag
+        // is set) is joined by the next round.
+        loop {
+            let threads: Vec<_> = shared.threads.lock().drain(..).collect();
+            if threads.is_empty() {
+                break;
+            }
+            for thread in threads {
+                join_until(thread, deadline);
+            }
         }
         // Workers are stopped (or stuck in a poll, whose task they cancel
         // when it returns): cancel everything still alive.
         shared.registry.close_and_shutdown_all();
-        // Tasks and `spawn_wait` futures still waiting for admission: let
-        // them through to find the runtime closed.
-        for waiter in shared.admit.books.tasks.take_waiters() {
-            waiter.admit();
-        }
-        shared.admit.clear_queued();
         shared.drain_injector();
         shared.blocking.shutdown(deadline);
         // Sockets still held outside the runtime fail from now on; timers
@@ -348,7 +343,7 @@ impl Drop for Runtime {
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
-            .field("workers", &self.handle.shared.remotes.len())
+            .field("workers", &self.handle.shared.workers())
             .finish_non_exhaustive()
     }
 }
@@ -388,7 +383,9 @@ impl Handle {
 
     /// The handle of the runtime this thread is in, or an error outside one.
     pub fn try_current() -> Result<Handle, TryCurrentError> {
-        context::current_handle().ok_or(TryCurrentError(()))
+        context::current()
+            .map(|shared| Handle { shared })
+            .ok_or(TryCurrentError(()))
     }
 
     /// Spawns a task onto this runtime and returns its [`JoinHandle`]. The
@@ -403,8 +400,13 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_task(future, SpawnSpec::plain(Location::caller()), Mode::Spawn)
-            .unwrap_or_else(|_| unreachable!("Mode::Spawn never gives the future back"))
+        spawn_task(
+            &self.shared,
+            future,
+            SpawnSpec::plain(Location::caller()),
+            Mode::Spawn,
+        )
+        .unwrap_or_else(|_| unreachable!("Mode::Spawn never gives the future back"))
     }
 
     /// Runs `f` on the blocking pool: for work that blocks (file IO, a
@@ -415,7 +417,11 @@ impl Handle {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        blocking::spawn_blocking(self, f, TaskMeta::new(None, Location::caller()))
+        blocking::spawn_blocking(
+            &self.shared.blocking,
+            f,
+            TaskMeta::new(None, Location::caller()),
+        )
     }
 
     /// Runs `future` to completion on this thread, with this runtime current.
@@ -425,7 +431,7 @@ impl Handle {
     /// On a runtime worker or inside another `block_on`.
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        let _enter = context::enter_runtime(self);
+        let _enter = context::enter_runtime(&self.shared);
         let mut future = pin!(future);
         BLOCK_ON_PARKER.with(|(parker, waker)| {
             let mut cx = Context::from_waker(waker);
@@ -442,7 +448,7 @@ impl Handle {
     pub fn enter(&self) -> EnterGuard<'_> {
         EnterGuard {
             _io: bulwark_io::context::enter(self.shared.io().clone()),
-            _guard: context::set_handle(self.clone()),
+            _guard: context::set(self.shared.clone()),
             _handle: PhantomData,
         }
     }
@@ -466,26 +472,43 @@ thread_local! {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
-            .field("workers", &self.shared.remotes.len())
+            .field("workers", &self.shared.workers())
             .finish_non_exhaustive()
     }
 }
 
-impl TaskMeta {
-    pub(crate) fn new(name: Option<&str>, location: &'static Location<'static>) -> TaskMeta {
-        TaskMeta {
-            id: Id::next(),
-            name: name.map(Into::into),
-            location,
-            deadline: None,
+impl crate::spawn::Builder<'_> {
+    /// Spawns onto the runtime of `handle`. At capacity, as
+    /// [`spawn`](crate::spawn()).
+    #[track_caller]
+    pub fn spawn_on<F>(self, future: F, handle: &Handle) -> io::Result<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let spec = self.spec(Location::caller());
+        match spawn_task(&handle.shared, future, spec, Mode::Spawn) {
+            Ok(join) => Ok(join),
+            Err(_) => unreachable!("Mode::Spawn never gives the future back"),
         }
+    }
+
+    /// Runs a blocking closure on the blocking pool of `handle`'s runtime.
+    #[track_caller]
+    pub fn spawn_blocking_on<F, R>(self, f: F, handle: &Handle) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let meta = TaskMeta::new(self.task_name(), Location::caller());
+        Ok(blocking::spawn_blocking(&handle.shared.blocking, f, meta))
     }
 }
 
 /// Keeps a runtime current on this thread; see [`Runtime::enter`].
 #[must_use = "the runtime is current only while the guard lives"]
 pub struct EnterGuard<'a> {
-    _guard: context::HandleGuard,
+    _guard: context::SetGuard,
     _io: bulwark_io::context::EnterGuard,
     _handle: PhantomData<&'a Handle>,
 }

@@ -29,7 +29,8 @@ pub(crate) struct Idle {
     state: AtomicUsize,
     /// Indices of parked workers.
     sleepers: Mutex<Vec<usize>>,
-    num_workers: usize,
+    /// Workers started so far; grows when a worker starts after build.
+    num_workers: AtomicUsize,
 }
 
 fn searching(state: usize) -> usize {
@@ -46,7 +47,7 @@ impl Idle {
         Idle {
             state: AtomicUsize::new(num_workers << UNPARKED_SHIFT),
             sleepers: Mutex::new(Vec::with_capacity(num_workers)),
-            num_workers,
+            num_workers: AtomicUsize::new(num_workers),
         }
     }
 
@@ -71,14 +72,14 @@ impl Idle {
     }
 
     fn should_notify(&self, state: usize) -> bool {
-        searching(state) == 0 && unparked(state) < self.num_workers
+        searching(state) == 0 && unparked(state) < self.num_workers.load(SeqCst)
     }
 
     /// A worker out of local work asks to search. Refused when half the
     /// workers already search.
     pub(crate) fn transition_worker_to_searching(&self) -> bool {
         let state = self.state.load(SeqCst);
-        if 2 * searching(state) >= self.num_workers {
+        if 2 * searching(state) >= self.num_workers.load(SeqCst) {
             return false;
         }
         self.state.fetch_add(1, SeqCst);
@@ -124,6 +125,15 @@ impl Idle {
             }
             None => false,
         }
+    }
+
+    /// A worker starts after build: counted as awake (and not searching)
+    /// from now on.
+    pub(crate) fn add_worker(&self) {
+        // Under the sleepers lock, as every change of `unparked` is.
+        let _sleepers = self.sleepers.lock();
+        self.num_workers.fetch_add(1, SeqCst);
+        self.state.fetch_add(1 << UNPARKED_SHIFT, SeqCst);
     }
 
     /// Shutdown: counts every sleeper as awake again.

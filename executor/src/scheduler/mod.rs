@@ -29,21 +29,22 @@
 //! work wakes the next, and the last to park checks every queue once more.
 
 pub(crate) mod idle;
-pub(crate) mod spawn;
 pub(crate) mod worker;
 
-use crate::admission::{now_nanos, Admitter};
+use crate::admission::{Admitted, Admitter, Ticket};
 use crate::blocking;
-use crate::runtime::Handle;
 use crate::sync::{fence, AtomicBool};
 use crate::task::list::Registry;
 use crate::task::{Finish, Notified, Schedule, Task};
-use bulwark_io::{DriverSlot, Unparker};
-use bulwark_metrics::{SharedCounters, Snapshot, WorkerCounters};
-use crossbeam_deque::{Injector, Stealer};
+use bulwark_io::{DriverSlot, Parker, Unparker};
+use bulwark_metrics::{SharedCounters, Snapshot, WorkerSlot};
+use crossbeam_deque::{Injector, Stealer, Worker};
 use idle::Idle;
-use std::sync::atomic::Ordering::Relaxed;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 use worker::WorkerCx;
 
@@ -53,61 +54,140 @@ pub(crate) const MAX_LIFO_POLLS: u32 = 3;
 /// multi-thread scheduler's fixed interval in older releases, 31 in newer).
 pub(crate) const GLOBAL_QUEUE_INTERVAL: u32 = 61;
 
-pub(crate) type Queued = Notified<Handle>;
+pub(crate) type Queued = Notified<Sched>;
 
 /// What every worker and every handle share.
 pub(crate) struct Shared {
     pub(crate) injector: Injector<Queued>,
+    /// One per worker the runtime may ever have: those started at build,
+    /// and room for workers started later (a watchdog's replacement).
     pub(crate) remotes: Box<[Remote]>,
+    /// Workers started so far: `remotes[..active]` belong to running (or
+    /// finished) worker threads.
+    pub(crate) active: AtomicUsize,
+    /// The queues and parkers of the workers not started yet, in index
+    /// order; taken by [`Shared::claim_worker`].
+    spare: Mutex<VecDeque<(usize, Worker<Queued>, Parker)>>,
+    /// The join handles of every worker thread started, for shutdown.
+    pub(crate) threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub(crate) idle: Idle,
-    pub(crate) registry: Registry<Handle>,
+    pub(crate) registry: Registry<Sched>,
     pub(crate) shutdown: AtomicBool,
-    pub(crate) counters: SharedCounters,
-    pub(crate) blocking: blocking::Pool,
+    pub(crate) counters: Arc<SharedCounters>,
+    pub(crate) blocking: Arc<blocking::Pool>,
     /// The runtime's IO driver and timer wheel; idle workers take turns
     /// blocking in it.
     pub(crate) driver: Arc<DriverSlot>,
     /// The task ceiling and the admission policy.
-    pub(crate) admit: Admitter,
+    pub(crate) admit: Admitter<Sched>,
     /// Deadline given to tasks that set none (`Builder::default_deadline`).
     pub(crate) default_deadline: Option<std::time::Duration>,
+}
+
+/// The scheduler value each task of the runtime carries: the runtime, and
+/// the task's admission ticket.
+pub(crate) struct Sched {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) ticket: Ticket,
 }
 
 /// What other threads may touch of one worker.
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Queued>,
     pub(crate) unparker: Unparker,
-    pub(crate) counters: WorkerCounters,
+}
+
+/// What a worker thread needs to start: its queue, its parker, and its slot
+/// in the books.
+pub(crate) struct WorkerStart {
+    pub(crate) index: usize,
+    pub(crate) local: Worker<Queued>,
+    pub(crate) parker: Parker,
+    pub(crate) slot: Arc<WorkerSlot>,
+}
+
+/// The parts `Shared::new` is built from.
+pub(crate) struct Parts {
+    pub(crate) capacity: usize,
+    pub(crate) registry_shards: usize,
+    pub(crate) counters: Arc<SharedCounters>,
+    pub(crate) blocking: Arc<blocking::Pool>,
+    pub(crate) driver: Arc<DriverSlot>,
+    pub(crate) admit: Admitter<Sched>,
+    pub(crate) default_deadline: Option<std::time::Duration>,
 }
 
 impl Shared {
-    /// Queues a task woken by a waker (`is_yield`: by itself, during its
-    /// own poll).
-    fn schedule_task(&self, task: Queued, is_yield: bool) {
-        if !is_yield && self.admit.samples_delay() {
-            task.header().queued_at.store(now_nanos(), Relaxed);
+    /// The shared state of a runtime with room for `parts.capacity` workers,
+    /// none started yet.
+    pub(crate) fn new(parts: Parts) -> Shared {
+        let mut remotes = Vec::with_capacity(parts.capacity);
+        let mut spare = VecDeque::with_capacity(parts.capacity);
+        for index in 0..parts.capacity {
+            let local = Worker::new_fifo();
+            let parker = Parker::with_driver(parts.driver.clone());
+            remotes.push(Remote {
+                stealer: local.stealer(),
+                unparker: parker.unparker(),
+            });
+            spare.push_back((index, local, parker));
         }
+        Shared {
+            injector: Injector::new(),
+            remotes: remotes.into_boxed_slice(),
+            active: AtomicUsize::new(0),
+            spare: Mutex::new(spare),
+            threads: Mutex::new(Vec::new()),
+            idle: Idle::new(0),
+            registry: Registry::new(parts.registry_shards),
+            shutdown: Default::default(),
+            counters: parts.counters,
+            blocking: parts.blocking,
+            driver: parts.driver,
+            admit: parts.admit,
+            default_deadline: parts.default_deadline,
+        }
+    }
+
+    /// Takes the next worker's queue and parker and registers its slot in
+    /// the books (as `role`), for a thread about to run it. `None` when every
+    /// worker slot is in use, or the runtime is shutting down.
+    pub(crate) fn claim_worker(&self, role: &'static str) -> Option<WorkerStart> {
+        let mut spare = self.spare.lock();
+        if self.is_shutdown() {
+            return None;
+        }
+        let (index, local, parker) = spare.pop_front()?;
+        let slot = self.admit.books().add_worker(role);
+        debug_assert_eq!(
+            slot.index(),
+            index,
+            "books and scheduler number workers alike"
+        );
+        self.idle.add_worker();
+        // Release: a stealer that sees the new count sees the queue made
+        // for it (it was made at build; this orders nothing else).
+        self.active.store(index + 1, Release);
+        Some(WorkerStart {
+            index,
+            local,
+            parker,
+            slot,
+        })
+    }
+
+    /// Workers started so far.
+    pub(crate) fn workers(&self) -> usize {
+        self.active.load(Acquire)
+    }
+
+    /// Queues a task from this runtime's worker if on one (its LIFO slot,
+    /// or for a yield its deferred list), else on the injector.
+    fn schedule_task(&self, task: Queued, is_yield: bool) {
         worker::with_local(self, |local| match local {
             Some(cx) => cx.schedule_local(task, is_yield),
             None => self.schedule_remote(task),
         })
-    }
-
-    /// Queues a task just spawned (admitted): the spawning worker's LIFO slot
-    /// if on one, else the injector.
-    pub(crate) fn schedule_spawned(&self, task: Queued) {
-        worker::with_local(self, |local| match local {
-            Some(cx) => cx.schedule_local(task, false),
-            None => self.schedule_remote(task),
-        })
-    }
-
-    /// Queues a task that waited for admission and was just given a permit.
-    pub(crate) fn schedule_admitted(&self, task: Queued) {
-        if self.admit.samples_delay() {
-            task.header().queued_at.store(now_nanos(), Relaxed);
-        }
-        self.schedule_spawned(task);
     }
 
     /// Queues a task on the injector and wakes a worker if none searches.
@@ -135,8 +215,10 @@ impl Shared {
     pub(crate) fn notify_if_work_pending(&self) {
         // Pairs with the fence in `Idle::worker_to_notify`.
         fence(SeqCst);
-        let pending =
-            self.remotes.iter().any(|r| !r.stealer.is_empty()) || !self.injector.is_empty();
+        let pending = self.remotes[..self.workers()]
+            .iter()
+            .any(|r| !r.stealer.is_empty())
+            || !self.injector.is_empty();
         if pending {
             self.notify_parked();
         }
@@ -173,17 +255,17 @@ impl Shared {
 
     pub(crate) fn metrics(&self) -> Snapshot {
         Snapshot::collect(
-            self.remotes.iter().map(|r| &r.counters),
+            self.admit.books(),
             &self.counters,
             self.blocking.snapshot(),
             self.driver.handle().stats(),
-            &self.admit.books,
         )
     }
 }
 
-impl Schedule for Handle {
+impl Schedule for Sched {
     fn schedule(&self, task: Notified<Self>) {
+        self.shared.admit.on_wake(&self.ticket);
         self.shared.schedule_task(task, false);
     }
 
@@ -195,7 +277,7 @@ impl Schedule for Handle {
         self.shared.registry.remove(task)
     }
 
-    fn on_finish(&self, how: Finish, permit: bool) {
+    fn on_finish(&self, how: Finish) {
         let shared = &*self.shared;
         worker::with_local(shared, |local| match local {
             Some(cx) => {
@@ -208,37 +290,36 @@ impl Schedule for Handle {
                     Finish::Rejected => c.rejected.bump(),
                 }
             }
-            None => count_shared(&shared.counters, how),
+            None => blocking::count_shared(&shared.counters, how),
         });
-        if permit {
-            shared.admit.release();
-        }
+        shared.admit.on_finish(&self.ticket);
     }
 
     fn cancel_timer(&self, key: bulwark_io::driver::TimerKey) {
         self.shared.io().cancel_timer(key);
     }
 
-    fn unqueue(&self, id: crate::task::Id) {
-        if let Some(task) = self.shared.admit.take_queued(id) {
-            // Cancelled already: it runs only to drop its future. No permit.
-            self.shared.schedule_task(task, false);
-        }
+    fn cancelled_unqueued(&self, task: &Task<Self>) {
+        self.shared.admit.on_cancel(task);
     }
 }
 
-/// Counts a finish made off the workers.
-pub(crate) fn count_shared(counters: &SharedCounters, how: Finish) {
-    SharedCounters::bump(match how {
-        Finish::Completed => &counters.completed,
-        Finish::Panicked => &counters.panicked,
-        Finish::Cancelled => &counters.cancelled,
-        Finish::DeadlineExceeded => &counters.deadline_exceeded,
-        Finish::Rejected => &counters.rejected,
-    });
+impl Admitted for Sched {
+    fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
+    fn admitter(&self) -> &Admitter<Self> {
+        &self.shared.admit
+    }
+
+    fn schedule_admitted(&self, task: Notified<Self>) {
+        self.shared.admit.on_wake(&self.ticket);
+        self.shared.schedule_task(task, false);
+    }
 }
 
 /// Whether `cx` is a worker of the runtime `shared`.
 fn is_worker_of(cx: &WorkerCx, shared: &Shared) -> bool {
-    std::ptr::eq(&*cx.handle.shared, shared)
+    std::ptr::eq(&*cx.shared, shared)
 }

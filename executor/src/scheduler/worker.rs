@@ -5,19 +5,27 @@
 //! pick a task and releases it before polling, so the task's wakes and spawns
 //! can borrow it again to queue locally.
 
-use super::{is_worker_of, Queued, Shared, GLOBAL_QUEUE_INTERVAL, MAX_LIFO_POLLS};
-use crate::context;
-use crate::runtime::Handle;
+use super::{is_worker_of, Queued, Shared, WorkerStart, GLOBAL_QUEUE_INTERVAL, MAX_LIFO_POLLS};
 use bulwark_io::Parker;
-use bulwark_metrics::WorkerCounters;
+use bulwark_metrics::{WorkerCounters, WorkerSlot};
 use crossbeam_deque::{Steal, Worker};
 use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+
+thread_local! {
+    /// The worker this thread is; null on other threads. Set by `run` for
+    /// the life of the worker loop, which owns the `WorkerCx` on its stack.
+    static CURRENT: Cell<*const WorkerCx> = const { Cell::new(std::ptr::null()) };
+}
 
 /// The per-thread context of one worker, on the worker thread's stack for the
 /// life of its loop.
 pub(crate) struct WorkerCx {
-    pub(crate) handle: Handle,
+    pub(crate) shared: Arc<Shared>,
     index: usize,
+    /// This worker's slot in the books: its counters, and what it polls.
+    slot: Arc<WorkerSlot>,
     core: RefCell<Core>,
     parker: Parker,
     /// True while this worker turns the driver: the tasks it wakes pile onto
@@ -41,17 +49,42 @@ struct Core {
     searching: bool,
 }
 
+/// Runs `f` with the worker this thread is, if it is one (of any runtime).
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&WorkerCx>) -> R) -> R {
+    let ptr = CURRENT.try_with(Cell::get).unwrap_or(std::ptr::null());
+    // SAFETY: the pointer is set by `run` for the life of the worker loop,
+    // which owns the WorkerCx on its stack, and cleared before it returns.
+    f(unsafe { ptr.as_ref() })
+}
+
 /// Runs `f` with this thread's worker if it is one of `shared`'s.
 #[inline]
 pub(crate) fn with_local<R>(shared: &Shared, f: impl FnOnce(Option<&WorkerCx>) -> R) -> R {
-    context::with_worker(|w| f(w.filter(|w| is_worker_of(w, shared))))
+    with_current(|w| f(w.filter(|w| is_worker_of(w, shared))))
 }
 
-/// A worker thread's body.
-pub(crate) fn run(handle: Handle, index: usize, local: Worker<Queued>, parker: Parker) {
-    let cx = WorkerCx {
-        handle,
+/// Clears the worker pointer when the loop ends, even by unwinding.
+struct WorkerGuard;
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| c.set(std::ptr::null()));
+    }
+}
+
+/// A worker thread's body. The caller has entered the runtime's context.
+pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) {
+    let WorkerStart {
         index,
+        local,
+        parker,
+        slot,
+    } = start;
+    let cx = WorkerCx {
+        shared,
+        index,
+        slot,
         core: RefCell::new(Core {
             local,
             lifo: None,
@@ -66,23 +99,22 @@ pub(crate) fn run(handle: Handle, index: usize, local: Worker<Queued>, parker: P
         in_driver: Cell::new(false),
         pushed_in_driver: Cell::new(0),
     };
-    let runtime = context::enter_runtime(&cx.handle);
-    let worker = context::enter_worker(&cx);
+    CURRENT.with(|c| c.set(&cx));
+    let worker = WorkerGuard;
     cx.run_loop();
     // Off the worker context first, so wakes from the drops below go to the
     // injector, which shutdown drains.
     drop(worker);
     cx.drain();
-    drop(runtime);
 }
 
 impl WorkerCx {
     fn shared(&self) -> &Shared {
-        &self.handle.shared
+        &self.shared
     }
 
     pub(crate) fn counters(&self) -> &WorkerCounters {
-        &self.shared().remotes[self.index].counters
+        &self.slot.counters
     }
 
     /// Queues a task from this worker: into the LIFO slot, or (a yield) on
@@ -151,32 +183,14 @@ impl WorkerCx {
             self.shared().notify_parked();
         }
         self.counters().polls.bump();
-        let admit = &self.shared().admit;
-        if admit.samples_delay() {
-            self.sample_delay(&task);
-        }
-        task.run();
-    }
-
-    /// Adaptive admission: feeds the task's wake-to-poll delay to CoDel, and
-    /// sheds a task that has never run if it waited too long (CoDel drops at
-    /// dequeue): it is dropped unpolled and its handle says rejected.
-    fn sample_delay(&self, task: &Queued) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let admit = &self.shared().admit;
+        self.shared().admit.on_dequeue(&task);
         let header = task.header();
-        let queued = header.queued_at.swap(0, Relaxed);
-        if queued == 0 {
-            return;
-        }
-        let delay =
-            std::time::Duration::from_nanos(crate::admission::now_nanos().saturating_sub(queued));
-        let first_poll = header.sheddable.swap(false, Relaxed);
-        if first_poll && admit.should_shed_at_dequeue(delay) {
-            task.shed_before_first_poll();
-            return;
-        }
-        admit.observe_delay(std::time::Instant::now(), delay);
+        self.slot.begin_poll(header.id.as_u64(), header.location);
+        // The task catches its own panics (poll, destructors, wakes at its
+        // end); this is the last line, so that nothing foreign can unwind out
+        // of the loop and take this worker's queue with it.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| task.run()));
+        self.slot.end_poll();
     }
 
     /// The next task from this worker's own queues (and now and then the
@@ -212,7 +226,15 @@ impl WorkerCx {
         if let Some(task) = core.local.pop() {
             return Some(task);
         }
-        steal_one(|| shared.injector.steal_batch_and_pop(&core.local))
+        let task = steal_one(|| shared.injector.steal_batch_and_pop(&core.local));
+        let batch = !core.local.is_empty();
+        drop(core);
+        if batch {
+            // The rest of the batch sits where siblings can steal it: one of
+            // them may be asleep while this worker runs the first.
+            shared.notify_parked();
+        }
+        task
     }
 
     /// Looks for work elsewhere: half a random victim's queue, then a batch
@@ -226,7 +248,7 @@ impl WorkerCx {
             }
             core.searching = true;
         }
-        let n = shared.remotes.len();
+        let n = shared.workers();
         let start = next_rand(&mut core.rng) as usize % n;
         for i in 0..n {
             let victim = (start + i) % n;
@@ -281,6 +303,8 @@ impl WorkerCx {
             shared.notify_if_work_pending();
         }
         self.counters().parks.bump();
+        self.slot.set_parked(true);
+        let _unpark = Unparked(&self.slot);
         loop {
             self.in_driver.set(true);
             self.parker.park();
@@ -325,6 +349,15 @@ impl WorkerCx {
             }
         }
         drop(left);
+    }
+}
+
+/// Marks the slot awake again however `park` returns.
+struct Unparked<'a>(&'a WorkerSlot);
+
+impl Drop for Unparked<'_> {
+    fn drop(&mut self) {
+        self.0.set_parked(false);
     }
 }
 

@@ -7,7 +7,7 @@ use bulwark_io::driver::TimerKey;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8};
+use std::sync::atomic::{AtomicU8, Ordering::AcqRel, Ordering::Acquire};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -20,9 +20,25 @@ pub(crate) struct TaskMeta {
     pub(crate) deadline: Option<Instant>,
 }
 
+impl TaskMeta {
+    /// A fresh id, a name and a spawn site; no deadline.
+    pub(crate) fn new(name: Option<&str>, location: &'static Location<'static>) -> TaskMeta {
+        TaskMeta {
+            id: Id::next(),
+            name: name.map(Into::into),
+            location,
+            deadline: None,
+        }
+    }
+}
+
 /// Why a task was cancelled; kept in the header so the cancelling thread and
-/// the one that drops the future agree.
+/// the one that drops the future agree. The first reason given wins (see
+/// [`Header::set_cancel_reason`]): an abort followed by a deadline still
+/// reads as an abort.
 pub(crate) mod reason {
+    /// No reason given yet; read as [`CANCELLED`].
+    pub(crate) const UNSET: u8 = u8::MAX;
     /// Aborted through its `JoinHandle`, or dropped at shutdown.
     pub(crate) const CANCELLED: u8 = 0;
     /// Its deadline passed.
@@ -45,9 +61,8 @@ pub(crate) struct Header {
     /// registry shard's lock; `usize::MAX` until it is registered.
     pub(crate) registry_key: UnsafeCell<usize>,
     pub(crate) name: Option<Box<str>>,
-    /// Where the task was spawned (`#[track_caller]`), for reports. Read by
-    /// the guards that name a task (watchdog, `/tasks`).
-    #[allow(dead_code)]
+    /// Where the task was spawned (`#[track_caller]`): published in the
+    /// worker's slot while the task is polled, and listed with live tasks.
     pub(crate) location: &'static Location<'static>,
     /// The task's deadline, fixed at spawn.
     pub(crate) deadline: Option<Instant>,
@@ -55,18 +70,30 @@ pub(crate) struct Header {
     /// published; taken by the thread that completes it (which holds
     /// `RUNNING`).
     pub(crate) deadline_timer: UnsafeCell<Option<TimerKey>>,
-    /// One of [`reason`]'s constants; set before the cancel transition.
-    pub(crate) cancel_reason: AtomicU8,
-    /// The task holds a permit of the task ceiling, to give back when it ends.
-    pub(crate) admitted: AtomicBool,
-    /// When the task was last queued by a wake (`admission::now_nanos`), if
-    /// adaptive admission samples scheduling delay; 0 otherwise.
-    pub(crate) queued_at: AtomicU64,
-    /// Not yet polled and not essential, under adaptive admission: may still
-    /// be shed at its first dequeue if it waited too long.
-    pub(crate) sheddable: AtomicBool,
-    /// Waiting in the admission wait list (`Admission::Wait` at the ceiling).
-    pub(crate) waiting_admission: AtomicBool,
+    /// One of [`reason`]'s constants; the first one set wins, and it is set
+    /// before the cancel transition.
+    cancel_reason: AtomicU8,
+}
+
+impl Header {
+    /// Gives the reason for a cancellation about to happen, unless one was
+    /// given already: the first canceller names the cause.
+    pub(crate) fn set_cancel_reason(&self, why: u8) {
+        // AcqRel/Acquire: the winner's reason is seen by whoever reads it after
+        // seeing the CANCELLED bit, which is set after this (with AcqRel).
+        let _ = self
+            .cancel_reason
+            .compare_exchange(reason::UNSET, why, AcqRel, Acquire);
+    }
+
+    /// The reason the task was cancelled ([`reason::CANCELLED`] if none was
+    /// given).
+    pub(crate) fn cancel_reason(&self) -> u8 {
+        match self.cancel_reason.load(Acquire) {
+            reason::UNSET => reason::CANCELLED,
+            why => why,
+        }
+    }
 }
 
 /// What a task holds while it lives: the future, then its output.
@@ -82,9 +109,9 @@ pub(crate) struct Cell<F: Future, S> {
     pub(crate) header: Header,
     pub(crate) scheduler: S,
     /// See the module docs of `task` for who may touch it when.
-    pub(crate) stage: UnsafeCell<Stage<F>>,
+    pub(crate) stage: crate::sync::UnsafeCell<Stage<F>>,
     /// The waker of whoever awaits the `JoinHandle`.
-    pub(crate) join_waker: UnsafeCell<Option<Waker>>,
+    pub(crate) join_waker: crate::sync::UnsafeCell<Option<Waker>>,
 }
 
 impl<F: Future, S> Cell<F, S> {
@@ -104,15 +131,11 @@ impl<F: Future, S> Cell<F, S> {
                 location: meta.location,
                 deadline: meta.deadline,
                 deadline_timer: UnsafeCell::new(None),
-                cancel_reason: AtomicU8::new(reason::CANCELLED),
-                admitted: AtomicBool::new(false),
-                queued_at: AtomicU64::new(0),
-                sheddable: AtomicBool::new(false),
-                waiting_admission: AtomicBool::new(false),
+                cancel_reason: AtomicU8::new(reason::UNSET),
             },
             scheduler,
-            stage: UnsafeCell::new(Stage::Running(future)),
-            join_waker: UnsafeCell::new(None),
+            stage: crate::sync::UnsafeCell::new(Stage::Running(future)),
+            join_waker: crate::sync::UnsafeCell::new(None),
         })
     }
 }

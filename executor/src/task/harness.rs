@@ -12,7 +12,6 @@ use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
 /// A typed view of one task. Holds no reference by itself: each operation
@@ -59,7 +58,7 @@ where
     #[allow(clippy::mut_from_ref)]
     unsafe fn stage(&self) -> &mut Stage<F> {
         // SAFETY: exclusive access is the caller's promise.
-        unsafe { &mut *self.cell().stage.get() }
+        self.cell().stage.with_mut(|stage| unsafe { &mut *stage })
     }
 
     /// Consumes the `Notified` reference.
@@ -79,10 +78,10 @@ where
         let header = self.header();
         let waker = waker_ref(self.cell.cast());
         let mut cx = Context::from_waker(&waker);
-        let prev = crate::context::set_current_task(Some((header.id, header.deadline)));
+        let prev = super::current::set(Some((header.id, header.deadline)));
         // SAFETY: we set RUNNING, so the stage is ours.
         let res = unsafe { poll_future(self.stage(), &mut cx) };
-        crate::context::set_current_task(prev);
+        super::current::set(prev);
         match res {
             Poll::Ready(output) => {
                 let how = if output.is_ok() {
@@ -100,9 +99,14 @@ where
             Poll::Pending => match header.state.transition_to_idle() {
                 ToIdle::Ok => {}
                 ToIdle::OkNotified => {
-                    // The running reference becomes the Notified's.
+                    // The transition made the Notified's reference; ours
+                    // keeps the cell (and the scheduler we call) alive until
+                    // the call returns.
                     let task = Task::<S>::from_raw(self.raw());
                     self.cell().scheduler.yield_now(task.into_notified());
+                    if header.state.ref_dec() {
+                        self.dealloc();
+                    }
                 }
                 ToIdle::OkDealloc => self.dealloc(),
                 ToIdle::Cancelled => {
@@ -113,12 +117,33 @@ where
         }
     }
 
-    /// Drops the future (or whatever the stage holds). A panic in its
-    /// destructor is caught and ignored: the task's result is already decided.
+    /// Drops the future (or whatever the stage holds) where it lies, and
+    /// leaves the stage `Consumed`. Returns the payload if a destructor
+    /// panicked.
+    ///
+    /// In place, never moved out first: the future is pinned, and an async
+    /// block's state may hold references into itself (a socket's readiness
+    /// future borrowing the socket), which a destructor run at another
+    /// address would follow to freed memory.
+    fn drop_stage_in_place(&self) -> Result<(), Box<dyn std::any::Any + Send>> {
+        let stage = self.cell().stage.with_mut(|stage| stage);
+        let dropped = panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the caller holds RUNNING (or owns the completed
+            // stage), so nobody else touches the stage; it holds a valid
+            // value, dropped here exactly once and overwritten below without
+            // another drop.
+            unsafe { std::ptr::drop_in_place(stage) }
+        }));
+        // SAFETY: as above; the old value is gone (dropped, or unwound
+        // through), so writing without dropping it is right.
+        unsafe { std::ptr::write(stage, Stage::Consumed) };
+        dropped
+    }
+
+    /// Drops the future. A panic in its destructor is caught and ignored:
+    /// the task's result is already decided.
     fn drop_future(&self) {
-        // SAFETY: called only while RUNNING, so the stage is ours.
-        let old = mem::replace(unsafe { self.stage() }, Stage::Consumed);
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(old)));
+        let _ = self.drop_stage_in_place();
     }
 
     /// Drops the future without polling it and stores the error its
@@ -126,11 +151,10 @@ where
     /// destructor panicked). Returns how the task ended.
     fn cancel_task(&self) -> Finish {
         let header = self.header();
-        // SAFETY: the caller set (or was granted) RUNNING.
-        let old = mem::replace(unsafe { self.stage() }, Stage::Consumed);
-        let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(old)));
+        // The caller set (or was granted) RUNNING: the stage is ours.
+        let dropped = self.drop_stage_in_place();
         let (id, name) = (header.id, header.name.as_deref());
-        let (err, how) = match (dropped, header.cancel_reason.load(Relaxed)) {
+        let (err, how) = match (dropped, header.cancel_reason()) {
             (Err(p), _) => (JoinError::panic(id, name, p), Finish::Panicked),
             (Ok(()), reason::DEADLINE) => (
                 JoinError::deadline_exceeded(id, name),
@@ -166,8 +190,10 @@ where
         }
         // Counted (and the ceiling permit given back) before COMPLETE is
         // published, so whoever sees the join handle resolve also sees both.
-        let permit = cell.header.admitted.swap(false, Relaxed);
-        cell.scheduler.on_finish(how, permit);
+        // Giving a permit back may admit a waiter and wake its waker, which
+        // is foreign code: a panic there must not leave this task RUNNING
+        // forever, nor unwind through the worker.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| cell.scheduler.on_finish(how)));
         let prev = cell.header.state.transition_to_complete();
         let _ = panic::catch_unwind(AssertUnwindSafe(|| {
             if !prev.is_join_interested() {
@@ -176,12 +202,14 @@ where
                 let out = mem::replace(unsafe { self.stage() }, Stage::Consumed);
                 drop(out);
             } else if prev.is_join_waker_set() {
-                // SAFETY: JOIN_WAKER was set when COMPLETE was, so the slot
-                // holds a waker the join handle no longer writes; we only read.
-                let waker = unsafe { &*cell.join_waker.get() };
-                if let Some(waker) = waker {
-                    waker.wake_by_ref();
-                }
+                cell.join_waker.with(|slot| {
+                    // SAFETY: JOIN_WAKER was set when COMPLETE was, so the
+                    // slot holds a waker the join handle no longer writes; we
+                    // only read.
+                    if let Some(waker) = unsafe { &*slot } {
+                        waker.wake_by_ref();
+                    }
+                });
             }
         }));
         let me = ManuallyDrop::new(Task::<S>::from_raw(self.raw()));
@@ -198,7 +226,10 @@ where
     fn dealloc(self) {
         // SAFETY: the last reference is gone; the cell was made by Box::new
         // in `Cell::new` and nobody else can reach it.
-        drop(unsafe { Box::from_raw(self.cell.as_ptr()) });
+        let cell = unsafe { Box::from_raw(self.cell.as_ptr()) };
+        // The join waker (foreign code) and the output are dropped with the
+        // cell: a panicking destructor must not unwind through a worker.
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(cell)));
     }
 
     /// Whether the join handle may take the output now; if not, its waker is
@@ -211,11 +242,13 @@ where
             return true;
         }
         if snapshot.is_join_waker_set() {
-            // SAFETY: JOIN_WAKER is set: the slot holds a waker and nobody
-            // writes it; reading is allowed to both sides.
-            let same = unsafe { &*cell.join_waker.get() }
-                .as_ref()
-                .is_some_and(|w| w.will_wake(waker));
+            let same = cell.join_waker.with(|slot| {
+                // SAFETY: JOIN_WAKER is set: the slot holds a waker and
+                // nobody writes it; reading is allowed to both sides.
+                unsafe { &*slot }
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(waker))
+            });
             if same {
                 return false;
             }
@@ -224,9 +257,12 @@ where
                 return true;
             }
         }
-        // SAFETY: JOIN_WAKER is clear and the task is not complete (checked
-        // by the transitions above), so only the join handle (us) writes.
-        unsafe { *cell.join_waker.get() = Some(waker.clone()) };
+        cell.join_waker.with_mut(|slot| {
+            // SAFETY: JOIN_WAKER is clear and the task is not complete
+            // (checked by the transitions above), so only the join handle
+            // (us) writes.
+            unsafe { *slot = Some(waker.clone()) }
+        });
         state.set_join_waker().is_err()
     }
 }
@@ -239,9 +275,8 @@ fn poll_future<F: Future>(
     let Stage::Running(future) = stage else {
         unreachable!("a task was polled after it finished");
     };
-    // SAFETY: the future lives in the heap cell and is never moved until it
-    // is dropped in place (by `mem::replace` into a local, after which it is
-    // never polled again).
+    // SAFETY: the future lives in the heap cell and is never moved: it is
+    // dropped in place (`drop_stage_in_place`), never taken out first.
     let future = unsafe { Pin::new_unchecked(future) };
     // Each poll gets a fresh IO budget, so a task whose sockets are always
     // ready still yields now and then.
@@ -346,20 +381,28 @@ where
     }
 }
 
-pub(super) unsafe fn unqueue<F, S>(ptr: NonNull<Header>)
+pub(super) unsafe fn cancelled_unqueued<F, S>(ptr: NonNull<Header>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
     let harness = Harness::<F, S>::from_raw(ptr);
-    harness.cell().scheduler.unqueue(harness.header().id);
+    let task = ManuallyDrop::new(Task::<S>::from_raw(harness.raw()));
+    harness.cell().scheduler.cancelled_unqueued(&task);
 }
 
 /// A waker woken by value: schedule, drop the reference, or free the task.
 pub(super) fn wake_by_val(raw: RawTask) {
     match raw.header().state.transition_to_notified_by_val() {
-        ToNotified::Submit => raw.schedule(),
+        ToNotified::Submit => {
+            // The transition made the Notified's reference; the waker's
+            // keeps the cell alive through the scheduler call.
+            raw.schedule();
+            if raw.header().state.ref_dec() {
+                raw.dealloc();
+            }
+        }
         ToNotified::Dealloc => raw.dealloc(),
         ToNotified::DoNothing => {}
     }
@@ -368,16 +411,7 @@ pub(super) fn wake_by_val(raw: RawTask) {
 /// The task's deadline passed: cancel it as deadline-exceeded (unless it
 /// was already cancelled for another reason).
 pub(super) fn fire_deadline(raw: RawTask) {
-    let header = raw.header();
-    if !header.state.load().is_cancelled() && !header.state.load().is_complete() {
-        let _ = header.cancel_reason.compare_exchange(
-            reason::CANCELLED,
-            reason::DEADLINE,
-            Relaxed,
-            Relaxed,
-        );
-    }
-    raw.remote_abort();
+    raw.cancel(reason::DEADLINE);
 }
 
 /// A waker woken by reference: schedule with a new reference if needed.

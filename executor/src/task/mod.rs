@@ -1,5 +1,12 @@
-//! Tasks: one allocation per spawned future, driven by a state word; and the
-//! public task API (`spawn`, `JoinHandle`, `yield_now`, `Builder`, `id`).
+//! Tasks: one allocation per spawned future, driven by a state word, and the
+//! task types users hold (`JoinHandle`, `JoinError`, `Id`, `yield_now`,
+//! `id`, `deadline`).
+//!
+//! This module is the bottom of the executor: it imports nothing from the
+//! scheduler, admission, the blocking pool or the runtime. What a task needs
+//! from whoever runs it is the [`Schedule`] trait; each task carries its own
+//! scheduler value (`S`), which the scheduler reads back through
+//! [`Task::scheduler`]. The spawning API lives above, in `crate::spawn`.
 //!
 //! # Layout
 //!
@@ -27,12 +34,15 @@
 //!   is clear and the task is not complete; the runtime only reads it (to
 //!   wake) while `JOIN_WAKER` is set. It is dropped with the cell.
 //! - The registry key: only under the registry shard's lock.
+//! - The scheduler value: read-only after spawn (its own fields are atomics).
 //!
 //! # Safety
 //!
 //! The raw pointers handed around ([`RawTask`]) are valid while their holder
-//! owns a reference; the last reference frees the cell. Every function that
-//! dereferences one is `unsafe` and says which reference it relies on.
+//! owns a reference; the last reference frees the cell. `RawTask` is a safe
+//! type whose methods rely on that rule; the code that dereferences the
+//! pointer (the vtable entries in `harness`, `RawTask::header`) says in its
+//! `// SAFETY:` comment which reference it relies on.
 
 mod core;
 mod current;
@@ -42,20 +52,17 @@ mod id;
 mod join;
 pub(crate) mod list;
 mod raw;
-mod spawn;
 mod state;
 mod waker;
 mod yield_now;
 
-pub use crate::scheduler::spawn::SpawnError;
 pub use current::{deadline, id, try_id};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
-pub use spawn::{spawn, spawn_blocking, try_spawn, Builder, SpawnWait};
 pub use yield_now::yield_now;
 
-pub(crate) use self::core::TaskMeta;
+pub(crate) use self::core::{reason, TaskMeta};
 pub(crate) use raw::RawTask;
 pub(crate) use waker::deadline_waker;
 
@@ -76,16 +83,18 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// reference if it was still there.
     fn release(&self, task: &Task<Self>) -> Option<Task<Self>>;
 
-    /// Count how the task ended; `permit` is true if it held a permit of the
-    /// task ceiling, which must be given back.
-    fn on_finish(&self, how: Finish, permit: bool);
+    /// The task ended (`how`): count it, and give back whatever the
+    /// scheduler holds for it (a permit of the task ceiling). Runs before the
+    /// join handle can see the output.
+    fn on_finish(&self, how: Finish);
 
     /// Remove the task's deadline timer (it finished first, or it fired).
     fn cancel_timer(&self, key: bulwark_io::driver::TimerKey);
 
-    /// The task `id`, waiting for admission, was cancelled: take it out of
-    /// the wait list and queue it to run its cancellation.
-    fn unqueue(&self, id: Id);
+    /// The task was cancelled and no worker was asked to run it: if the
+    /// scheduler holds its `Notified` where no worker looks (an admission
+    /// wait list), queue it now so its future is dropped at once.
+    fn cancelled_unqueued(&self, task: &Task<Self>);
 }
 
 /// How a task ended, for the books.
@@ -167,19 +176,36 @@ impl<S: 'static> Task<S> {
     /// reason its join handle reports. Consumes this reference.
     pub(crate) fn reject(self, shedding: bool) {
         let why = if shedding {
-            self::core::reason::REJECTED_SHEDDING
+            reason::REJECTED_SHEDDING
         } else {
-            self::core::reason::REJECTED_CEILING
+            reason::REJECTED_CEILING
         };
-        self.raw
-            .header()
-            .cancel_reason
-            .store(why, std::sync::atomic::Ordering::Relaxed);
+        self.raw.header().set_cancel_reason(why);
         self.shutdown();
     }
 
     pub(crate) fn header(&self) -> &self::core::Header {
         self.raw.header()
+    }
+
+    /// The task's own scheduler value.
+    pub(crate) fn scheduler(&self) -> &S {
+        let header = self.raw.header();
+        // SAFETY: this reference keeps the cell alive. The cell is a
+        // `Cell<F, S>` (the vtable was made for it, and `Task<S>` is only
+        // made for cells of this `S`), whose `scheduler` field sits at
+        // `scheduler_offset` from its start, which is the header pointer
+        // (`repr(C)`, header first). The field is never written after
+        // `Cell::new`, so a shared reference to it is sound.
+        unsafe {
+            &*self
+                .raw
+                .header_ptr()
+                .cast::<u8>()
+                .as_ptr()
+                .add(header.vtable.scheduler_offset)
+                .cast::<S>()
+        }
     }
 
     /// Turns this reference into a `Notified`. Only valid for a reference
@@ -214,17 +240,31 @@ impl<S: 'static> Notified<S> {
         self.0.header()
     }
 
+    /// The task's own scheduler value.
+    pub(crate) fn scheduler(&self) -> &S {
+        self.0.scheduler()
+    }
+
     /// Sheds the task at its first dequeue: it will be dropped unpolled, its
-    /// handle rejected. The caller then runs it (which cancels it).
+    /// handle rejected (unless it was cancelled for another reason first).
+    /// The caller then runs it (which cancels it).
     pub(crate) fn shed_before_first_poll(&self) {
         let header = self.0.header();
-        header.cancel_reason.store(
-            self::core::reason::REJECTED_SHEDDING,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        header.set_cancel_reason(reason::REJECTED_SHEDDING);
         // We hold the Notified, so this only sets CANCELLED (no submission).
         let submitted = header.state.transition_to_notified_and_cancel();
         debug_assert!(!submitted);
+    }
+
+    /// Hands the task to `f` with its own scheduler value, keeping the cell
+    /// alive until `f` returns: once `f` queues the task, another thread may
+    /// run it to its end and drop every other reference.
+    pub(crate) fn with_scheduler(self, f: impl FnOnce(&S, Notified<S>)) {
+        let raw = self.0.raw;
+        raw.header().state.ref_inc();
+        let keep = Task::<S>::from_raw(raw);
+        f(keep.scheduler(), self);
+        drop(keep);
     }
 
     /// Cancels a queued task that will never run (its queue is shutting

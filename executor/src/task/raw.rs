@@ -23,9 +23,12 @@ pub(crate) struct Vtable {
     pub(crate) drop_join_handle: unsafe fn(NonNull<Header>),
     /// Consumes a reference (the registry's): cancel the task at shutdown.
     pub(crate) shutdown: unsafe fn(NonNull<Header>),
-    /// The task waits for admission and was cancelled: take it out of the
-    /// wait list so a worker drops it now. The caller owns a reference.
-    pub(crate) unqueue: unsafe fn(NonNull<Header>),
+    /// The task was cancelled and no worker was asked to run it (it runs,
+    /// or sits in a queue, or waits somewhere only its scheduler knows):
+    /// tells the scheduler. The caller owns a reference.
+    pub(crate) cancelled_unqueued: unsafe fn(NonNull<Header>),
+    /// Where the scheduler sits in the cell, from its start (the header).
+    pub(crate) scheduler_offset: usize,
 }
 
 fn vtable<F, S>() -> &'static Vtable
@@ -41,7 +44,8 @@ where
         try_read_output: harness::try_read_output::<F, S>,
         drop_join_handle: harness::drop_join_handle::<F, S>,
         shutdown: harness::shutdown::<F, S>,
-        unqueue: harness::unqueue::<F, S>,
+        cancelled_unqueued: harness::cancelled_unqueued::<F, S>,
+        scheduler_offset: std::mem::offset_of!(Cell<F, S>, scheduler),
     }
 }
 
@@ -115,21 +119,25 @@ impl RawTask {
         unsafe { (self.header().vtable.shutdown)(self.ptr) }
     }
 
-    /// `JoinHandle::abort`: cancel, and queue the task if it sleeps so a
-    /// worker drops its future.
-    pub(crate) fn remote_abort(self) {
-        if self.header().state.transition_to_notified_and_cancel() {
+    /// Cancels the task for `why` (one of `core::reason`'s, unless a reason
+    /// was given first), and makes sure someone drops its future: a worker, if
+    /// it sleeps (queued here) or runs or is queued already; else its
+    /// scheduler, which may hold it where no worker looks (an admission wait
+    /// list). The caller owns a reference (join handle, waker, registry).
+    pub(crate) fn cancel(self, why: u8) {
+        let header = self.header();
+        header.set_cancel_reason(why);
+        if header.state.transition_to_notified_and_cancel() {
             // The transition made a reference for this submission.
             self.schedule();
-        } else if self
-            .header()
-            .waiting_admission
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            // Its Notified sits in the admission wait list, where no worker
-            // looks: fetch it so the task ends now, not when a permit frees.
-            // SAFETY: the caller owns a reference (join handle or waker).
-            unsafe { (self.header().vtable.unqueue)(self.ptr) }
+        } else {
+            // SAFETY: the caller owns a reference.
+            unsafe { (header.vtable.cancelled_unqueued)(self.ptr) }
         }
+    }
+
+    /// `JoinHandle::abort`.
+    pub(crate) fn remote_abort(self) {
+        self.cancel(super::core::reason::CANCELLED);
     }
 }

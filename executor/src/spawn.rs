@@ -1,0 +1,562 @@
+//! The spawn path and the spawning API: `spawn`, `try_spawn`,
+//! `spawn_blocking`, `task::Builder` and `spawn_wait`.
+//!
+//! Every spawn goes through [`spawn_task`], which reads top-down: admission
+//! decides (`Admitter::decide`), the task is made with its admission ticket
+//! and its deadline, and then it is registered and queued, refused, or put in
+//! the admission wait list. The public functions and [`Builder`] only pick the
+//! runtime and the mode.
+
+use crate::admission::Decision;
+use crate::blocking;
+use crate::context;
+use crate::scheduler::{worker, Sched, Shared};
+use crate::task::{self, deadline_waker, Id, JoinHandle, Task, TaskMeta};
+use bulwark_metrics::ledger::WaitSlot;
+use bulwark_metrics::SharedCounters;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// How a task is to be spawned: what `task::Builder` collects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpawnSpec<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) location: &'static Location<'static>,
+    /// A deadline set on this spawn (`Builder::deadline`).
+    pub(crate) deadline: Option<Instant>,
+    /// A timeout set on this spawn (`Builder::timeout`), from now.
+    pub(crate) timeout: Option<Duration>,
+    /// Do not inherit the spawning task's deadline.
+    pub(crate) detached: bool,
+    /// Never shed by adaptive admission.
+    pub(crate) essential: bool,
+}
+
+impl SpawnSpec<'_> {
+    pub(crate) fn plain(location: &'static Location<'static>) -> SpawnSpec<'static> {
+        SpawnSpec {
+            name: None,
+            location,
+            deadline: None,
+            timeout: None,
+            detached: false,
+            essential: false,
+        }
+    }
+}
+
+/// What the caller of `spawn_task` will do with a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `spawn`: queue under `Admission::Wait`; a refusal is a rejected
+    /// `JoinHandle`.
+    Spawn,
+    /// `try_spawn`: never queue; a refusal gives the future back.
+    Try,
+    /// `spawn_wait`: the permit is already held.
+    Granted,
+}
+
+/// `try_spawn` was refused: the runtime is at its ceiling or shedding. The
+/// future comes back unpolled.
+pub struct SpawnError<F> {
+    future: F,
+    shedding: bool,
+}
+
+impl<F> SpawnError<F> {
+    /// The future that was not spawned.
+    pub fn into_future(self) -> F {
+        self.future
+    }
+
+    /// True if adaptive shedding refused it; false if the task ceiling did.
+    pub fn is_shedding(&self) -> bool {
+        self.shedding
+    }
+}
+
+impl<F> fmt::Display for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shedding {
+            f.write_str("spawn refused: the runtime is shedding load (adaptive admission)")
+        } else {
+            f.write_str("spawn refused: the runtime is at its task ceiling (max_tasks)")
+        }
+    }
+}
+
+impl<F> fmt::Debug for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnError")
+            .field("shedding", &self.shedding)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> std::error::Error for SpawnError<F> {}
+
+/// The spawn path, top to bottom: admission decides, the task is made with
+/// its ticket and deadline, then it is registered and queued (or refused, or
+/// put in the admission wait list).
+pub(crate) fn spawn_task<F>(
+    shared: &Arc<Shared>,
+    future: F,
+    spec: SpawnSpec<'_>,
+    mode: Mode,
+) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let decision = match mode {
+        Mode::Granted => Decision::Admit,
+        Mode::Spawn => shared.admit.decide(spec.essential, true),
+        Mode::Try => shared.admit.decide(spec.essential, false),
+    };
+    if let (Mode::Try, Decision::Reject { shedding }) = (mode, decision) {
+        // An attempt counts as a spawn and a rejection, as `spawn` does.
+        SharedCounters::bump(&shared.counters.spawned);
+        SharedCounters::bump(&shared.counters.rejected);
+        return Err(SpawnError { future, shedding });
+    }
+
+    let deadline = effective_deadline(shared, &spec);
+    let meta = TaskMeta {
+        id: Id::next(),
+        name: spec.name.map(Into::into),
+        location: spec.location,
+        deadline,
+    };
+    let sched = Sched {
+        shared: shared.clone(),
+        ticket: shared.admit.ticket(decision, spec.essential),
+    };
+    let (task, notified, join) = task::new_task(future, sched, meta);
+    // One look at this thread's worker serves the count and the queue.
+    worker::with_local(shared, |local| {
+        match local {
+            Some(cx) => cx.counters().spawned.bump(),
+            None => SharedCounters::bump(&shared.counters.spawned),
+        }
+        match decision {
+            Decision::Reject { shedding } => {
+                drop(notified);
+                task.reject(shedding);
+            }
+            Decision::Admit => {
+                arm_deadline(shared, &task, deadline);
+                if let Some(notified) = shared.registry.bind(task, notified) {
+                    match local {
+                        Some(cx) => cx.schedule_local(notified, false),
+                        None => shared.schedule_remote(notified),
+                    }
+                }
+            }
+            Decision::Queue => {
+                // The deadline may fire at once (a parent past its own);
+                // `enqueue` looks for that after it has listed the task.
+                arm_deadline(shared, &task, deadline);
+                if let Some(notified) = shared.registry.bind(task, notified) {
+                    shared.admit.enqueue(notified);
+                }
+            }
+        }
+    });
+    Ok(join)
+}
+
+/// The earlier of the spawn's own deadline (or the runtime default) and
+/// the spawning task's (unless detached): Go's `context.WithDeadline`.
+fn effective_deadline(shared: &Shared, spec: &SpawnSpec<'_>) -> Option<Instant> {
+    let timeout = spec.timeout.or(shared.default_deadline);
+    let own = match (spec.deadline, timeout) {
+        (Some(d), Some(t)) => Some(d.min(deadline_after(t))),
+        (Some(d), None) => Some(d),
+        (None, Some(t)) => Some(deadline_after(t)),
+        (None, None) => None,
+    };
+    let inherited = if spec.detached {
+        None
+    } else {
+        task::deadline()
+    };
+    match (own, inherited) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sets the deadline timer. Done before the task is published, so the
+/// key is in the header before any thread can complete the task.
+fn arm_deadline(shared: &Shared, task: &Task<Sched>, deadline: Option<Instant>) {
+    let Some(deadline) = deadline else { return };
+    let waker = deadline_waker(task.header_ptr());
+    let key = shared.io().set_timer(deadline, &waker);
+    // SAFETY: the task is not published yet (not in the registry, not
+    // queued): nobody else reads this field.
+    unsafe { *task.header().deadline_timer.get() = Some(key) };
+}
+
+fn deadline_after(d: Duration) -> Instant {
+    Instant::now()
+        .checked_add(d)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 30))
+}
+
+const NO_RUNTIME: &str = "there is no bulwark runtime on this thread: `spawn` must be called \
+                          from a task, inside `Runtime::block_on`, or while a `Runtime::enter` \
+                          guard lives";
+
+/// Spawns a task onto the current runtime and returns its [`JoinHandle`].
+///
+/// The task starts at once on a worker and runs whether or not the handle is
+/// awaited. Spawned from a task, it goes to the spawning worker's LIFO slot
+/// and usually runs next on the same worker, while its data is warm; it
+/// inherits the spawning task's deadline.
+///
+/// At the runtime's task ceiling (`Builder::max_tasks`), or while adaptive
+/// admission sheds, this never blocks and never panics: the future is
+/// dropped unpolled and the handle resolves at once to a `JoinError` with
+/// `is_rejected()` (or, under `Admission::Wait`, the task waits its turn).
+/// [`try_spawn`] gives the future back instead.
+///
+/// # Panics
+///
+/// Outside a runtime (as `tokio::spawn` does). Use [`Builder::spawn`] for an
+/// error value instead.
+///
+/// # Examples
+///
+/// ```
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// let handle = bulwark_executor::spawn(async { 1 + 2 });
+/// assert_eq!(handle.await.unwrap(), 3);
+/// # });
+/// ```
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match with_current(|s| spawn_task(s, future, SpawnSpec::plain(Location::caller()), Mode::Spawn))
+    {
+        Some(Ok(join)) => join,
+        Some(Err(_)) => unreachable!("Mode::Spawn never gives the future back"),
+        None => panic!("{NO_RUNTIME}"),
+    }
+}
+
+/// Spawns a task if the runtime admits it now, else gives the future back
+/// (unpolled) in the error. Never waits, never queues.
+///
+/// # Panics
+///
+/// Outside a runtime.
+///
+/// # Examples
+///
+/// ```
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// match bulwark_executor::spawn::try_spawn(async { 7 }) {
+///     Ok(handle) => assert_eq!(handle.await.unwrap(), 7),
+///     Err(refused) => drop(refused.into_future()), // at capacity: handle it here
+/// }
+/// # });
+/// ```
+#[track_caller]
+pub fn try_spawn<F>(future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match with_current(|s| spawn_task(s, future, SpawnSpec::plain(Location::caller()), Mode::Try)) {
+        Some(res) => res,
+        None => panic!("{NO_RUNTIME}"),
+    }
+}
+
+/// Runs a blocking closure on the current runtime's blocking pool.
+///
+/// # Panics
+///
+/// Outside a runtime.
+///
+/// # Examples
+///
+/// ```
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// let n = bulwark_executor::spawn::spawn_blocking(|| std::fs::read_dir(".").map(|d| d.count()));
+/// assert!(n.await.unwrap().is_ok());
+/// # });
+/// ```
+#[track_caller]
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let location = Location::caller();
+    match context::current() {
+        Some(s) => blocking::spawn_blocking(&s.blocking, f, TaskMeta::new(None, location)),
+        None => panic!("{NO_RUNTIME}"),
+    }
+}
+
+/// Runs `f` with this thread's runtime: its worker's without touching the
+/// reference count if it is a worker, else the current one.
+fn with_current<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
+    worker::with_current(|w| match w {
+        Some(w) => Some(f(&w.shared)),
+        None => context::current().map(|s| f(&s)),
+    })
+}
+
+/// Spawns a task with options, as `tokio::task::Builder`, plus bulwark's
+/// deadlines and admission.
+///
+/// # Examples
+///
+/// ```
+/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// use std::time::Duration;
+/// let handle = bulwark_executor::spawn::Builder::new()
+///     .name("reporter")
+///     .timeout(Duration::from_secs(30))
+///     .spawn(async { "done" })
+///     .unwrap();
+/// assert_eq!(handle.await.unwrap(), "done");
+/// # });
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Builder<'a> {
+    name: Option<&'a str>,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    detached: bool,
+    essential: bool,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder with no options set.
+    pub fn new() -> Builder<'a> {
+        Builder::default()
+    }
+
+    /// Names the task: the name shows in its `JoinError` and in reports.
+    pub fn name(self, name: &'a str) -> Builder<'a> {
+        Builder {
+            name: Some(name),
+            ..self
+        }
+    }
+
+    /// Drops the task at `deadline` if it has not finished: its future is
+    /// dropped (at once if it waits, when its poll returns if it runs) and
+    /// its handle resolves to a `JoinError` with `is_deadline_exceeded()`.
+    /// The task's effective deadline is the earliest of this, `timeout`, and
+    /// the spawning task's (unless [`detached_deadline`](Self::detached_deadline)).
+    pub fn deadline(self, deadline: Instant) -> Builder<'a> {
+        Builder {
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    /// As [`deadline`](Self::deadline), `timeout` after the spawn.
+    pub fn timeout(self, timeout: Duration) -> Builder<'a> {
+        Builder {
+            timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// Does not inherit the spawning task's deadline (a background job
+    /// started by a request that should outlive it).
+    pub fn detached_deadline(self) -> Builder<'a> {
+        Builder {
+            detached: true,
+            ..self
+        }
+    }
+
+    /// Exempts the task from adaptive shedding (health checks, the work that
+    /// drains the overload). The task ceiling still applies.
+    pub fn essential(self) -> Builder<'a> {
+        Builder {
+            essential: true,
+            ..self
+        }
+    }
+
+    /// The name set with [`name`](Self::name).
+    pub(crate) fn task_name(&self) -> Option<&'a str> {
+        self.name
+    }
+
+    pub(crate) fn spec(&self, location: &'static Location<'static>) -> SpawnSpec<'a> {
+        SpawnSpec {
+            name: self.name,
+            location,
+            deadline: self.deadline,
+            timeout: self.timeout,
+            detached: self.detached,
+            essential: self.essential,
+        }
+    }
+
+    /// Spawns onto the current runtime. Errors (rather than panicking) when
+    /// there is none. At capacity, as [`spawn`](super::spawn).
+    #[track_caller]
+    pub fn spawn<F>(self, future: F) -> io::Result<JoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let spec = self.spec(Location::caller());
+        match with_current(|s| spawn_task(s, future, spec, Mode::Spawn)) {
+            Some(Ok(join)) => Ok(join),
+            Some(Err(_)) => unreachable!("Mode::Spawn never gives the future back"),
+            None => Err(io::Error::other(NO_RUNTIME)),
+        }
+    }
+
+    /// Spawns when the runtime has room: waits (first come, first served)
+    /// while it is at its task ceiling, then spawns. Cancel-safe: dropping
+    /// the returned future before it resolves gives its place in line away
+    /// and spawns nothing. Errors if there is no runtime on this thread.
+    ///
+    /// This is how a producer feels backpressure: a loop that spawns with
+    /// `spawn_wait(..).await` runs only as fast as tasks finish.
+    #[track_caller]
+    pub fn spawn_wait<F>(self, future: F) -> SpawnWait<'a, F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        SpawnWait {
+            spec: self.spec(Location::caller()),
+            future: Some(future),
+            shared: context::current(),
+            slot: None,
+        }
+    }
+
+    /// Runs a blocking closure on the current runtime's blocking pool.
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(self, f: F) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let shared = context::current().ok_or_else(|| io::Error::other(NO_RUNTIME))?;
+        let meta = TaskMeta::new(self.name, Location::caller());
+        Ok(blocking::spawn_blocking(&shared.blocking, f, meta))
+    }
+}
+
+/// The future of [`Builder::spawn_wait`]: resolves to the task's
+/// `JoinHandle` once the runtime has admitted it.
+#[must_use = "nothing is spawned unless the future is awaited"]
+pub struct SpawnWait<'a, F> {
+    spec: SpawnSpec<'a>,
+    future: Option<F>,
+    shared: Option<Arc<Shared>>,
+    slot: Option<Arc<WaitSlot>>,
+}
+
+// The spawned future is held by value and never pinned.
+impl<F> Unpin for SpawnWait<'_, F> {}
+
+impl<F> std::fmt::Debug for SpawnWait<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnWait")
+            .field("waiting", &self.slot.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for SpawnWait<'_, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = io::Result<JoinHandle<F::Output>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Some(shared) = this.shared.clone() else {
+            return Poll::Ready(Err(io::Error::other(NO_RUNTIME)));
+        };
+        if this.future.is_none() {
+            // Polled again after it resolved: an error, and no permit taken
+            // (taking one first would leak it).
+            return Poll::Ready(Err(io::Error::other(
+                "`SpawnWait` polled after it resolved",
+            )));
+        }
+        let kind = shared.admit.kind();
+        let granted = match &this.slot {
+            None if !shared.admit.has_ceiling() => true,
+            None => {
+                if kind.try_acquire_fair() {
+                    true
+                } else {
+                    let slot = Arc::new(WaitSlot::new());
+                    slot.register(cx.waker());
+                    kind.wait(slot.clone());
+                    let granted = slot.is_granted();
+                    this.slot = Some(slot);
+                    granted
+                }
+            }
+            // `register` is false once granted or closed; closed is told
+            // apart below.
+            Some(slot) => !slot.register(cx.waker()) && slot.is_granted(),
+        };
+        if !granted {
+            if this.slot.as_ref().is_some_and(|s| s.is_closed()) {
+                this.slot = None;
+                return Poll::Ready(Err(io::Error::other(
+                    "the bulwark runtime shut down while `spawn_wait` waited for room",
+                )));
+            }
+            return Poll::Pending;
+        }
+        let mode = if shared.admit.has_ceiling() {
+            Mode::Granted
+        } else {
+            Mode::Spawn
+        };
+        this.slot = None;
+        let Some(future) = this.future.take() else {
+            unreachable!("checked above");
+        };
+        match spawn_task(&shared, future, this.spec, mode) {
+            Ok(join) => Poll::Ready(Ok(join)),
+            Err(_) => unreachable!("granted spawns are never refused"),
+        }
+    }
+}
+
+impl<F> Drop for SpawnWait<'_, F> {
+    fn drop(&mut self) {
+        if let (Some(slot), Some(shared)) = (self.slot.take(), &self.shared) {
+            if slot.cancel() {
+                // A permit arrived but was never used.
+                shared.admit.kind().release();
+            }
+        }
+    }
+}
