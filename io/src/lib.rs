@@ -22,6 +22,9 @@ pub mod coop;
 pub mod driver;
 pub mod net;
 pub mod park;
+mod sync;
 pub mod time;
 
-pub use park::{DriverSlot, Parker, Unparker};
+#[cfg(not(loom))]
+pub use park::DriverSlot;
+pub use park::{Parker, Unparker};
