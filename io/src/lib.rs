@@ -1,15 +1,17 @@
-//! The bulwark driver layer: the reactor, the timer wheel, and the sockets and
-//! timers built on them.
+//! The bulwark driver layer: the reactor, the timer wheels, and the sockets
+//! and timers built on them.
 //!
-//! - [`driver`]: one `mio::Poll` and one timer wheel per runtime; a worker
-//!   with nothing to do blocks in it ([`park`]), so one thread serves every
-//!   socket and timer while the workers are idle.
-//! - [`time`]: `sleep`, `timeout`, `interval` on the wheel.
+//! - [`driver`]: one `mio::Poll` per runtime and its timer wheels (one shard
+//!   per worker, each behind its own lock); a worker with nothing to do
+//!   blocks in it ([`park`]), so one thread serves every socket and timer
+//!   while the workers are idle.
+//! - [`time`]: `sleep`, `timeout`, `interval` on the wheels.
 //! - [`net`]: TCP and UDP sockets registered with the driver.
 //! - [`coop`]: the per-poll budget that makes a hot IO loop yield.
 //!
 //! The executor sits above this crate: it makes a driver per runtime, parks
-//! its workers through [`park::Parker`], sets the current driver for the
+//! its workers through [`park::Parker`], gives each worker its timer shard
+//! ([`driver::set_thread_timer_shard`]), sets the current driver for the
 //! threads in a runtime ([`context::enter`]) and gives each task poll a
 //! budget ([`coop::with_budget`]). Nothing here knows about tasks; wakers
 //! are all it needs.
@@ -22,6 +24,9 @@ pub mod coop;
 pub mod driver;
 pub mod net;
 pub mod park;
+mod sync;
 pub mod time;
 
-pub use park::{DriverSlot, Parker, Unparker};
+#[cfg(not(loom))]
+pub use park::DriverSlot;
+pub use park::{Parker, Unparker};

@@ -5,12 +5,12 @@
 //! Reads go straight into hyper's uninitialized buffer (`recv(2)` only
 //! writes it), as tokio's `TcpStream` does with its `ReadBuf`.
 
+use super::tcp::io_impls::{ReadCore, WriteCore};
 use super::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use super::TcpStream;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -39,85 +39,56 @@ fn poll_read_cursor(
     Poll::Ready(Ok(()))
 }
 
-impl Read for TcpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        poll_read_cursor(self.get_mut(), cx, buf)
-    }
+/// hyper's `Read` and `Write` for types that are [`ReadCore`] and
+/// [`WriteCore`] (the TCP types' one definition of how they reach their
+/// stream; futures-io's and tokio's traits come from the same two).
+macro_rules! impl_hyper_io {
+    ($($ty:ty),* $(,)?) => {$(
+        impl Read for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: ReadBufCursor<'_>,
+            ) -> Poll<io::Result<()>> {
+                poll_read_cursor(self.get_mut().read_core(), cx, buf)
+            }
+        }
+    )*};
+    (write: $($ty:ty),* $(,)?) => {$(
+        impl Write for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().write_core().poll_write_priv(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.get_mut().write_core().poll_write_vectored_priv(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.get_mut().shutdown_core())
+            }
+        }
+    )*};
 }
 
-impl Read for OwnedReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        poll_read_cursor(self.get_mut().as_ref(), cx, buf)
-    }
-}
-
-impl Write for TcpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_priv(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_vectored_priv(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.shutdown_std(Shutdown::Write))
-    }
-}
-
-impl Write for OwnedWriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().as_ref().poll_write_priv(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().as_ref().poll_write_vectored_priv(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.get_mut().shutdown_write())
-    }
-}
+impl_hyper_io!(TcpStream, OwnedReadHalf);
+impl_hyper_io!(write: TcpStream, OwnedWriteHalf);
 
 #[cfg(test)]
 mod tests {

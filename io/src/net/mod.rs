@@ -3,10 +3,14 @@
 //! Each socket is a nonblocking mio socket inside a
 //! [`PollEvented`](crate::driver::PollEvented): registered with the driver of
 //! the runtime it was made in, read and written through the registration's
-//! `poll_io`, which runs the operation when the driver has seen readiness,
-//! clears that readiness on `WouldBlock` and parks the task's waker until the
-//! next event. Every operation spends one unit of the task's coop budget, so
-//! a connection that is always ready still gives its worker back.
+//! `poll_io` (the `poll_*` and trait methods) or `async_io` (the `async fn`s),
+//! which run the operation when the driver has seen readiness, clear that
+//! readiness on `WouldBlock` and leave the task's waker until the next event.
+//! The future of an `async fn` takes its waker back out when dropped, so a
+//! cancelled wait pins nothing. Every operation spends one unit of the
+//! task's coop budget, so a connection that is always ready still gives its
+//! worker back. The IO traits of each TCP type are written once
+//! (`tcp/io_impls.rs`, and `hyper.rs` for hyper's).
 //!
 //! - [`TcpListener`]: `bind`, and an `accept` that survives fd exhaustion
 //!   (it backs off instead of failing or spinning; see

@@ -5,6 +5,7 @@
 //! types [`TcpStream::split`](super::TcpStream::split) and
 //! [`TcpStream::into_split`](super::TcpStream::into_split) return.
 
+pub(crate) mod io_impls;
 pub(super) mod listener;
 mod split;
 pub(super) mod stream;
