@@ -108,3 +108,39 @@ fn loom_close_races_release_and_wait() {
         assert_eq!(k.waiting(), 0);
     });
 }
+
+/// The async path: an `Acquire` blocked on a full kind is woken by a
+/// release on another thread (no lost wake: loom reports a deadlock if the
+/// waker is never called), and its permit is released on drop.
+#[test]
+fn loom_acquire_is_woken_by_a_release() {
+    loom::model(|| {
+        let k = Arc::new(Kind::new("db", 1));
+        let held = k.try_acquire_permit().unwrap();
+        let releaser = thread::spawn(move || drop(held));
+        let permit = loom::future::block_on(k.acquire()).expect("never closed");
+        assert_eq!(k.live(), 1);
+        drop(permit);
+        releaser.join().unwrap();
+        assert_eq!((k.live(), k.waiting()), (0, 0));
+    });
+}
+
+/// Raising the budget races a waiter joining: the new room reaches it.
+#[test]
+fn loom_raising_the_budget_admits_a_joining_waiter() {
+    loom::model(|| {
+        let k = Arc::new(Kind::new(TASK, 1));
+        assert!(k.try_acquire());
+        let slot = Arc::new(WaitSlot::new());
+        let raiser = {
+            let k = k.clone();
+            thread::spawn(move || k.set_budget(2))
+        };
+        slot.register(&noop());
+        k.wait(slot.clone());
+        raiser.join().unwrap();
+        assert!(slot.is_granted(), "room is free and the waiter waits");
+        assert_eq!((k.live(), k.waiting()), (2, 0));
+    });
+}

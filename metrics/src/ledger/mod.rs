@@ -10,6 +10,21 @@
 //! [`Kind::acquire`] is the async form: a cancel-safe future resolving to a
 //! [`Permit`] that releases on drop.
 //!
+//! # Examples
+//!
+//! ```
+//! use bulwark_metrics::Books;
+//!
+//! let books = Books::default();
+//! let db = books.register_kind("db", 2).unwrap();
+//! let a = db.try_acquire_permit().unwrap();
+//! let _b = db.try_acquire_permit().unwrap();
+//! assert!(db.try_acquire_permit().is_none(), "the budget is 2");
+//! drop(a);
+//! assert_eq!(db.live(), 1);
+//! assert!(books.register_kind("db", 5).is_err(), "names are unique");
+//! ```
+//!
 //! # Design
 //!
 //! - `live` is the count of permits held. The fast path is one
