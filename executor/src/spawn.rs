@@ -197,8 +197,10 @@ fn effective_deadline(shared: &Shared, spec: &SpawnSpec<'_>) -> Option<Instant> 
 /// key is in the header before any thread can complete the task.
 fn arm_deadline(shared: &Shared, task: &Task<Sched>, deadline: Option<Instant>) {
     let Some(deadline) = deadline else { return };
-    let waker = deadline_waker(task.header_ptr());
-    let key = shared.io().set_timer(deadline, &waker);
+    // The waker goes into the wheel by value: no clone, no extra reference.
+    let key = shared
+        .io()
+        .set_timer_owned(deadline, deadline_waker(task.header_ptr()));
     // SAFETY: the task is not published yet (not in the registry, not
     // queued): nobody else reads this field.
     unsafe { *task.header().deadline_timer.get() = Some(key) };
