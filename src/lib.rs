@@ -132,7 +132,10 @@ pub mod net {
 #[cfg(feature = "hyper")]
 pub mod hyper;
 
-/// What the runtime counts, as read by [`Runtime::metrics`].
+/// What the runtime counts, as read by [`Runtime::metrics`], and the live
+/// tasks, as read by [`runtime::Handle::tasks`].
 pub mod metrics {
-    pub use bulwark_metrics::Snapshot;
+    pub use bulwark_metrics::{
+        KindSnapshot, Snapshot, TaskInfo, TaskState, WorkerSnapshot, WorkerState,
+    };
 }

@@ -10,7 +10,8 @@
 //! Inside the crate the modules point one way too; each imports only from
 //! the ones listed before it:
 //!
-//! 1. `sync`: the switch between std's atomics and loom's.
+//! 1. `sync`: the switch between std's atomics and loom's; `clock`, the
+//!    process-wide nanosecond clock.
 //! 2. [`task`]: the raw task (state word, harness, waker, join handle,
 //!    registry) and the task types users hold. It knows its scheduler only
 //!    through the `Schedule` trait.
@@ -29,6 +30,7 @@
 
 mod admission;
 mod blocking;
+mod clock;
 mod context;
 pub mod runtime;
 mod scheduler;

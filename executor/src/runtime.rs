@@ -11,7 +11,7 @@ use crate::task::{JoinHandle, TaskMeta};
 use crate::threads::{self, ROLE_WORKER};
 use bulwark_io::driver::Driver;
 use bulwark_io::{DriverSlot, Parker};
-use bulwark_metrics::{Books, SharedCounters, Snapshot};
+use bulwark_metrics::{Books, SharedCounters, Snapshot, Source, TaskInfo};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -192,6 +192,11 @@ impl Builder {
             admit: Admitter::new(self.admission, books),
             default_deadline: self.default_deadline,
         }));
+        // The books reach the runtime through a `Weak`: a reader on another
+        // thread (the metrics endpoint) never keeps it alive.
+        let source: Arc<dyn Source> = shared.clone();
+        shared.admit.books().set_source(Arc::downgrade(&source));
+        drop(source);
         let runtime = Runtime {
             handle: Handle { shared },
         };
@@ -456,6 +461,21 @@ impl Handle {
     /// The runtime's counts now.
     pub fn metrics(&self) -> Snapshot {
         self.shared.metrics()
+    }
+
+    /// The live tasks now: id, name, spawn site, state and age, as the
+    /// metrics endpoint lists them. Works from any thread, even while every
+    /// worker is stuck in a poll: it reads the tasks' state words under the
+    /// task registry's shard locks, which no poll takes.
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        self.shared.tasks()
+    }
+
+    /// The runtime's books: its ledger of kinds, worker slots and admission
+    /// state, and (through them) its snapshot source, for a reader that
+    /// outlives no runtime (the metrics endpoint).
+    pub fn books(&self) -> &Arc<Books> {
+        self.shared.admit.books()
     }
 }
 

@@ -9,6 +9,7 @@
 
 use crate::admission::Decision;
 use crate::blocking;
+use crate::clock;
 use crate::context;
 use crate::scheduler::{worker, Sched, Shared};
 use crate::task::{self, deadline_waker, Id, JoinHandle, Task, TaskMeta};
@@ -128,19 +129,24 @@ where
     }
 
     let deadline = effective_deadline(shared, &spec);
-    let meta = TaskMeta {
-        id: Id::next(),
-        name: spec.name.map(Into::into),
-        location: spec.location,
-        deadline,
-    };
-    let sched = Sched {
-        shared: shared.clone(),
-        ticket: shared.admit.ticket(decision, spec.essential),
-    };
-    let (task, notified, join) = task::new_task(future, sched, meta);
-    // One look at this thread's worker serves the count and the queue.
-    worker::with_local(shared, |local| {
+    // One look at this thread's worker serves the clock, the count and the
+    // queue.
+    let join = worker::with_local(shared, |local| {
+        let meta = TaskMeta {
+            id: Id::next(),
+            name: spec.name.map(Into::into),
+            location: spec.location,
+            deadline,
+            spawned_at: match local {
+                Some(cx) => cx.coarse_now(),
+                None => clock::now(),
+            },
+        };
+        let sched = Sched {
+            shared: shared.clone(),
+            ticket: shared.admit.ticket(decision, spec.essential),
+        };
+        let (task, notified, join) = task::new_task(future, sched, meta);
         match local {
             Some(cx) => cx.counters().spawned.bump(),
             None => SharedCounters::bump(&shared.counters.spawned),
@@ -168,6 +174,7 @@ where
                 }
             }
         }
+        join
     });
     Ok(join)
 }

@@ -37,7 +37,7 @@ use crate::sync::{fence, AtomicBool};
 use crate::task::list::Registry;
 use crate::task::{Finish, Notified, Schedule, Task};
 use bulwark_io::{DriverSlot, Parker, Unparker};
-use bulwark_metrics::{SharedCounters, Snapshot, WorkerSlot};
+use bulwark_metrics::{SharedCounters, Snapshot, Source, TaskInfo, TaskState, WorkerSlot};
 use crossbeam_deque::{Injector, Stealer, Worker};
 use idle::Idle;
 use parking_lot::Mutex;
@@ -260,6 +260,50 @@ impl Shared {
             self.blocking.snapshot(),
             self.driver.handle().stats(),
         )
+    }
+}
+
+/// How a thread that is not a runtime thread (the metrics endpoint's) reads
+/// the runtime: counters and the live tasks, from atomics and the registry's
+/// shard locks, which no poll takes.
+impl Source for Shared {
+    fn snapshot(&self) -> Snapshot {
+        self.metrics()
+    }
+
+    fn tasks(&self) -> Vec<TaskInfo> {
+        let mut out = Vec::new();
+        self.registry.for_each(|task| out.push(task_info(task)));
+        out
+    }
+}
+
+/// What a live task is, as `/tasks` lists it.
+fn task_info(task: &Task<Sched>) -> TaskInfo {
+    let header = task.header();
+    let state = header.state.load();
+    let location = header.location;
+    TaskInfo {
+        id: header.id.as_u64(),
+        name: header.name.as_deref().map(String::from),
+        location: format!(
+            "{}:{}:{}",
+            location.file(),
+            location.line(),
+            location.column()
+        ),
+        state: if state.is_running() {
+            TaskState::Running
+        } else if state.is_cancelled() {
+            TaskState::Cancelling
+        } else if task.scheduler().ticket.is_queued() {
+            TaskState::WaitingAdmission
+        } else if state.is_notified() {
+            TaskState::Scheduled
+        } else {
+            TaskState::Idle
+        },
+        age: crate::clock::since(header.spawned_at),
     }
 }
 

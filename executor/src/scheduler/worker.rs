@@ -34,6 +34,10 @@ pub(crate) struct WorkerCx {
     in_driver: Cell<bool>,
     /// Tasks pushed where others can steal them during the current turn.
     pushed_in_driver: Cell<u32>,
+    /// A coarse `clock::now`, refreshed at each maintenance tick and each
+    /// wake-up: the spawn time of the tasks this worker spawns, without a
+    /// clock read per spawn. Late by at most one tick's polls.
+    now: Cell<u64>,
 }
 
 struct Core {
@@ -98,6 +102,7 @@ pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) {
         parker,
         in_driver: Cell::new(false),
         pushed_in_driver: Cell::new(0),
+        now: Cell::new(crate::clock::now()),
     };
     CURRENT.with(|c| c.set(&cx));
     let worker = WorkerGuard;
@@ -115,6 +120,12 @@ impl WorkerCx {
 
     pub(crate) fn counters(&self) -> &WorkerCounters {
         &self.slot.counters
+    }
+
+    /// This worker's coarse time (see the field).
+    #[inline]
+    pub(crate) fn coarse_now(&self) -> u64 {
+        self.now.get()
     }
 
     /// Queues a task from this worker: into the LIFO slot, or (a yield) on
@@ -204,6 +215,7 @@ impl WorkerCx {
             // worker is busy, tasks that yielded get their turn even if new
             // work keeps coming, and the injector goes before the local queue.
             drop(core);
+            self.now.set(crate::clock::now());
             self.with_driver_turn(|| shared.driver.poll_nonblocking());
             self.flush_deferred();
             core = self.core.borrow_mut();
@@ -308,6 +320,7 @@ impl WorkerCx {
         loop {
             self.in_driver.set(true);
             self.parker.park();
+            self.now.set(crate::clock::now());
             let pushed = self.end_driver_turn();
             if shared.is_shutdown() {
                 return;

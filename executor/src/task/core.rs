@@ -18,16 +18,19 @@ pub(crate) struct TaskMeta {
     pub(crate) location: &'static Location<'static>,
     /// When the task is cancelled if it has not finished.
     pub(crate) deadline: Option<Instant>,
+    /// When it was spawned (`clock::now`, or a worker's coarse time).
+    pub(crate) spawned_at: u64,
 }
 
 impl TaskMeta {
-    /// A fresh id, a name and a spawn site; no deadline.
+    /// A fresh id, a name and a spawn site, spawned now; no deadline.
     pub(crate) fn new(name: Option<&str>, location: &'static Location<'static>) -> TaskMeta {
         TaskMeta {
             id: Id::next(),
             name: name.map(Into::into),
             location,
             deadline: None,
+            spawned_at: crate::clock::now(),
         }
     }
 }
@@ -66,6 +69,8 @@ pub(crate) struct Header {
     pub(crate) location: &'static Location<'static>,
     /// The task's deadline, fixed at spawn.
     pub(crate) deadline: Option<Instant>,
+    /// When the task was spawned (`clock` nanoseconds), for its age.
+    pub(crate) spawned_at: u64,
     /// The wheel entry of the deadline. Written before the task is
     /// published; taken by the thread that completes it (which holds
     /// `RUNNING`).
@@ -130,6 +135,7 @@ impl<F: Future, S> Cell<F, S> {
                 name: meta.name,
                 location: meta.location,
                 deadline: meta.deadline,
+                spawned_at: meta.spawned_at,
                 deadline_timer: UnsafeCell::new(None),
                 cancel_reason: AtomicU8::new(reason::UNSET),
             },

@@ -99,6 +99,19 @@ impl<S: Schedule> Registry<S> {
         }
     }
 
+    /// Calls `f` on every registered task, one shard at a time, each shard
+    /// locked only while it is walked. Spawns and completions hashed to
+    /// that shard wait meanwhile; polls never take this lock, so a reader
+    /// never holds up a worker's poll.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Task<S>)) {
+        for shard in self.shards.iter() {
+            let inner = shard.0.lock();
+            for (_, task) in inner.tasks.iter() {
+                f(task);
+            }
+        }
+    }
+
     /// True once `close_and_shutdown_all` has begun.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)

@@ -1,0 +1,109 @@
+//! Reading a runtime from outside it: a thread that is not a runtime thread
+//! takes a snapshot and lists the live tasks (id, name, spawn site, state,
+//! age) while every worker is stuck in a poll, and sees in the worker slots
+//! which task each worker is polling.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bulwark::metrics::{TaskState, WorkerState};
+use bulwark::task;
+use common::{builder, wait_until, within};
+
+#[test]
+fn tasks_and_counts_are_readable_while_every_worker_is_stuck() {
+    within(
+        30,
+        "the runtime to be read while its workers are stuck",
+        || {
+            let rt = builder(2).build().unwrap();
+            let handle = rt.handle().clone();
+            let idle = task::Builder::new()
+                .name("idler")
+                .spawn_on(std::future::pending::<()>(), &handle)
+                .unwrap();
+            wait_until(10, "the idle task to be polled once", || {
+                rt.metrics().polls >= 1
+            });
+            // Both workers block in a poll until released.
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            let release_rx = std::sync::Arc::new(std::sync::Mutex::new(release_rx));
+            let (started_tx, started_rx) = mpsc::channel::<()>();
+            let stuck: Vec<_> = (0..2)
+                .map(|_| {
+                    let (rx, started) = (release_rx.clone(), started_tx.clone());
+                    task::Builder::new()
+                        .name("stuck")
+                        .spawn_on(
+                            async move {
+                                started.send(()).unwrap();
+                                let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+                            },
+                            &handle,
+                        )
+                        .unwrap()
+                })
+                .collect();
+            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            // The second blocker may wait for the first to release the receiver
+            // lock: both are "running" only once both workers are in a poll.
+            wait_until(10, "both workers to be inside a poll", || {
+                rt.handle()
+                    .tasks()
+                    .iter()
+                    .filter(|t| t.state == TaskState::Running)
+                    .count()
+                    >= 1
+            });
+
+            // Read from this thread: nothing here needs a worker.
+            let tasks = handle.tasks();
+            let idler = tasks
+                .iter()
+                .find(|t| t.name.as_deref() == Some("idler"))
+                .expect("the idle task is listed");
+            assert_eq!(idler.id, idle.id().as_u64());
+            assert_eq!(idler.state, TaskState::Idle, "{idler:?}");
+            assert!(idler.location.contains("inspection.rs"), "{idler:?}");
+            assert!(idler.age > Duration::ZERO, "{idler:?}");
+            let running: Vec<_> = tasks
+                .iter()
+                .filter(|t| t.name.as_deref() == Some("stuck"))
+                .collect();
+            assert_eq!(running.len(), 2, "{tasks:?}");
+            assert!(running.iter().any(|t| t.state == TaskState::Running));
+
+            let snap = handle.books().snapshot().expect("the runtime lives");
+            assert_eq!(snap.workers, 2);
+            let polling: Vec<_> = snap
+                .worker_states
+                .iter()
+                .filter_map(|w| match w.state {
+                    WorkerState::Polling { task_id, .. } => task_id,
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                polling.iter().any(|id| running.iter().any(|t| t.id == *id)),
+                "a worker slot names a stuck task: {:?} vs {running:?}",
+                snap.worker_states
+            );
+
+            drop(release_tx);
+            for h in stuck {
+                rt.block_on(h).unwrap();
+            }
+            idle.abort();
+            assert!(rt.block_on(idle).unwrap_err().is_cancelled());
+            let books = handle.books().clone();
+            drop(rt);
+            drop(handle);
+            assert!(
+                books.snapshot().is_none(),
+                "the books do not keep a dropped runtime alive"
+            );
+        },
+    );
+}
