@@ -7,19 +7,24 @@
 //! [`runtime::Handle`]. Runtime-agnostic crates (`tokio::sync`, `futures`)
 //! work unchanged inside its tasks.
 //!
-//! # What is here today
+//! # What is here
 //!
 //! - A work-stealing executor: per-worker FIFO queues with a LIFO slot, a
 //!   global injector, random-victim stealing, and a parking protocol that
 //!   wakes one worker at a time and loses no wake-up.
 //! - Tasks as single allocations with a state word; panics are caught per
 //!   task and reach the `JoinHandle`; `abort` drops the future.
+//! - An IO driver (mio) with per-worker timer shards: [`net`] and [`time`].
+//! - Guards: a hard ceiling on live tasks, admission at spawn and at accept
+//!   (reject, wait, or shed early on scheduling delay), per-task deadlines.
 //! - A blocking pool (`spawn_blocking`), capped at 512 threads by default.
+//! - Reading the runtime from any thread: [`Runtime::metrics`] and
+//!   [`runtime::Handle::tasks`].
 //! - Shutdown on drop that drops every unfinished task's future and joins
 //!   every thread.
 //!
-//! The guards (task ceiling, admission, deadlines, watchdog, leak ledger),
-//! networking, timers and the metrics endpoint come next; see the README.
+//! The watchdog, leak-tracked resources and the metrics endpoint are not
+//! built yet; see the README.
 //!
 //! # Example
 //!

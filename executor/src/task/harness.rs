@@ -290,8 +290,15 @@ fn poll_future<F: Future>(
 }
 
 // The vtable entries. Each is `unsafe` because it trusts the pointer to be a
-// live `Cell<F, S>` and the caller to give up the reference it names.
+// live `Cell<F, S>` and the caller to give up the reference it names; each
+// says which in its `# Safety` section.
 
+/// Polls (or cancels) the task.
+///
+/// # Safety
+///
+/// `ptr` is a live `Cell<F, S>`; the caller gives up its `Notified`
+/// reference.
 pub(super) unsafe fn poll<F, S>(ptr: NonNull<Header>)
 where
     F: Future + Send + 'static,
@@ -301,6 +308,12 @@ where
     Harness::<F, S>::from_raw(ptr).poll();
 }
 
+/// Queues the task on its scheduler.
+///
+/// # Safety
+///
+/// `ptr` is a live `Cell<F, S>`; the caller gives up a reference made for
+/// this submission, and holds another one until this returns.
 pub(super) unsafe fn schedule<F, S>(ptr: NonNull<Header>)
 where
     F: Future + Send + 'static,
@@ -312,6 +325,12 @@ where
     harness.cell().scheduler.schedule(Notified(task));
 }
 
+/// Frees the cell.
+///
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>` whose last reference the caller just dropped;
+/// nobody else can reach it.
 pub(super) unsafe fn dealloc<F, S>(ptr: NonNull<Header>)
 where
     F: Future + Send + 'static,
@@ -321,6 +340,12 @@ where
     Harness::<F, S>::from_raw(ptr).dealloc();
 }
 
+/// Writes the output to `dst` if the task is complete, else leaves `waker`.
+///
+/// # Safety
+///
+/// `ptr` is a live `Cell<F, S>` whose join handle is the caller, and `dst`
+/// points to a `Poll<Result<F::Output, JoinError>>`.
 pub(super) unsafe fn try_read_output<F, S>(ptr: NonNull<Header>, dst: *mut (), waker: &Waker)
 where
     F: Future + Send + 'static,
@@ -341,6 +366,12 @@ where
     }
 }
 
+/// The join handle is dropped.
+///
+/// # Safety
+///
+/// `ptr` is a live `Cell<F, S>`; the caller is its join handle and gives up
+/// its reference.
 pub(super) unsafe fn drop_join_handle<F, S>(ptr: NonNull<Header>)
 where
     F: Future + Send + 'static,
@@ -365,6 +396,12 @@ where
     drop(output);
 }
 
+/// Cancels the task at shutdown.
+///
+/// # Safety
+///
+/// `ptr` is a live `Cell<F, S>`; the caller gives up a reference (the
+/// registry's).
 pub(super) unsafe fn shutdown<F, S>(ptr: NonNull<Header>)
 where
     F: Future + Send + 'static,
@@ -381,6 +418,12 @@ where
     }
 }
 
+/// Tells the scheduler the task was cancelled with no worker asked to run
+/// it.
+///
+/// # Safety
+///
+/// `ptr` is a live `Cell<F, S>` and the caller owns a reference to it.
 pub(super) unsafe fn cancelled_unqueued<F, S>(ptr: NonNull<Header>)
 where
     F: Future + Send + 'static,
