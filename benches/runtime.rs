@@ -13,11 +13,27 @@
 //! - `ping_pong`: 1 000 pairs of tasks exchanging two oneshot messages.
 //! - `chained_spawn`: a chain of 1 000 tasks, each spawning the next.
 //!
-//! Every workload is one criterion group with two functions, `bulwark` and
-//! `tokio` (ids `<workload>/bulwark` and `<workload>/tokio`). Both variants are
+//! Every workload is one criterion group with three functions, `bulwark`,
+//! `bulwark-guarded` and `tokio` (ids `<workload>/bulwark`,
+//! `<workload>/bulwark-guarded` and `<workload>/tokio`). All variants are
 //! generated from the same macro, so they run the same code and differ only in
 //! the runtime type, how it is built, the free `spawn` function and
 //! `yield_now`.
+//!
+//! `bulwark-guarded` is bulwark with every guard on: a ceiling of
+//! [`GUARDED_MAX_TASKS`], `Admission::adaptive()` (CoDel shedding on the
+//! scheduling delay) and a runtime default deadline of [`DEADLINE`], so every
+//! task takes a permit, passes the shedding check and gets a timer. None of
+//! them may fire: after every batch of iterations the bench reads the
+//! runtime's metrics and fails if any spawn was rejected or shed or any task
+//! was dropped at its deadline (a workload that awaits its handles fails at
+//! once on a rejected one), so a guard that quietly drops work cannot look
+//! fast. Such a failure ends that one function, not the run: it is reported
+//! as `NOT MEASURED`, its criterion estimates are removed (so
+//! `bench-ratios` shows no stale row) and the bench exits non-zero after the
+//! other groups have run. On a loaded machine adaptive shedding does fire in
+//! `spawn_many_remote_busy1` (its 10 000-task bursts queue behind 8 spinning
+//! tasks, a standing scheduling delay above CoDel's 5 ms target).
 //!
 //! `spawn_many_local` also measures what the guards cost when they are on but
 //! never fire, with four functions:
@@ -47,7 +63,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use std::panic::{self, AssertUnwindSafe};
+
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
 
 /// Worker threads of both runtimes.
 const WORKERS: usize = 4;
@@ -67,9 +85,17 @@ const BUSY_TASKS: usize = 2 * WORKERS;
 const BUSY_SPIN: Duration = Duration::from_micros(10);
 /// A workload that has not signalled completion after this long is hung.
 const HANG: Duration = Duration::from_secs(60);
-/// Deadline given to each task in `spawn_many_local/bulwark-deadline`: far
-/// beyond the workload, so it never fires.
+/// Deadline given to each task in `spawn_many_local/bulwark-deadline`, and
+/// the default deadline of `bulwark-guarded`: far beyond the workload, so it
+/// never fires.
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Task ceiling of `bulwark-guarded`. The most live tasks of any workload are
+/// the 10 000 of `spawn_many_*` plus the 8 busy ones (a few thousand more can
+/// linger for a moment between two iterations, counted until their last
+/// reference goes), so 100 000 is ten times the need: the ceiling is on, and
+/// checked on every spawn, but never reached. Below the default (1 000 000) so
+/// the variant does not merely repeat the default runtime's setting.
+const GUARDED_MAX_TASKS: usize = 100_000;
 
 /// Completion signal shared by the tasks of one workload: a countdown of
 /// tasks still to finish, and a channel the last one sends on.
@@ -129,6 +155,57 @@ where
         .timeout(DEADLINE)
         .spawn(future)
         .expect("spawning with a deadline inside the runtime")
+}
+
+/// Panics unless `rt` has run every task it was given: no spawn rejected (at
+/// the ceiling or by shedding), no task dropped at its deadline.
+fn assert_no_work_dropped(rt: &bulwark::Runtime, what: &str) {
+    let m = rt.metrics();
+    assert!(
+        m.tasks_rejected == 0 && m.rejected_shedding == 0 && m.tasks_deadline_exceeded == 0,
+        "{what}: the guards dropped work: {} rejected ({} shed), {} past their deadline",
+        m.tasks_rejected,
+        m.rejected_shedding,
+        m.tasks_deadline_exceeded,
+    );
+}
+
+/// Set when a `bulwark-guarded` function was not measured.
+static GUARD_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Benches `routine` as `<group>/bulwark-guarded` on `rt` and checks after
+/// each batch of iterations (outside the timed part) that the guards dropped
+/// nothing. If they did (or a rejected handle failed the workload), the
+/// function is reported as not measured, its estimates are removed and the
+/// run goes on with the next function; `main` exits non-zero at the end.
+fn bench_guarded(
+    g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &str,
+    rt: &bulwark::Runtime,
+    mut routine: impl FnMut(),
+) {
+    let what = format!("{group}/bulwark-guarded");
+    let run = panic::catch_unwind(AssertUnwindSafe(|| {
+        g.bench_function("bulwark-guarded", |b| {
+            b.iter(&mut routine);
+            assert_no_work_dropped(rt, &what);
+        });
+    }));
+    if let Err(payload) = run {
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("<non-string panic>");
+        eprintln!("{what}: NOT MEASURED: {msg}");
+        let target = std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into());
+        let dir = std::path::Path::new(&target)
+            .join("criterion")
+            .join(group)
+            .join("bulwark-guarded");
+        let _ = std::fs::remove_dir_all(dir);
+        GUARD_FAILED.store(true, Relaxed);
+    }
 }
 
 /// Generates one module of workloads for one runtime.
@@ -282,6 +359,20 @@ workloads!(
 );
 
 workloads!(
+    on_bulwark_guarded,
+    "bulwark-guarded",
+    bulwark::Runtime,
+    bulwark::Runtime::builder()
+        .worker_threads(WORKERS)
+        .max_tasks(GUARDED_MAX_TASKS)
+        .admission(bulwark::runtime::Admission::adaptive())
+        .default_deadline(Some(DEADLINE))
+        .build(),
+    bulwark::spawn,
+    bulwark::task::yield_now
+);
+
+workloads!(
     on_tokio,
     "tokio",
     tokio::runtime::Runtime,
@@ -293,15 +384,17 @@ workloads!(
     tokio::task::yield_now
 );
 
-/// Both runtimes for one group, built once.
+/// The runtimes for one group, built once.
 struct Runtimes {
     bulwark: on_bulwark::Rt,
+    guarded: on_bulwark_guarded::Rt,
     tokio: on_tokio::Rt,
 }
 
 fn runtimes() -> Runtimes {
     Runtimes {
         bulwark: on_bulwark::build(),
+        guarded: on_bulwark_guarded::build(),
         tokio: on_tokio::build(),
     }
 }
@@ -318,7 +411,9 @@ fn group<'c>(
     g
 }
 
-/// Benches a workload that takes `(&Rt, &Signal)` on both runtimes.
+/// Benches a workload that takes `(&Rt, &Signal)` on every runtime; after
+/// each batch of `bulwark-guarded` iterations (outside the timed part),
+/// checks that its guards dropped nothing.
 macro_rules! signalled {
     ($c:expr, $workload:ident) => {{
         let rts = runtimes();
@@ -326,6 +421,9 @@ macro_rules! signalled {
         let mut g = group($c, stringify!($workload));
         g.bench_function("bulwark", |b| {
             b.iter(|| on_bulwark::$workload(&rts.bulwark, &sig))
+        });
+        bench_guarded(&mut g, stringify!($workload), &rts.guarded, || {
+            on_bulwark_guarded::$workload(&rts.guarded, &sig)
         });
         g.bench_function("tokio", |b| {
             b.iter(|| on_tokio::$workload(&rts.tokio, &sig))
@@ -347,6 +445,12 @@ fn spawn_many_local(c: &mut Criterion) {
     let sig = Signal::new();
     let mut g = group(c, "spawn_many_local");
     local_variant!(g, &sig, on_bulwark, "bulwark");
+    {
+        let rt = on_bulwark_guarded::build();
+        bench_guarded(&mut g, "spawn_many_local", &rt, || {
+            on_bulwark_guarded::spawn_many_local(&rt, &sig)
+        });
+    }
     local_variant!(g, &sig, on_bulwark_no_ceiling, "bulwark-no-ceiling");
     local_variant!(g, &sig, on_bulwark_deadline, "bulwark-deadline");
     local_variant!(g, &sig, on_tokio, "tokio");
@@ -358,6 +462,9 @@ fn spawn_many_remote_idle(c: &mut Criterion) {
     let mut g = group(c, "spawn_many_remote_idle");
     g.bench_function("bulwark", |b| {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
+    });
+    bench_guarded(&mut g, "spawn_many_remote_idle", &rts.guarded, || {
+        on_bulwark_guarded::spawn_many_remote(&rts.guarded)
     });
     g.bench_function("tokio", |b| {
         b.iter(|| on_tokio::spawn_many_remote(&rts.tokio))
@@ -376,6 +483,13 @@ fn spawn_many_remote_busy1(c: &mut Criterion) {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
     });
     bulwark_busy.store(false, Relaxed);
+
+    let guarded_busy = Arc::new(AtomicBool::new(true));
+    on_bulwark_guarded::start_busy(&rts.guarded, &guarded_busy);
+    bench_guarded(&mut g, "spawn_many_remote_busy1", &rts.guarded, || {
+        on_bulwark_guarded::spawn_many_remote(&rts.guarded)
+    });
+    guarded_busy.store(false, Relaxed);
 
     let tokio_busy = Arc::new(AtomicBool::new(true));
     on_tokio::start_busy(&rts.tokio, &tokio_busy);
@@ -412,4 +526,14 @@ mod all {
         chained_spawn
     );
 }
-criterion_main!(all::benches);
+
+/// `criterion_main!`, and a non-zero exit if a `bulwark-guarded` function
+/// was not measured.
+fn main() {
+    all::benches();
+    Criterion::default().configure_from_args().final_summary();
+    if GUARD_FAILED.load(Relaxed) {
+        eprintln!("some bulwark-guarded functions were not measured: their guards dropped work");
+        std::process::exit(1);
+    }
+}

@@ -478,4 +478,237 @@ mod loom_tests {
             assert_eq!(drops, 1);
         });
     }
+
+    /// The stage of a modelled task: what the future, the output or the
+    /// freed cell would be. Loom reports any access to it that the state
+    /// transitions do not order (a data race).
+    type Stage = loom::cell::UnsafeCell<u8>;
+    const FUTURE: u8 = 1;
+    const OUTPUT: u8 = 2;
+    const CONSUMED: u8 = 3;
+    const FREED: u8 = 4;
+
+    /// `Harness::complete` as far as the state goes: publish COMPLETE, drop
+    /// the output if nobody will read it, then release the running and the
+    /// registry references. True if those were the last.
+    fn complete(s: &State, stage: &Stage) -> bool {
+        stage.with_mut(|p| {
+            // SAFETY: the caller holds RUNNING, so the stage is its alone.
+            unsafe { *p = OUTPUT }
+        });
+        let prev = s.transition_to_complete();
+        if !prev.is_join_interested() {
+            stage.with_mut(|p| {
+                // SAFETY: COMPLETE is set and the join handle is gone.
+                unsafe { *p = CONSUMED }
+            });
+        }
+        s.transition_to_terminal(2)
+    }
+
+    /// An abort racing the end of a poll that returned `Pending`: the future
+    /// is dropped exactly once, and exactly one party acts on the abort
+    /// (the runner sees `Cancelled`, or the aborter submits a `Notified`
+    /// whose worker sees `Cancelled`). The task ends complete with only the
+    /// join handle's reference left.
+    #[test]
+    fn loom_abort_races_transition_to_idle() {
+        loom::model(|| {
+            let s = Arc::new(State::new());
+            let stage = Arc::new(Stage::new(FUTURE));
+            let drops = Arc::new(Count::new(0));
+            assert!(matches!(s.transition_to_running(), ToRunning::Success));
+
+            let aborter = {
+                let (s, stage, drops) = (s.clone(), stage.clone(), drops.clone());
+                loom::thread::spawn(move || {
+                    let submitted = s.transition_to_notified_and_cancel();
+                    if submitted {
+                        // The worker that dequeues the abort's Notified.
+                        assert!(matches!(s.transition_to_running(), ToRunning::Cancelled));
+                        stage.with_mut(|p| {
+                            // SAFETY: RUNNING is ours.
+                            unsafe { assert_eq!(*p, FUTURE) }
+                        });
+                        drops.fetch_add(1, SeqCst);
+                        assert!(!complete(&s, &stage));
+                    }
+                    submitted
+                })
+            };
+
+            // The runner: the poll touched the future, then returned Pending.
+            stage.with_mut(|p| {
+                // SAFETY: RUNNING is ours.
+                unsafe { assert_eq!(*p, FUTURE) }
+            });
+            let cancelled_by_runner = match s.transition_to_idle() {
+                ToIdle::Ok => false,
+                ToIdle::Cancelled => {
+                    drops.fetch_add(1, SeqCst);
+                    assert!(!complete(&s, &stage));
+                    true
+                }
+                ToIdle::OkNotified => panic!("an abort resubmitted by the runner"),
+                ToIdle::OkDealloc => panic!("freed with the join handle alive"),
+            };
+            let submitted = aborter.join().unwrap();
+
+            assert!(
+                cancelled_by_runner ^ submitted,
+                "runner cancelled: {cancelled_by_runner}, aborter submitted: {submitted}"
+            );
+            assert_eq!(
+                drops.load(SeqCst),
+                1,
+                "future dropped more or less than once"
+            );
+            let end = s.load();
+            assert!(end.is_complete() && !end.is_running() && end.is_cancelled());
+            assert_eq!(end.ref_count(), 1, "{end:?}");
+        });
+    }
+
+    /// The last holders let go at once: the runner (running and registry
+    /// references, via `transition_to_terminal(2)`), the join handle
+    /// (`unset_join_interested`, then `ref_dec`) and a waker (`ref_dec`).
+    /// Exactly one of them frees the task, after every other access to the
+    /// stage (loom checks the ordering), and the output is dropped exactly
+    /// once, by the runner or the join handle.
+    #[test]
+    fn loom_last_reference_frees_once() {
+        loom::model(|| {
+            let s = Arc::new(State::new());
+            let stage = Arc::new(Stage::new(FUTURE));
+            let frees = Arc::new(Count::new(0));
+            assert!(matches!(s.transition_to_running(), ToRunning::Success));
+            // A waker cloned during the poll.
+            s.ref_inc();
+            assert_eq!(s.load().ref_count(), 4);
+
+            let free = |stage: &Stage, frees: &Count| {
+                frees.fetch_add(1, SeqCst);
+                stage.with_mut(|p| {
+                    // SAFETY: the last reference is gone: nobody else reaches
+                    // the cell.
+                    unsafe {
+                        assert_ne!(*p, OUTPUT, "freed with the output not dropped");
+                        *p = FREED;
+                    }
+                });
+            };
+
+            let join = {
+                let (s, stage, frees) = (s.clone(), stage.clone(), frees.clone());
+                loom::thread::spawn(move || {
+                    let prev = s.unset_join_interested();
+                    if prev.is_complete() {
+                        stage.with_mut(|p| {
+                            // SAFETY: COMPLETE was set while we held
+                            // JOIN_INTEREST: the output is ours.
+                            unsafe {
+                                assert_eq!(*p, OUTPUT);
+                                *p = CONSUMED;
+                            }
+                        });
+                    }
+                    if s.ref_dec() {
+                        free(&stage, &frees);
+                    }
+                })
+            };
+            let waker = {
+                let (s, stage, frees) = (s.clone(), stage.clone(), frees.clone());
+                loom::thread::spawn(move || {
+                    if s.ref_dec() {
+                        free(&stage, &frees);
+                    }
+                })
+            };
+            if complete(&s, &stage) {
+                free(&stage, &frees);
+            }
+            join.join().unwrap();
+            waker.join().unwrap();
+
+            assert_eq!(frees.load(SeqCst), 1, "freed more or less than once");
+            assert_eq!(s.load().ref_count(), 0);
+            stage.with(|p| {
+                // SAFETY: every thread is joined.
+                unsafe { assert_eq!(*p, FREED) }
+            });
+        });
+    }
+
+    /// The join-waker handshake: the join handle registers a waker, then
+    /// replaces it with another (`unset_join_waker`, write, `set_join_waker`),
+    /// while the runner completes the task. The join side sees COMPLETE, or
+    /// the runner sees JOIN_WAKER and wakes the waker registered last; never
+    /// both miss. Loom checks that the slot is never written while the runner
+    /// may read it, and that the output is published before it is read.
+    #[test]
+    fn loom_join_waker_handshake_never_misses() {
+        loom::model(|| {
+            let s = Arc::new(State::new());
+            let stage = Arc::new(Stage::new(FUTURE));
+            // The join waker slot: 0 empty, else which waker.
+            let slot = Arc::new(loom::cell::UnsafeCell::new(0u8));
+            assert!(matches!(s.transition_to_running(), ToRunning::Success));
+
+            let join = {
+                let (s, stage, slot) = (s.clone(), stage.clone(), slot.clone());
+                loom::thread::spawn(move || {
+                    // `Harness::can_read_output` for waker `w`: Ok(true) if
+                    // the output may be read, Ok(false) if `w` is registered.
+                    let poll = |w: u8| -> bool {
+                        let snapshot = s.load();
+                        if snapshot.is_complete() {
+                            return true;
+                        }
+                        if snapshot.is_join_waker_set() && s.unset_join_waker().is_err() {
+                            return true;
+                        }
+                        slot.with_mut(|p| {
+                            // SAFETY: JOIN_WAKER is clear and the task was
+                            // not complete: only the join handle writes.
+                            unsafe { *p = w }
+                        });
+                        s.set_join_waker().is_err()
+                    };
+                    let ready = poll(1) || poll(2);
+                    if ready {
+                        stage.with(|p| {
+                            // SAFETY: COMPLETE is set: the output is the
+                            // join handle's to read.
+                            unsafe { assert_eq!(*p, OUTPUT) }
+                        });
+                    }
+                    ready
+                })
+            };
+
+            // The runner.
+            stage.with_mut(|p| {
+                // SAFETY: RUNNING is ours.
+                unsafe { *p = OUTPUT }
+            });
+            let prev = s.transition_to_complete();
+            assert!(prev.is_join_interested());
+            let woken = if prev.is_join_waker_set() {
+                slot.with(|p| {
+                    // SAFETY: JOIN_WAKER was set when COMPLETE was: the join
+                    // handle no longer writes the slot.
+                    unsafe { *p }
+                })
+            } else {
+                0
+            };
+            let ready = join.join().unwrap();
+
+            assert!(ready || woken != 0, "the join handle would wait forever");
+            if !ready {
+                assert_eq!(woken, 2, "the runner woke a replaced waker");
+            }
+        });
+    }
 }
