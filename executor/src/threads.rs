@@ -40,3 +40,59 @@ pub(crate) fn start_worker(shared: &Arc<Shared>, role: &'static str, name: &str)
     threads.push(thread);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Runtime;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A worker started after build takes work while every original worker
+    /// is stuck in a poll: the watchdog's replacement, in miniature.
+    #[test]
+    fn a_worker_started_after_build_runs_tasks_while_the_others_are_stuck() {
+        let rt = Runtime::builder().worker_threads(1).build().unwrap();
+        let shared = rt.handle().shared.clone();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let stuck = rt.spawn(async move {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(Duration::from_secs(20));
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the stuck task to start");
+        start_worker(&shared, "replacement", "test-extra").expect("room for one more");
+        assert_eq!(shared.workers(), 2);
+        let roles: Vec<_> = shared
+            .admit
+            .books()
+            .workers()
+            .iter()
+            .map(|w| w.role())
+            .collect();
+        assert_eq!(roles, ["worker", "replacement"]);
+        let (done_tx, done_rx) = mpsc::channel();
+        let _other = rt.spawn(async move { done_tx.send(()).unwrap() });
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the new worker to run a task while the first is stuck");
+        release_tx.send(()).unwrap();
+        rt.block_on(stuck).unwrap();
+    }
+
+    #[test]
+    fn starting_more_workers_than_there_is_room_for_is_an_error() {
+        let rt = Runtime::builder().worker_threads(1).build().unwrap();
+        let shared = rt.handle().shared.clone();
+        let mut started = 0;
+        while start_worker(&shared, "replacement", "test-extra").is_ok() {
+            started += 1;
+            assert!(started <= 64, "no bound on workers started after build");
+        }
+        assert_eq!(started, 4, "one worker leaves room for four more");
+        drop(rt);
+        assert!(start_worker(&shared, "replacement", "test-extra").is_err());
+    }
+}
