@@ -26,6 +26,7 @@
 //! Defaults are 5 ms and 100 ms, as Facebook's and folly's CoDel. Tasks
 //! spawned with `task::Builder::essential()` are never shed.
 
+use crate::clock;
 use crate::task::{Id, Notified, Schedule, Task};
 use bulwark_metrics::ledger::{Kind, Waiter};
 use bulwark_metrics::Books;
@@ -99,7 +100,7 @@ const DONE: u8 = 1 << 3;
 /// the end gives it back, or is refused.
 pub(crate) struct Ticket {
     state: AtomicU8,
-    /// When the task was last queued by a wake (`now_nanos`), if adaptive
+    /// When the task was last queued by a wake (`clock::now`), if adaptive
     /// admission samples scheduling delay; 0 otherwise.
     queued_at: AtomicU64,
 }
@@ -243,7 +244,7 @@ impl<S: Admitted> Admitter<S> {
         }
         let ticket = Ticket::new(bits);
         if self.codel.is_some() && decision == Decision::Admit {
-            ticket.queued_at.store(now_nanos(), Relaxed);
+            ticket.queued_at.store(clock::now(), Relaxed);
         }
         ticket
     }
@@ -258,7 +259,7 @@ impl<S: Admitted> Admitter<S> {
     #[inline]
     pub(crate) fn on_wake(&self, ticket: &Ticket) {
         if self.codel.is_some() {
-            ticket.queued_at.store(now_nanos(), Relaxed);
+            ticket.queued_at.store(clock::now(), Relaxed);
         }
     }
 
@@ -274,12 +275,14 @@ impl<S: Admitted> Admitter<S> {
         if queued == 0 {
             return;
         }
-        let delay = Duration::from_nanos(now_nanos().saturating_sub(queued));
+        // One clock read serves the delay and CoDel.
+        let now = Instant::now();
+        let delay = Duration::from_nanos(clock::nanos_at(now).saturating_sub(queued));
         if ticket.take_sheddable() && self.should_shed_at_dequeue(codel, delay) {
             task.shed_before_first_poll();
             return;
         }
-        self.observe_delay(codel, Instant::now(), delay);
+        self.observe_delay(codel, now, delay);
     }
 
     /// A task ended: give back its permit, if it held one (which may admit
@@ -382,14 +385,6 @@ impl<S: Admitted> Admitter<S> {
 
 fn kind(books: &Books) -> &Kind {
     books.tasks()
-}
-
-/// Nanoseconds since a process-wide epoch: what a task's `queued_at` holds
-/// (0 means "not sampled").
-pub(crate) fn now_nanos() -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    (epoch.elapsed().as_nanos() as u64).max(1)
 }
 
 /// CoDel's state, in nanoseconds since `start` (0: unset).

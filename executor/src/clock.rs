@@ -15,7 +15,13 @@ fn epoch() -> Instant {
 
 /// Nanoseconds since the process-wide epoch (never 0).
 pub(crate) fn now() -> u64 {
-    (epoch().elapsed().as_nanos() as u64).max(1)
+    nanos_at(Instant::now())
+}
+
+/// `t` in nanoseconds since the process-wide epoch (never 0): for a caller
+/// that needs both the `Instant` and the nanoseconds of one clock read.
+pub(crate) fn nanos_at(t: Instant) -> u64 {
+    (t.saturating_duration_since(epoch()).as_nanos() as u64).max(1)
 }
 
 /// Time from `then` (a value of [`now`]) to now; zero if `then` is later.
