@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bulwark::net::TcpListener;
 use bulwark::runtime::{Admission, Runtime};
 use bulwark::task::{self, JoinHandle};
-use common::{builder, runtime_with_admission, wait_until, within, DropCounter, Live};
+use common::{builder, runtime_with_admission, spin, wait_until, within, DropCounter, Live};
 use futures::future::{select, Either};
 use tokio::sync::{oneshot, watch};
 
@@ -529,13 +529,6 @@ const OVERLOAD: Duration = Duration::from_millis(1_000);
 const BURN: Duration = Duration::from_millis(1);
 /// Workers of the overloaded runtimes.
 const OVERLOAD_WORKERS: usize = 2;
-
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
 
 /// An overload in flight: each task's handle, spawn time, and first-poll
 /// delay in ns + 1 (0: not polled yet).

@@ -13,11 +13,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bulwark::task::{self, JoinError, JoinHandle};
-use common::{builder, runtime, wait_until, within, DropCounter};
+use common::{builder, runtime, wait_until, within, DropCounter, LATE};
 use tokio::sync::{oneshot, watch};
-
-/// A bound for "soon" on a noisy shared 2-core machine.
-const LATE: Duration = Duration::from_secs(2);
 
 /// Counts into a shared counter when dropped, after a pause: if the runtime
 /// resolved a handle before dropping the future, a check made right after

@@ -12,22 +12,13 @@ use std::time::{Duration, Instant};
 
 use bulwark::hyper::{BulwarkExecutor, BulwarkTimer};
 use bulwark::net::{TcpListener, TcpStream};
-use bulwark::time::timeout;
 use bytes::Bytes;
-use common::{runtime, within};
+use common::{bounded, runtime, within};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use tokio::io::AsyncWriteExt;
-
-/// Bounds a future inside the runtime, failing with what it waited for.
-async fn bounded<F: std::future::Future>(secs: u64, what: &str, f: F) -> F::Output {
-    match timeout(Duration::from_secs(secs), f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {secs} s waiting for {what}"),
-    }
-}
 
 /// What the server's handler saw, for the test to check afterwards.
 #[derive(Default)]

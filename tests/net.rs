@@ -13,8 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bulwark::net::{TcpListener, TcpStream, UdpSocket};
-use bulwark::time::timeout;
-use common::{runtime, wait_until, within};
+use common::{bounded, runtime, wait_until, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A tiny xorshift generator: random enough for test inputs, no dependency.
@@ -51,14 +50,6 @@ fn pattern(len: usize) -> Arc<Vec<u8>> {
     }
     bytes.truncate(len);
     Arc::new(bytes)
-}
-
-/// Bounds a future inside the runtime, failing with what it waited for.
-async fn bounded<F: std::future::Future>(secs: u64, what: &str, f: F) -> F::Output {
-    match timeout(Duration::from_secs(secs), f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {secs} s waiting for {what}"),
-    }
 }
 
 /// Echoes everything read until EOF, then shuts the write side down.

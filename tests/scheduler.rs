@@ -9,11 +9,11 @@ use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bulwark::runtime::Handle;
 use bulwark::task::JoinHandle;
-use common::{builder, panic_message, runtime, within};
+use common::{builder, panic_message, runtime, spin, within};
 use tokio::sync::{oneshot, Notify};
 
 /// How long one side of a ping-pong waits for the other before calling the
@@ -105,14 +105,6 @@ fn no_lost_wake_up_with_many_tasks_woken_from_many_threads() {
             futures::executor::block_on(task).expect("a woken task failed");
         }
     });
-}
-
-/// Keeps the CPU busy for `d` without sleeping.
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
 }
 
 #[test]

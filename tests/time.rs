@@ -16,11 +16,8 @@ use bulwark::time::{
     error::Elapsed, interval, interval_at, sleep, sleep_until, timeout, timeout_at, Duration,
     Instant, Sleep,
 };
-use common::{builder, panic_message, runtime, wait_until, within};
+use common::{builder, panic_message, runtime, wait_until, within, LATE};
 use futures::FutureExt;
-
-/// A bound for "soon" on a noisy shared 2-core machine.
-const LATE: Duration = Duration::from_secs(2);
 
 #[test]
 fn timeout_of_a_never_ready_future_elapses() {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: runtimes built the usual ways, a
-//! bound on every wait, panic payload text, a drop counter, a live-task count
-//! and a count of this process's threads by name.
+//! bound on every wait (on a thread or inside the runtime), a CPU spin, panic
+//! payload text, a drop counter, a live-task count and a count of this
+//! process's threads by name.
 //!
 //! Not every test file uses every helper.
 #![allow(dead_code)]
@@ -46,6 +47,9 @@ pub fn runtime_with_admission(workers: usize, max_tasks: usize, admission: Admis
         .expect("build the runtime")
 }
 
+/// A bound for "soon" on a noisy shared 2-core machine.
+pub const LATE: Duration = Duration::from_secs(2);
+
 /// Runs `body` on its own thread and returns its result, or fails the test
 /// with "timed out after {secs} s waiting for {what}" if it has not finished
 /// by then. A panic in `body` is passed on unchanged.
@@ -72,6 +76,23 @@ where
         }
         Ok(Err(payload)) => panic::resume_unwind(payload),
         Err(_) => panic!("timed out after {secs} s waiting for {what}"),
+    }
+}
+
+/// Bounds a future inside a bulwark runtime: its output, or fails the test
+/// with "timed out after {secs} s waiting for {what}".
+pub async fn bounded<F: std::future::Future>(secs: u64, what: &str, f: F) -> F::Output {
+    match bulwark::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs} s waiting for {what}"),
+    }
+}
+
+/// Keeps the CPU busy for `d` without sleeping (a poll that does CPU work).
+pub fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
     }
 }
 
