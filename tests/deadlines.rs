@@ -533,3 +533,49 @@ fn a_child_spawned_past_its_parents_deadline_while_queued_for_admission_ends_at_
         assert_eq!(m.tasks_waiting, 0, "{m:?}");
     });
 }
+
+#[test]
+fn tasks_queued_past_their_deadline_are_dropped_and_few_are_ever_polled() {
+    // A task's deadline timer is set when it first waits, so a task that
+    // never waits costs no timer. One that reaches a worker after its
+    // deadline is dropped unpolled once the worker's coarse clock shows it
+    // (refreshed every 61 polls and on each wake-up): a long queue of dead
+    // tasks is not run.
+    within(30, "the queued tasks to end at their deadlines", || {
+        const TASKS: usize = 500;
+        let rt = builder(1).build().unwrap();
+        let (started_tx, started_rx) = mpsc::channel();
+        let blocker = rt.spawn(async move {
+            started_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the blocker to start");
+        let polled = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let polled = polled.clone();
+                task::Builder::new()
+                    .timeout(Duration::from_millis(20))
+                    .spawn_on(
+                        async move {
+                            polled.fetch_add(1, SeqCst);
+                            pending::<()>().await
+                        },
+                        rt.handle(),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        rt.block_on(blocker).unwrap();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_deadline_exceeded(rt.block_on(h), &format!("queued task {i}"));
+        }
+        let polled = polled.load(SeqCst);
+        assert!(
+            polled <= 64,
+            "{polled} of {TASKS} tasks were polled after their deadline had passed"
+        );
+    });
+}

@@ -231,6 +231,14 @@ impl Schedule for BlockingSchedule {
         count_shared(&self.pool.counters, how);
     }
 
+    fn set_timer(
+        &self,
+        _deadline: std::time::Instant,
+        _waker: std::task::Waker,
+    ) -> bulwark_io::driver::TimerKey {
+        unreachable!("blocking tasks are spawned with no deadline")
+    }
+
     fn cancel_timer(&self, _key: bulwark_io::driver::TimerKey) {
         // Blocking tasks are spawned with no deadline, so they never have a
         // timer to cancel.

@@ -128,7 +128,7 @@ where
         return Err(SpawnError { future, shedding });
     }
 
-    let deadline = effective_deadline(shared, &spec);
+    let (deadline, expired) = effective_deadline(shared, &spec);
     // One look at this thread's worker serves the clock, the count and the
     // queue.
     let join = worker::with_local(shared, |local| {
@@ -157,7 +157,12 @@ where
                 task.reject(shedding);
             }
             Decision::Admit => {
-                arm_deadline(shared, &task, deadline);
+                // The timer is set at the task's first `Pending` (most tasks
+                // finish first), unless the deadline has passed already: then
+                // now, so the task is dropped unpolled.
+                if expired {
+                    arm_deadline(shared, &task, deadline);
+                }
                 if let Some(notified) = shared.registry.bind(task, notified) {
                     match local {
                         Some(cx) => cx.schedule_local(notified, false),
@@ -180,24 +185,30 @@ where
 }
 
 /// The earlier of the spawn's own deadline (or the runtime default) and
-/// the spawning task's (unless detached): Go's `context.WithDeadline`.
-fn effective_deadline(shared: &Shared, spec: &SpawnSpec<'_>) -> Option<Instant> {
+/// the spawning task's (unless detached): Go's `context.WithDeadline`. And
+/// whether it has passed already. One clock read, only if there is one.
+fn effective_deadline(shared: &Shared, spec: &SpawnSpec<'_>) -> (Option<Instant>, bool) {
     let timeout = spec.timeout.or(shared.default_deadline);
-    let own = match (spec.deadline, timeout) {
-        (Some(d), Some(t)) => Some(d.min(deadline_after(t))),
-        (Some(d), None) => Some(d),
-        (None, Some(t)) => Some(deadline_after(t)),
-        (None, None) => None,
-    };
     let inherited = if spec.detached {
         None
     } else {
         task::deadline()
     };
-    match (own, inherited) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    if spec.deadline.is_none() && timeout.is_none() && inherited.is_none() {
+        return (None, false);
     }
+    let now = Instant::now();
+    let own = match (spec.deadline, timeout) {
+        (Some(d), Some(t)) => Some(d.min(deadline_after(now, t))),
+        (Some(d), None) => Some(d),
+        (None, Some(t)) => Some(deadline_after(now, t)),
+        (None, None) => None,
+    };
+    let deadline = match (own, inherited) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).expect("one of them is set"),
+    };
+    (Some(deadline), deadline <= now)
 }
 
 /// Sets the deadline timer. Done before the task is published, so the
@@ -213,10 +224,9 @@ fn arm_deadline(shared: &Shared, task: &Task<Sched>, deadline: Option<Instant>) 
     unsafe { *task.header().deadline_timer.get() = Some(key) };
 }
 
-fn deadline_after(d: Duration) -> Instant {
-    Instant::now()
-        .checked_add(d)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365 * 30))
+fn deadline_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 const NO_RUNTIME: &str = "there is no bulwark runtime on this thread: `spawn` must be called \

@@ -339,6 +339,14 @@ impl Schedule for Sched {
         shared.admit.on_finish(&self.ticket);
     }
 
+    fn set_timer(
+        &self,
+        deadline: std::time::Instant,
+        waker: std::task::Waker,
+    ) -> bulwark_io::driver::TimerKey {
+        self.shared.io().set_timer_owned(deadline, waker)
+    }
+
     fn cancel_timer(&self, key: bulwark_io::driver::TimerKey) {
         self.shared.io().cancel_timer(key);
     }

@@ -71,9 +71,10 @@ pub(crate) struct Header {
     pub(crate) deadline: Option<Instant>,
     /// When the task was spawned (`clock` nanoseconds), for its age.
     pub(crate) spawned_at: u64,
-    /// The wheel entry of the deadline. Written before the task is
-    /// published; taken by the thread that completes it (which holds
-    /// `RUNNING`).
+    /// The wheel entry of the deadline, set at the task's first `Pending`
+    /// (or at spawn, for a task queued for admission or already past its
+    /// deadline). Written before the task is published or while `RUNNING`;
+    /// taken by the thread that completes it (which holds `RUNNING`).
     pub(crate) deadline_timer: UnsafeCell<Option<TimerKey>>,
     /// One of [`reason`]'s constants; the first one set wins, and it is set
     /// before the cancel transition.

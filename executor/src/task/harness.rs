@@ -96,7 +96,10 @@ where
                 unsafe { *self.stage() = Stage::Finished(output) };
                 self.complete(how);
             }
-            Poll::Pending => match header.state.transition_to_idle() {
+            Poll::Pending => match {
+                self.arm_deadline_once();
+                header.state.transition_to_idle()
+            } {
                 ToIdle::Ok => {}
                 ToIdle::OkNotified => {
                     // The transition made the Notified's reference; ours
@@ -114,6 +117,25 @@ where
                     self.complete(how);
                 }
             },
+        }
+    }
+
+    /// A task with a deadline is about to go idle for the first time: set
+    /// its timer now. Tasks that finish without ever waiting (most of them)
+    /// never touch the timer wheel; a task that waits is cancelled by the
+    /// timer at its deadline. Still RUNNING, so the timer field is ours.
+    #[inline]
+    fn arm_deadline_once(&self) {
+        let header = self.header();
+        let Some(deadline) = header.deadline else {
+            return;
+        };
+        // SAFETY: we hold RUNNING: the deadline timer field is ours (see
+        // `Header::deadline_timer`).
+        let slot = unsafe { &mut *header.deadline_timer.get() };
+        if slot.is_none() {
+            let waker = super::deadline_waker(self.cell.cast());
+            *slot = Some(self.cell().scheduler.set_timer(deadline, waker));
         }
     }
 

@@ -88,6 +88,14 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// join handle can see the output.
     fn on_finish(&self, how: Finish);
 
+    /// Set the task's deadline timer: `waker` (which cancels the task) is
+    /// woken at `deadline`, at once if it is past.
+    fn set_timer(
+        &self,
+        deadline: std::time::Instant,
+        waker: std::task::Waker,
+    ) -> bulwark_io::driver::TimerKey;
+
     /// Remove the task's deadline timer (it finished first, or it fired).
     fn cancel_timer(&self, key: bulwark_io::driver::TimerKey);
 
@@ -249,8 +257,18 @@ impl<S: 'static> Notified<S> {
     /// handle rejected (unless it was cancelled for another reason first).
     /// The caller then runs it (which cancels it).
     pub(crate) fn shed_before_first_poll(&self) {
+        self.cancel_before_poll(reason::REJECTED_SHEDDING);
+    }
+
+    /// The task's deadline passed while it waited in a queue: it will be
+    /// dropped unpolled. The caller then runs it (which cancels it).
+    pub(crate) fn expire_before_poll(&self) {
+        self.cancel_before_poll(reason::DEADLINE);
+    }
+
+    fn cancel_before_poll(&self, why: u8) {
         let header = self.0.header();
-        header.set_cancel_reason(reason::REJECTED_SHEDDING);
+        header.set_cancel_reason(why);
         // We hold the Notified, so this only sets CANCELLED (no submission).
         let submitted = header.state.transition_to_notified_and_cancel();
         debug_assert!(!submitted);
