@@ -499,7 +499,7 @@ impl<S: Admitted> Waiter for QueuedTask<S> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
