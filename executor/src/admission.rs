@@ -26,14 +26,12 @@
 //! Defaults are 5 ms and 100 ms, as Facebook's and folly's CoDel. Tasks
 //! spawned with `task::Builder::essential()` are never shed.
 
+use crate::sync::{AtomicU64, AtomicU8, Mutex};
 use crate::task::{Id, Notified, Schedule, Task};
 use bulwark_metrics::ledger::{Kind, Waiter};
 use bulwark_metrics::Books;
-use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{
-    AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
-};
+use std::sync::atomic::{Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,8 +118,12 @@ impl Ticket {
     /// The wait list hands the task a permit. False if the task finished
     /// first (the permit is then not the task's to give back).
     fn grant(&self) -> bool {
-        // AcqRel: pairs with `finish`'s swap, so exactly one of the two
-        // sees the other's write.
+        // One read-modify-write, as `finish` is: so exactly one of the two
+        // sees the other's write. That is atomicity, not ordering (the loom
+        // model `loom_grant_racing_finish_and_cancel_moves_the_permit_once`
+        // passes with Relaxed, and fails with a load then a store). AcqRel
+        // pairs with `finish`'s swap so that the granting thread's work and
+        // the finishing thread's are ordered too, as a lock would order them.
         self.state
             .fetch_update(AcqRel, Acquire, |s| {
                 (s & DONE == 0).then_some((s & !QUEUED) | PERMIT)
@@ -578,5 +580,43 @@ mod tests {
         books.set_shedding(true);
         assert!(a.should_shed_at_dequeue(c, Duration::from_millis(6)));
         assert!(!a.should_shed_at_dequeue(c, Duration::from_millis(4)));
+    }
+}
+
+/// Model-checked races of admission: run with
+/// `RUSTFLAGS="--cfg loom" cargo test -p bulwark-executor --lib loom_`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::thread;
+
+    /// A grant (`QueuedTask::admit`: the wait list offers the task a freed
+    /// permit) races the task's end (`on_finish`, after the shutdown claim
+    /// or a deadline) and a cancel (`unqueue`). The offered permit goes
+    /// either to the task, which gives it back exactly once at its end, or
+    /// (grant refused) on to the next waiter: never kept by a finished task,
+    /// never released twice.
+    #[test]
+    fn loom_grant_racing_finish_and_cancel_moves_the_permit_once() {
+        loom::model(|| {
+            let ticket = Arc::new(Ticket::new(QUEUED));
+            let granter = {
+                let ticket = ticket.clone();
+                thread::spawn(move || ticket.grant())
+            };
+            let canceller = {
+                let ticket = ticket.clone();
+                thread::spawn(move || ticket.unqueue())
+            };
+            let released = ticket.finish();
+            let granted = granter.join().unwrap();
+            canceller.join().unwrap();
+            // Granted: the task held the permit, so its end gave it back.
+            // Refused: the end found none, and the wait list passes it on.
+            assert_eq!(granted, released, "granted {granted}, released {released}");
+            assert!(!ticket.finish(), "a permit given back twice");
+            assert!(!ticket.grant(), "a grant to a finished task");
+            assert!(!ticket.is_queued());
+        });
     }
 }
