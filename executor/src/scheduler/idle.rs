@@ -206,9 +206,11 @@ mod tests {
 /// `scheduler/mod.rs`: `notify_parked`, `notify_if_work_pending`,
 /// `begin_shutdown`), on the real [`Idle`] and the real condvar parker
 /// (`bulwark_io::Parker::new`). Only the queue is a stand-in: one slot
-/// published with `Release` and read with `Acquire`, as crossbeam's
-/// `Worker::push` and `Stealer::is_empty` do, so it orders nothing the
-/// protocol's own fences do not.
+/// published with a `Release` store (as crossbeam's `Worker::push` publishes
+/// its back index) and read with `Acquire`, with no fence of its own, so it
+/// orders nothing the protocol's own fences do not. The steps outside
+/// `Idle` are copies: a change to the real ones (a fence moved or dropped in
+/// `scheduler/mod.rs`) must be made here too for the model to judge it.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -284,14 +286,9 @@ mod loom_tests {
     fn worker(shared: &Shared, index: usize, parker: &Parker) {
         let mut searching = false;
         while !shared.shutdown.load(SeqCst) {
-            // `next_task` (the injector, not searching), else `steal_work`
-            // (only as a searcher), else `park`.
-            let found = shared.queue.pop()
-                || ((searching || {
-                    searching = shared.idle.transition_worker_to_searching();
-                    searching
-                }) && shared.queue.pop());
-            if found {
+            // `next_task` (the injector, not searching), else `steal_work`,
+            // else `park`.
+            if shared.queue.pop() || steal_work(shared, &mut searching) {
                 // `run_task`.
                 if std::mem::replace(&mut searching, false)
                     && shared.idle.transition_worker_from_searching()
@@ -304,6 +301,17 @@ mod loom_tests {
                 park(shared, index, parker, &mut searching);
             }
         }
+    }
+
+    /// `WorkerCx::steal_work`: only as a searcher, if one more may search.
+    fn steal_work(shared: &Shared, searching: &mut bool) -> bool {
+        if !*searching {
+            if !shared.idle.transition_worker_to_searching() {
+                return false;
+            }
+            *searching = true;
+        }
+        shared.queue.pop()
     }
 
     /// `WorkerCx::park`, step by step (no local queues in the model).
