@@ -27,14 +27,12 @@
 //! spawned with `task::Builder::essential()` are never shed.
 
 use crate::clock;
+use crate::sync::{AtomicU64, AtomicU8, Mutex};
 use crate::task::{Id, Notified, Schedule, Task};
 use bulwark_metrics::ledger::{Kind, Waiter};
 use bulwark_metrics::Books;
-use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{
-    AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
-};
+use std::sync::atomic::{Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,8 +119,12 @@ impl Ticket {
     /// The wait list hands the task a permit. False if the task finished
     /// first (the permit is then not the task's to give back).
     fn grant(&self) -> bool {
-        // AcqRel: pairs with `finish`'s swap, so exactly one of the two
-        // sees the other's write.
+        // One read-modify-write, as `finish` is: so exactly one of the two
+        // sees the other's write. That is atomicity, not ordering (the loom
+        // model `loom_grant_racing_finish_and_cancel_moves_the_permit_once`
+        // passes with Relaxed, and fails with a load then a store). AcqRel
+        // pairs with `finish`'s swap so that the granting thread's work and
+        // the finishing thread's are ordered too, as a lock would order them.
         self.state
             .fetch_update(AcqRel, Acquire, |s| {
                 (s & DONE == 0).then_some((s & !QUEUED) | PERMIT)
@@ -494,7 +496,7 @@ impl<S: Admitted> Waiter for QueuedTask<S> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -573,5 +575,170 @@ mod tests {
         books.set_shedding(true);
         assert!(a.should_shed_at_dequeue(c, Duration::from_millis(6)));
         assert!(!a.should_shed_at_dequeue(c, Duration::from_millis(4)));
+    }
+}
+
+/// Model-checked races of admission: run with
+/// `RUSTFLAGS="--cfg loom" cargo test -p bulwark-executor --lib loom_`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::task::{self, Finish, TaskMeta};
+    use loom::sync::atomic::AtomicUsize;
+    use loom::thread;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    /// A grant (`QueuedTask::admit`: the wait list offers the task a freed
+    /// permit) races the task's end (`on_finish`, after the shutdown claim
+    /// or a deadline) and a cancel (`unqueue`). The offered permit goes
+    /// either to the task, which gives it back exactly once at its end, or
+    /// (grant refused) on to the next waiter: never kept by a finished task,
+    /// never released twice.
+    #[test]
+    fn loom_grant_racing_finish_and_cancel_moves_the_permit_once() {
+        loom::model(|| {
+            let ticket = Arc::new(Ticket::new(QUEUED));
+            let granter = {
+                let ticket = ticket.clone();
+                thread::spawn(move || ticket.grant())
+            };
+            let canceller = {
+                let ticket = ticket.clone();
+                thread::spawn(move || ticket.unqueue())
+            };
+            let released = ticket.finish();
+            let granted = granter.join().unwrap();
+            canceller.join().unwrap();
+            // Granted: the task held the permit, so its end gave it back.
+            // Refused: the end found none, and the wait list passes it on.
+            assert_eq!(granted, released, "granted {granted}, released {released}");
+            assert!(!ticket.finish(), "a permit given back twice");
+            assert!(!ticket.grant(), "a grant to a finished task");
+            assert!(!ticket.is_queued());
+        });
+    }
+
+    /// A scheduler value for a task in the wait list: the real `Admitter`
+    /// and `Ticket`, and counters where the runtime's `Sched` would queue.
+    struct TestSched {
+        admit: Arc<Admitter<TestSched>>,
+        ticket: Ticket,
+        /// `schedule` calls: the task was queued to run its cancellation.
+        scheduled: Arc<AtomicUsize>,
+        /// `schedule_admitted` calls: the task was queued with a permit.
+        admitted: Arc<AtomicUsize>,
+    }
+
+    impl Schedule for TestSched {
+        fn schedule(&self, task: Notified<Self>) {
+            self.scheduled.fetch_add(1, SeqCst);
+            drop(task);
+        }
+
+        fn yield_now(&self, task: Notified<Self>) {
+            self.schedule(task);
+        }
+
+        fn release(&self, _: &Task<Self>) -> Option<Task<Self>> {
+            None
+        }
+
+        fn on_finish(&self, _: Finish) {}
+
+        fn set_timer(
+            &self,
+            _: std::time::Instant,
+            _: std::task::Waker,
+        ) -> bulwark_io::driver::TimerKey {
+            unreachable!("the model's tasks have no deadline")
+        }
+
+        fn cancel_timer(&self, _: bulwark_io::driver::TimerKey) {}
+
+        fn cancelled_unqueued(&self, task: &Task<Self>) {
+            // As `Sched` does.
+            self.admit.on_cancel(task);
+        }
+    }
+
+    impl Admitted for TestSched {
+        fn ticket(&self) -> &Ticket {
+            &self.ticket
+        }
+
+        fn admitter(&self) -> &Admitter<Self> {
+            &self.admit
+        }
+
+        fn schedule_admitted(&self, task: Notified<Self>) {
+            self.admitted.fetch_add(1, SeqCst);
+            drop(task);
+        }
+    }
+
+    /// A task waits in the wait list (`Admission::Wait`, ceiling 1, the one
+    /// permit held by another task) while three things race for it: the
+    /// permit is freed (`on_finish` of the holder: the ledger hands it to
+    /// the waiter, `QueuedTask::admit`), the task is aborted
+    /// (`JoinHandle::abort`, which reaches `on_cancel`), and the runtime
+    /// shuts down (`Admitter::close`, which reaches `QueuedTask::close`).
+    /// All three `take()` the same slot: the task is queued at most once
+    /// (with a permit only if it was not cancelled first), it leaves the
+    /// wait list and its index, and once it ends no permit is left live or
+    /// released twice.
+    #[test]
+    fn loom_grant_cancel_and_close_take_a_waiting_task_once() {
+        let mut builder = loom::model::Builder::new();
+        // Bounded (unless LOOM_MAX_PREEMPTIONS says otherwise): the model
+        // spans the task state word, the ledger and both locks.
+        builder.preemption_bound.get_or_insert(3);
+        builder.check(|| {
+            let books = Arc::new(Books::new(1, false));
+            let admit = Arc::new(Admitter::<TestSched>::new(Admission::Wait, books));
+            // The holder of the only permit.
+            assert_eq!(admit.decide(false, true), Decision::Admit);
+            let holder = admit.ticket(Decision::Admit, false);
+            // The waiter.
+            let decision = admit.decide(false, true);
+            assert_eq!(decision, Decision::Queue);
+            let (scheduled, admitted) = (Arc::default(), Arc::default());
+            let sched = TestSched {
+                admit: admit.clone(),
+                ticket: admit.ticket(decision, false),
+                scheduled: Arc::clone(&scheduled),
+                admitted: Arc::clone(&admitted),
+            };
+            let meta = TaskMeta::new(None, std::panic::Location::caller());
+            let (task, notified, join) = task::new_task(async {}, sched, meta);
+            admit.enqueue(notified);
+            assert_eq!(admit.kind().waiting(), 1);
+
+            let releaser = {
+                let admit = admit.clone();
+                thread::spawn(move || admit.on_finish(&holder))
+            };
+            let aborter = thread::spawn(move || join.abort());
+            admit.close();
+            releaser.join().unwrap();
+            aborter.join().unwrap();
+
+            let scheduled = scheduled.load(SeqCst);
+            let admitted = admitted.load(SeqCst);
+            // Queued at most once; with neither, `close` took it.
+            assert!(
+                scheduled + admitted <= 1,
+                "queued {scheduled} + {admitted} times"
+            );
+            assert!(admit.queued.lock().is_empty(), "left in the index");
+            let ticket = task.scheduler().ticket();
+            assert!(!ticket.is_queued());
+            // Granted: it holds the permit until its end; else none is live.
+            assert_eq!(admit.kind().live(), admitted);
+            // The task ends (it ran, or its cancellation ran).
+            admit.on_finish(ticket);
+            assert_eq!(admit.kind().live(), 0);
+            assert_eq!(admit.kind().over_released(), 0);
+            drop(task);
+        });
     }
 }

@@ -17,8 +17,7 @@
 //! The sleepers list is behind a mutex, taken only on the way to sleep and
 //! when a sleeper must be woken (which costs a syscall anyway).
 
-use crate::sync::{fence, AtomicUsize};
-use parking_lot::Mutex;
+use crate::sync::{fence, AtomicUsize, Mutex};
 use std::sync::atomic::Ordering::SeqCst;
 
 const UNPARKED_SHIFT: usize = 16;
@@ -152,7 +151,7 @@ impl Idle {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -196,5 +195,181 @@ mod tests {
         let idle = Idle::new(2);
         assert!(idle.transition_worker_to_searching());
         assert!(idle.transition_worker_from_searching());
+    }
+}
+
+/// Model-checked: no wake-up is lost while every worker goes to sleep. Run
+/// with `RUSTFLAGS="--cfg loom" cargo test -p bulwark-executor --lib loom_`.
+///
+/// The workers and the pusher below take the steps the scheduler takes
+/// (`scheduler/worker.rs`: `run_loop`, `run_task`, `park`;
+/// `scheduler/mod.rs`: `notify_parked`, `notify_if_work_pending`,
+/// `begin_shutdown`), on the real [`Idle`] and the real condvar parker
+/// (`bulwark_io::Parker::new`). Only the queue is a stand-in: one slot
+/// published with a `Release` store (as crossbeam's `Worker::push` publishes
+/// its back index) and read with `Acquire`, with no fence of its own, so it
+/// orders nothing the protocol's own fences do not. The steps outside
+/// `Idle` are copies: a change to the real ones (a fence moved or dropped in
+/// `scheduler/mod.rs`) must be made here too for the model to judge it.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::AtomicBool;
+    use bulwark_io::{Parker, Unparker};
+    use loom::sync::Arc;
+    use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+    const WORKERS: usize = 2;
+    /// The default preemption bound of the models here.
+    const PREEMPTIONS: usize = 3;
+
+    /// The queue stand-in: at most one task, taken once.
+    struct Queue(AtomicBool);
+
+    impl Queue {
+        fn push(&self) {
+            self.0.store(true, Release);
+        }
+
+        fn pop(&self) -> bool {
+            self.0
+                .compare_exchange(true, false, Acquire, Relaxed)
+                .is_ok()
+        }
+
+        fn is_empty(&self) -> bool {
+            !self.0.load(Acquire)
+        }
+    }
+
+    /// What the workers and the pusher share (`scheduler::Shared`'s part
+    /// that the protocol touches).
+    struct Shared {
+        idle: Idle,
+        queue: Queue,
+        unparkers: Vec<Unparker>,
+        shutdown: AtomicBool,
+        /// How many times the task ran.
+        ran: loom::sync::atomic::AtomicUsize,
+    }
+
+    impl Shared {
+        /// `Shared::notify_parked`.
+        fn notify_parked(&self) {
+            if let Some(index) = self.idle.worker_to_notify() {
+                self.unparkers[index].unpark();
+            }
+        }
+
+        /// `Shared::notify_if_work_pending`: the last searcher's re-check.
+        fn notify_if_work_pending(&self) {
+            fence(SeqCst);
+            if !self.queue.is_empty() {
+                self.notify_parked();
+            }
+        }
+
+        /// `Shared::begin_shutdown`.
+        fn begin_shutdown(&self) {
+            self.shutdown.store(true, SeqCst);
+            fence(SeqCst);
+            self.idle.unpark_all();
+            for u in &self.unparkers {
+                u.unpark();
+            }
+        }
+    }
+
+    /// `WorkerCx::run_loop` with the queue stand-in. The task, when it runs,
+    /// shuts the pool down: so if no worker ever runs it, both sleep for
+    /// good, and loom reports the deadlock.
+    fn worker(shared: &Shared, index: usize, parker: &Parker) {
+        let mut searching = false;
+        while !shared.shutdown.load(SeqCst) {
+            // `next_task` (the injector, not searching), else `steal_work`,
+            // else `park`.
+            if shared.queue.pop() || steal_work(shared, &mut searching) {
+                // `run_task`.
+                if std::mem::replace(&mut searching, false)
+                    && shared.idle.transition_worker_from_searching()
+                {
+                    shared.notify_parked();
+                }
+                shared.ran.fetch_add(1, SeqCst);
+                shared.begin_shutdown();
+            } else {
+                park(shared, index, parker, &mut searching);
+            }
+        }
+    }
+
+    /// `WorkerCx::steal_work`: only as a searcher, if one more may search.
+    fn steal_work(shared: &Shared, searching: &mut bool) -> bool {
+        if !*searching {
+            if !shared.idle.transition_worker_to_searching() {
+                return false;
+            }
+            *searching = true;
+        }
+        shared.queue.pop()
+    }
+
+    /// `WorkerCx::park`, step by step (no local queues in the model).
+    fn park(shared: &Shared, index: usize, parker: &Parker, searching: &mut bool) {
+        let was_searching = std::mem::replace(searching, false);
+        if shared
+            .idle
+            .transition_worker_to_parked(index, was_searching)
+        {
+            shared.notify_if_work_pending();
+        }
+        loop {
+            parker.park();
+            if shared.shutdown.load(SeqCst) {
+                return;
+            }
+            if shared.idle.was_unparked(index) {
+                *searching = true;
+                return;
+            }
+        }
+    }
+
+    /// A task is pushed from outside (`notify_parked`'s callers: push, then
+    /// `worker_to_notify` and unpark) while both workers look for work and
+    /// go to sleep: some worker always runs it, exactly once.
+    #[test]
+    fn loom_work_pushed_while_workers_park_is_run() {
+        let mut builder = loom::model::Builder::new();
+        // Bounded (unless LOOM_MAX_PREEMPTIONS says otherwise) so the model
+        // runs in seconds: 3 preemptions find the lost wake-up when either
+        // fence (`worker_to_notify`'s, or the re-check's below) is removed.
+        builder.preemption_bound.get_or_insert(PREEMPTIONS);
+        builder.check(|| {
+            let parkers: Vec<Parker> = (0..WORKERS).map(|_| Parker::new()).collect();
+            let shared = Arc::new(Shared {
+                idle: Idle::new(WORKERS),
+                queue: Queue(AtomicBool::new(false)),
+                unparkers: parkers.iter().map(Parker::unparker).collect(),
+                shutdown: AtomicBool::new(false),
+                ran: loom::sync::atomic::AtomicUsize::new(0),
+            });
+            let workers: Vec<_> = parkers
+                .into_iter()
+                .enumerate()
+                .map(|(index, parker)| {
+                    let shared = shared.clone();
+                    loom::thread::spawn(move || worker(&shared, index, &parker))
+                })
+                .collect();
+            // The pusher: `Shared::schedule_remote` without its shutdown
+            // check (whose fence would stand in for `worker_to_notify`'s).
+            shared.queue.push();
+            shared.notify_parked();
+            for w in workers {
+                w.join().unwrap();
+            }
+            assert_eq!(shared.ran.load(SeqCst), 1);
+        });
     }
 }

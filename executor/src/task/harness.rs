@@ -96,10 +96,7 @@ where
                 unsafe { *self.stage() = Stage::Finished(output) };
                 self.complete(how);
             }
-            Poll::Pending => match {
-                self.arm_deadline_once();
-                header.state.transition_to_idle()
-            } {
+            Poll::Pending => match self.arm_deadline_then_idle() {
                 ToIdle::Ok => {}
                 ToIdle::OkNotified => {
                     // The transition made the Notified's reference; ours
@@ -137,6 +134,13 @@ where
             let waker = super::deadline_waker(self.cell.cast());
             *slot = Some(self.cell().scheduler.set_timer(deadline, waker));
         }
+    }
+
+    /// The poll returned `Pending`: set the deadline timer if this is the
+    /// task's first wait, then leave `RUNNING`.
+    fn arm_deadline_then_idle(&self) -> ToIdle {
+        self.arm_deadline_once();
+        self.header().state.transition_to_idle()
     }
 
     /// Drops the future (or whatever the stage holds) where it lies, and
