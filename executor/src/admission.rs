@@ -233,7 +233,10 @@ impl<S: Admitted> Admitter<S> {
 
     /// The ticket of a task spawned under `decision` (`Admit` for a spawn
     /// whose permit `spawn_wait` already holds).
-    pub(crate) fn ticket(&self, decision: Decision, essential: bool) -> Ticket {
+    ///
+    /// `now`: the clock read the spawn already made (for a deadline), if it
+    /// made one, so that the stamp of a sampled task costs no second read.
+    pub(crate) fn ticket(&self, decision: Decision, essential: bool, now: Option<u64>) -> Ticket {
         let mut bits = 0;
         if self.ceiling && decision == Decision::Admit {
             bits |= PERMIT;
@@ -246,7 +249,11 @@ impl<S: Admitted> Admitter<S> {
         }
         let ticket = Ticket::new(bits);
         if self.codel.is_some() && decision == Decision::Admit {
-            ticket.queued_at.store(clock::now(), Relaxed);
+            // Every first poll is sampled: it decides whether the task is
+            // shed unpolled.
+            ticket
+                .queued_at
+                .store(now.unwrap_or_else(clock::now), Relaxed);
         }
         ticket
     }
@@ -256,10 +263,21 @@ impl<S: Admitted> Admitter<S> {
         self.ceiling
     }
 
-    /// A task was woken and queued (not a yield): stamp it if scheduling
-    /// delay is sampled.
+    /// A task was woken and queued (not a yield): under adaptive admission,
+    /// one wake in [`WAKE_SAMPLE`] is stamped, so its delay to the next poll
+    /// is fed to CoDel. A sample, not every wake: two clock reads per wake
+    /// and poll cost a message-passing service (ping-pong) about a tenth of
+    /// its throughput, and a standing queue shows in a sample as well.
     #[inline]
     pub(crate) fn on_wake(&self, ticket: &Ticket) {
+        if self.codel.is_some() && sample_this_wake() {
+            ticket.queued_at.store(clock::now(), Relaxed);
+        }
+    }
+
+    /// A task that waited for admission was given a permit and queued: its
+    /// first poll is always sampled (it may still be shed then).
+    pub(crate) fn on_admitted(&self, ticket: &Ticket) {
         if self.codel.is_some() {
             ticket.queued_at.store(clock::now(), Relaxed);
         }
@@ -383,6 +401,25 @@ impl<S: Admitted> Admitter<S> {
             }
         }
     }
+}
+
+/// One wake in this many is stamped for CoDel (a power of two).
+pub(crate) const WAKE_SAMPLE: u32 = 8;
+
+/// True for one call in [`WAKE_SAMPLE`] on this thread: a thread-local
+/// counter, so sampling costs no shared write.
+#[inline]
+fn sample_this_wake() -> bool {
+    thread_local! {
+        static WAKES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    WAKES
+        .try_with(|n| {
+            let v = n.get().wrapping_add(1);
+            n.set(v);
+            v % WAKE_SAMPLE == 0
+        })
+        .unwrap_or(false)
 }
 
 fn kind(books: &Books) -> &Kind {

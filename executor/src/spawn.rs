@@ -128,7 +128,7 @@ where
         return Err(SpawnError { future, shedding });
     }
 
-    let (deadline, expired) = effective_deadline(shared, &spec);
+    let (deadline, now, expired) = effective_deadline(shared, &spec);
     // One look at this thread's worker serves the clock, the count and the
     // queue.
     let join = worker::with_local(shared, |local| {
@@ -144,7 +144,9 @@ where
         };
         let sched = Sched {
             shared: shared.clone(),
-            ticket: shared.admit.ticket(decision, spec.essential),
+            ticket: shared
+                .admit
+                .ticket(decision, spec.essential, now.map(clock::nanos_at)),
         };
         let (task, notified, join) = task::new_task(future, sched, meta);
         match local {
@@ -186,8 +188,12 @@ where
 
 /// The earlier of the spawn's own deadline (or the runtime default) and
 /// the spawning task's (unless detached): Go's `context.WithDeadline`. And
-/// whether it has passed already. One clock read, only if there is one.
-fn effective_deadline(shared: &Shared, spec: &SpawnSpec<'_>) -> (Option<Instant>, bool) {
+/// whether it has passed already, and the clock read made to tell (one,
+/// only if there is a deadline).
+fn effective_deadline(
+    shared: &Shared,
+    spec: &SpawnSpec<'_>,
+) -> (Option<Instant>, Option<Instant>, bool) {
     let timeout = spec.timeout.or(shared.default_deadline);
     let inherited = if spec.detached {
         None
@@ -195,7 +201,7 @@ fn effective_deadline(shared: &Shared, spec: &SpawnSpec<'_>) -> (Option<Instant>
         task::deadline()
     };
     if spec.deadline.is_none() && timeout.is_none() && inherited.is_none() {
-        return (None, false);
+        return (None, None, false);
     }
     let now = Instant::now();
     let own = match (spec.deadline, timeout) {
@@ -208,7 +214,7 @@ fn effective_deadline(shared: &Shared, spec: &SpawnSpec<'_>) -> (Option<Instant>
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b).expect("one of them is set"),
     };
-    (Some(deadline), deadline <= now)
+    (Some(deadline), Some(now), deadline <= now)
 }
 
 /// Sets the deadline timer. Done before the task is published, so the

@@ -366,7 +366,7 @@ impl Admitted for Sched {
     }
 
     fn schedule_admitted(&self, task: Notified<Self>) {
-        self.shared.admit.on_wake(&self.ticket);
+        self.shared.admit.on_admitted(&self.ticket);
         self.shared.schedule_task(task, false);
     }
 }
