@@ -235,8 +235,14 @@ impl<S: Admitted> Admitter<S> {
     /// whose permit `spawn_wait` already holds).
     ///
     /// `now`: the clock read the spawn already made (for a deadline), if it
-    /// made one, so that the stamp of a sampled task costs no second read.
-    pub(crate) fn ticket(&self, decision: Decision, essential: bool, now: Option<u64>) -> Ticket {
+    /// made one; `coarse`: the spawning worker's coarse time, if on one.
+    pub(crate) fn ticket(
+        &self,
+        decision: Decision,
+        essential: bool,
+        now: Option<u64>,
+        coarse: Option<u64>,
+    ) -> Ticket {
         let mut bits = 0;
         if self.ceiling && decision == Decision::Admit {
             bits |= PERMIT;
@@ -249,11 +255,17 @@ impl<S: Admitted> Admitter<S> {
         }
         let ticket = Ticket::new(bits);
         if self.codel.is_some() && decision == Decision::Admit {
-            // Every first poll is sampled: it decides whether the task is
-            // shed unpolled.
-            ticket
-                .queued_at
-                .store(now.unwrap_or_else(clock::now), Relaxed);
+            // Every first poll is stamped: it decides whether the task is
+            // shed unpolled. One in `SAMPLE` (and every spawn from outside
+            // the workers, which have no coarse time) with the clock, whose
+            // delay CoDel also learns from; the rest with the worker's
+            // coarse time, which costs nothing.
+            let stamp = match (coarse, now) {
+                (Some(coarse), _) if !sample_this_one() => coarse & !PRECISE_STAMP,
+                (_, Some(now)) => now | PRECISE_STAMP,
+                _ => clock::now() | PRECISE_STAMP,
+            };
+            ticket.queued_at.store(stamp, Relaxed);
         }
         ticket
     }
@@ -264,45 +276,67 @@ impl<S: Admitted> Admitter<S> {
     }
 
     /// A task was woken and queued (not a yield): under adaptive admission,
-    /// one wake in [`WAKE_SAMPLE`] is stamped, so its delay to the next poll
-    /// is fed to CoDel. A sample, not every wake: two clock reads per wake
-    /// and poll cost a message-passing service (ping-pong) about a tenth of
-    /// its throughput, and a standing queue shows in a sample as well.
+    /// one wake in [`SAMPLE`] is stamped with the clock, so its delay to the
+    /// next poll is fed to CoDel. A sample, not every wake: a clock read
+    /// costs about 45 ns here, two per wake and poll cost a message-passing
+    /// service (ping-pong) about a tenth of its throughput, and a standing
+    /// queue shows in a sample as well.
     #[inline]
     pub(crate) fn on_wake(&self, ticket: &Ticket) {
-        if self.codel.is_some() && sample_this_wake() {
-            ticket.queued_at.store(clock::now(), Relaxed);
+        if self.codel.is_some() && sample_this_one() {
+            ticket
+                .queued_at
+                .store(clock::now() | PRECISE_STAMP, Relaxed);
         }
     }
 
     /// A task that waited for admission was given a permit and queued: its
-    /// first poll is always sampled (it may still be shed then).
+    /// first poll is always stamped (it may still be shed then).
     pub(crate) fn on_admitted(&self, ticket: &Ticket) {
         if self.codel.is_some() {
-            ticket.queued_at.store(clock::now(), Relaxed);
+            ticket
+                .queued_at
+                .store(clock::now() | PRECISE_STAMP, Relaxed);
         }
     }
 
     /// A worker took `task` from a queue to poll it. Under adaptive
-    /// admission, feeds its wake-to-poll delay to CoDel, and sheds it if it
-    /// has never run and waited too long (CoDel drops at dequeue): it is then
-    /// dropped unpolled and its handle says rejected.
+    /// admission, sheds it if it has never run and waited too long (CoDel
+    /// drops at dequeue: it is then dropped unpolled and its handle says
+    /// rejected), and feeds a sampled delay to CoDel.
+    ///
+    /// `coarse` is the worker's coarse time: a task stamped with one is
+    /// measured with it, for free, to within the coarse time's lag (a few
+    /// polls). A task stamped with the clock is measured with the clock, and
+    /// that delay goes to CoDel; the clock read made for it comes back, for
+    /// the worker to refresh its coarse time with.
     #[inline]
-    pub(crate) fn on_dequeue(&self, task: &Notified<S>) {
-        let Some(codel) = &self.codel else { return };
+    pub(crate) fn on_dequeue(&self, task: &Notified<S>, coarse: u64) -> Option<u64> {
+        let codel = self.codel.as_ref()?;
         let ticket = task.scheduler().ticket();
-        let queued = ticket.queued_at.swap(0, Relaxed);
-        if queued == 0 {
-            return;
+        // A load first: most polls find no stamp, and a swap is a locked
+        // instruction.
+        if ticket.queued_at.load(Relaxed) == 0 {
+            return None;
         }
-        // One clock read serves the delay and CoDel.
-        let now = Instant::now();
-        let delay = Duration::from_nanos(clock::nanos_at(now).saturating_sub(queued));
+        let stamp = ticket.queued_at.swap(0, Relaxed);
+        if stamp == 0 {
+            return None;
+        }
+        let precise = stamp & PRECISE_STAMP != 0;
+        let (now, read) = if precise {
+            let at = Instant::now();
+            (clock::nanos_at(at), Some(at))
+        } else {
+            (coarse, None)
+        };
+        let delay = Duration::from_nanos(now.saturating_sub(stamp & !PRECISE_STAMP));
         if ticket.take_sheddable() && self.should_shed_at_dequeue(codel, delay) {
             task.shed_before_first_poll();
-            return;
+        } else if let Some(at) = read {
+            self.observe_delay(codel, at, delay);
         }
-        self.observe_delay(codel, now, delay);
+        read.map(|_| now)
     }
 
     /// A task ended: give back its permit, if it held one (which may admit
@@ -403,21 +437,26 @@ impl<S: Admitted> Admitter<S> {
     }
 }
 
-/// One wake in this many is stamped for CoDel (a power of two).
-pub(crate) const WAKE_SAMPLE: u32 = 8;
+/// One wake (and one spawn on a worker) in this many is stamped with the
+/// clock for CoDel; a power of two.
+pub(crate) const SAMPLE: u32 = 8;
 
-/// True for one call in [`WAKE_SAMPLE`] on this thread: a thread-local
-/// counter, so sampling costs no shared write.
+/// The low bit of a stamp: set if it is a clock reading, clear if it is a
+/// worker's coarse time (nanoseconds; the bit is below their precision).
+const PRECISE_STAMP: u64 = 1;
+
+/// True for one call in [`SAMPLE`] on this thread: a thread-local counter,
+/// so sampling costs no shared write.
 #[inline]
-fn sample_this_wake() -> bool {
+fn sample_this_one() -> bool {
     thread_local! {
-        static WAKES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
-    WAKES
+    CALLS
         .try_with(|n| {
             let v = n.get().wrapping_add(1);
             n.set(v);
-            v % WAKE_SAMPLE == 0
+            v % SAMPLE == 0
         })
         .unwrap_or(false)
 }
@@ -460,7 +499,11 @@ impl Codel {
     fn observe(&self, now: Instant, delay: Duration, shedding: bool) -> Option<bool> {
         let now = self.nanos(now);
         if delay.as_nanos() as u64 <= self.target {
-            self.shed_at.store(0, Relaxed);
+            // Read before writing: every worker passes here on most polls,
+            // and a store each time would bounce the line between them.
+            if self.shed_at.load(Relaxed) != 0 {
+                self.shed_at.store(0, Relaxed);
+            }
             let quiet_for = now.saturating_sub(self.last_above.load(Relaxed));
             return (shedding && quiet_for >= self.interval).then_some(false);
         }

@@ -128,10 +128,11 @@ where
         return Err(SpawnError { future, shedding });
     }
 
-    let (deadline, now, expired) = effective_deadline(shared, &spec);
     // One look at this thread's worker serves the clock, the count and the
     // queue.
     let join = worker::with_local(shared, |local| {
+        let (deadline, now, expired) =
+            effective_deadline(shared, &spec, local.map(|cx| cx.coarse_now()));
         let meta = TaskMeta {
             id: Id::next(),
             name: spec.name.map(Into::into),
@@ -144,9 +145,12 @@ where
         };
         let sched = Sched {
             shared: shared.clone(),
-            ticket: shared
-                .admit
-                .ticket(decision, spec.essential, now.map(clock::nanos_at)),
+            ticket: shared.admit.ticket(
+                decision,
+                spec.essential,
+                now.map(clock::nanos_at),
+                local.map(|cx| cx.coarse_now()),
+            ),
         };
         let (task, notified, join) = task::new_task(future, sched, meta);
         match local {
@@ -188,11 +192,19 @@ where
 
 /// The earlier of the spawn's own deadline (or the runtime default) and
 /// the spawning task's (unless detached): Go's `context.WithDeadline`. And
-/// whether it has passed already, and the clock read made to tell (one,
-/// only if there is a deadline).
+/// whether it has passed already, and the clock read made to tell (at most
+/// one, only if there is a deadline).
+///
+/// `coarse`: the spawning worker's coarse time, if on a worker. A child of
+/// a task with a deadline whose own deadline is a timeout (the runtime
+/// default, most often) needs no clock read when the parent's deadline comes
+/// first even measured from the coarse time (which is never ahead of the
+/// clock): a deadline inherited from a task spawned earlier with the same
+/// timeout always does.
 fn effective_deadline(
     shared: &Shared,
     spec: &SpawnSpec<'_>,
+    coarse: Option<u64>,
 ) -> (Option<Instant>, Option<Instant>, bool) {
     let timeout = spec.timeout.or(shared.default_deadline);
     let inherited = if spec.detached {
@@ -202,6 +214,16 @@ fn effective_deadline(
     };
     if spec.deadline.is_none() && timeout.is_none() && inherited.is_none() {
         return (None, None, false);
+    }
+    if let (None, Some(t), Some(inherited), Some(coarse)) =
+        (spec.deadline, timeout, inherited, coarse)
+    {
+        let at = clock::nanos_at(inherited);
+        if at <= coarse.saturating_add(t.as_nanos() as u64) {
+            // Expired for sure if the coarse time shows it; if not sure, the
+            // worker's check at dequeue, or the timer, drops it.
+            return (Some(inherited), None, at <= coarse);
+        }
     }
     let now = Instant::now();
     let own = match (spec.deadline, timeout) {

@@ -194,15 +194,15 @@ impl WorkerCx {
             self.shared().notify_parked();
         }
         self.counters().polls.bump();
-        self.shared().admit.on_dequeue(&task);
+        if let Some(now) = self.shared().admit.on_dequeue(&task, self.coarse_now()) {
+            self.now.set(now);
+        }
         let header = task.header();
-        if let Some(deadline) = header.deadline {
+        if header.deadline_nanos <= self.coarse_now() {
             // Past its deadline while it waited in a queue (its timer is set
             // only once it first waits): dropped unpolled. The coarse time is
             // never ahead of the clock, so this never drops a task early.
-            if crate::clock::nanos_at(deadline) <= self.coarse_now() {
-                task.expire_before_poll();
-            }
+            task.expire_before_poll();
         }
         self.slot.begin_poll(header.id.as_u64(), header.location);
         // The task catches its own panics (poll, destructors, wakes at its

@@ -69,6 +69,10 @@ pub(crate) struct Header {
     pub(crate) location: &'static Location<'static>,
     /// The task's deadline, fixed at spawn.
     pub(crate) deadline: Option<Instant>,
+    /// The deadline in `clock` nanoseconds, `u64::MAX` if none: what the
+    /// worker compares with its coarse time before each poll, for the cost
+    /// of one compare.
+    pub(crate) deadline_nanos: u64,
     /// When the task was spawned (`clock` nanoseconds), for its age.
     pub(crate) spawned_at: u64,
     /// The wheel entry of the deadline, set at the task's first `Pending`
@@ -136,6 +140,7 @@ impl<F: Future, S> Cell<F, S> {
                 name: meta.name,
                 location: meta.location,
                 deadline: meta.deadline,
+                deadline_nanos: meta.deadline.map_or(u64::MAX, crate::clock::nanos_at),
                 spawned_at: meta.spawned_at,
                 deadline_timer: UnsafeCell::new(None),
                 cancel_reason: AtomicU8::new(reason::UNSET),
