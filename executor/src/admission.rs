@@ -777,14 +777,14 @@ mod loom_tests {
             let admit = Arc::new(Admitter::<TestSched>::new(Admission::Wait, books));
             // The holder of the only permit.
             assert_eq!(admit.decide(false, true), Decision::Admit);
-            let holder = admit.ticket(Decision::Admit, false);
+            let holder = admit.ticket(Decision::Admit, false, None, None);
             // The waiter.
             let decision = admit.decide(false, true);
             assert_eq!(decision, Decision::Queue);
             let (scheduled, admitted) = (Arc::default(), Arc::default());
             let sched = TestSched {
                 admit: admit.clone(),
-                ticket: admit.ticket(decision, false),
+                ticket: admit.ticket(decision, false, None, None),
                 scheduled: Arc::clone(&scheduled),
                 admitted: Arc::clone(&admitted),
             };
