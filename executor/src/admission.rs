@@ -256,14 +256,20 @@ impl<S: Admitted> Admitter<S> {
         let ticket = Ticket::new(bits);
         if self.codel.is_some() && decision == Decision::Admit {
             // Every first poll is stamped: it decides whether the task is
-            // shed unpolled. One in `SAMPLE` (and every spawn from outside
-            // the workers, which have no coarse time) with the clock, whose
-            // delay CoDel also learns from; the rest with the worker's
-            // coarse time, which costs nothing.
-            let stamp = match (coarse, now) {
-                (Some(coarse), _) if !sample_this_one() => coarse & !PRECISE_STAMP,
-                (_, Some(now)) => now | PRECISE_STAMP,
-                _ => clock::now() | PRECISE_STAMP,
+            // shed unpolled. The stamp is the best time at hand: the spawn's
+            // clock read if it made one, else the worker's coarse time (free),
+            // else (off the workers) a clock read. One in `SAMPLE` is marked
+            // to be measured with the clock at dequeue, and CoDel learns from
+            // that delay; the rest are measured with the coarse time.
+            let at = match (now, coarse) {
+                (Some(now), _) => now,
+                (None, Some(coarse)) => coarse,
+                (None, None) => clock::now(),
+            };
+            let stamp = if sample_this_one() {
+                at | SAMPLED
+            } else {
+                (at & !SAMPLED).max(2)
             };
             ticket.queued_at.store(stamp, Relaxed);
         }
@@ -284,9 +290,7 @@ impl<S: Admitted> Admitter<S> {
     #[inline]
     pub(crate) fn on_wake(&self, ticket: &Ticket) {
         if self.codel.is_some() && sample_this_one() {
-            ticket
-                .queued_at
-                .store(clock::now() | PRECISE_STAMP, Relaxed);
+            ticket.queued_at.store(clock::now() | SAMPLED, Relaxed);
         }
     }
 
@@ -294,9 +298,7 @@ impl<S: Admitted> Admitter<S> {
     /// first poll is always stamped (it may still be shed then).
     pub(crate) fn on_admitted(&self, ticket: &Ticket) {
         if self.codel.is_some() {
-            ticket
-                .queued_at
-                .store(clock::now() | PRECISE_STAMP, Relaxed);
+            ticket.queued_at.store(clock::now() | SAMPLED, Relaxed);
         }
     }
 
@@ -305,11 +307,12 @@ impl<S: Admitted> Admitter<S> {
     /// drops at dequeue: it is then dropped unpolled and its handle says
     /// rejected), and feeds a sampled delay to CoDel.
     ///
-    /// `coarse` is the worker's coarse time: a task stamped with one is
-    /// measured with it, for free, to within the coarse time's lag (a few
-    /// polls). A task stamped with the clock is measured with the clock, and
-    /// that delay goes to CoDel; the clock read made for it comes back, for
-    /// the worker to refresh its coarse time with.
+    /// `coarse` is the worker's coarse time: an unsampled stamp is measured
+    /// with it, for free; the coarse time lags the clock by a few polls at
+    /// most, so the delay can only come out short, never long. A sampled
+    /// stamp is measured with the clock, and that delay goes to CoDel; the
+    /// clock read made for it comes back, for the worker to refresh its
+    /// coarse time with.
     #[inline]
     pub(crate) fn on_dequeue(&self, task: &Notified<S>, coarse: u64) -> Option<u64> {
         let codel = self.codel.as_ref()?;
@@ -323,14 +326,14 @@ impl<S: Admitted> Admitter<S> {
         if stamp == 0 {
             return None;
         }
-        let precise = stamp & PRECISE_STAMP != 0;
+        let precise = stamp & SAMPLED != 0;
         let (now, read) = if precise {
             let at = Instant::now();
             (clock::nanos_at(at), Some(at))
         } else {
             (coarse, None)
         };
-        let delay = Duration::from_nanos(now.saturating_sub(stamp & !PRECISE_STAMP));
+        let delay = Duration::from_nanos(now.saturating_sub(stamp & !SAMPLED));
         if ticket.take_sheddable() && self.should_shed_at_dequeue(codel, delay) {
             task.shed_before_first_poll();
         } else if let Some(at) = read {
@@ -441,9 +444,10 @@ impl<S: Admitted> Admitter<S> {
 /// clock for CoDel; a power of two.
 pub(crate) const SAMPLE: u32 = 8;
 
-/// The low bit of a stamp: set if it is a clock reading, clear if it is a
-/// worker's coarse time (nanoseconds; the bit is below their precision).
-const PRECISE_STAMP: u64 = 1;
+/// The low bit of a stamp (nanoseconds; the bit is below their precision):
+/// set if the delay is to be measured with the clock at dequeue and fed to
+/// CoDel, clear if the worker's coarse time measures it.
+const SAMPLED: u64 = 1;
 
 /// True for one call in [`SAMPLE`] on this thread: a thread-local counter,
 /// so sampling costs no shared write.

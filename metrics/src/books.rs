@@ -288,7 +288,7 @@ mod tests {
         let b = Books::default();
         let w0 = b.add_worker("worker");
         let w1 = b.add_worker("worker");
-        w1.counters.polls.add(3);
+        w1.counters.steals.add(3);
         let r = b.add_worker("replacement");
         let all = b.workers();
         assert_eq!(all.len(), 3);
@@ -299,7 +299,7 @@ mod tests {
             [("worker", 0), ("worker", 1), ("replacement", 2)]
         );
         assert!(Arc::ptr_eq(&all[0], &w0) && Arc::ptr_eq(&all[2], &r));
-        assert_eq!(all[1].counters.polls.get(), 3);
+        assert_eq!(all[1].counters.steals.get(), 3);
     }
 
     struct Fake;

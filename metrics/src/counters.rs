@@ -36,9 +36,6 @@ impl Counter {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct WorkerCounters {
-    /// Task polls run on this worker. The watchdog (a later guard) reads this
-    /// to see a worker that has stopped making progress.
-    pub polls: Counter,
     /// Tasks spawned from this worker.
     pub spawned: Counter,
     /// Tasks that finished on this worker with an output.

@@ -141,12 +141,13 @@ impl WorkerSlot {
     }
 
     /// The poll begun last ends. Only the slot's worker may call this.
+    ///
+    /// The task fields are left as they are (two stores fewer per poll): a
+    /// reader that sees as many polls ended as begun ignores them.
     #[inline]
     pub fn end_poll(&self) {
-        self.task_id.store(0, Relaxed);
-        self.location.store(std::ptr::null_mut(), Relaxed);
-        // Release: a reader that sees the poll ended also sees the task
-        // cleared.
+        // Release: pairs with the reader's Acquire, so a reader that sees
+        // this count knows the poll is over.
         let n = self.polls_ended.load(Relaxed);
         self.polls_ended.store(n.wrapping_add(1), Release);
     }
@@ -181,11 +182,18 @@ impl WorkerSlot {
         // below are at least as new as the counts.
         let polls_started = self.polls_started.load(Acquire);
         let polls_ended = self.polls_ended.load(Acquire);
+        // Between polls the task fields still name the last one: not
+        // polling, no task.
+        let polling = polls_started != polls_ended;
         let task_id = match self.task_id.load(Relaxed) {
-            0 => None,
-            id => Some(id),
+            id if polling && id != 0 => Some(id),
+            _ => None,
         };
-        let ptr = self.location.load(Relaxed);
+        let ptr = if polling {
+            self.location.load(Relaxed)
+        } else {
+            std::ptr::null_mut()
+        };
         // SAFETY: `location` only ever holds null or a pointer made from a
         // `&'static Location<'static>` in `begin_poll`. Such a location lives
         // for the whole program and is never written through, so turning the

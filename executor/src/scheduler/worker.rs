@@ -193,7 +193,6 @@ impl WorkerCx {
             // worker takes up the search.
             self.shared().notify_parked();
         }
-        self.counters().polls.bump();
         if let Some(now) = self.shared().admit.on_dequeue(&task, self.coarse_now()) {
             self.now.set(now);
         }
