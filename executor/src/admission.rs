@@ -155,8 +155,9 @@ pub(crate) trait Admitted: Schedule {
     fn ticket(&self) -> &Ticket;
     /// The runtime's admission.
     fn admitter(&self) -> &Admitter<Self>;
-    /// Queues a task that waited for admission and now may run.
-    fn schedule_admitted(&self, task: Notified<Self>);
+    /// Queues a task that waited for admission and now may run (no `&self`,
+    /// as `Schedule::schedule`).
+    fn schedule_admitted(task: Notified<Self>);
 }
 
 /// The runtime's admission: policy, ceiling books, CoDel state, and the
@@ -326,17 +327,28 @@ impl<S: Admitted> Admitter<S> {
         if stamp == 0 {
             return None;
         }
-        let precise = stamp & SAMPLED != 0;
-        let (now, read) = if precise {
+        let since = stamp & !SAMPLED;
+        let (mut now, mut read) = if stamp & SAMPLED != 0 {
             let at = Instant::now();
             (clock::nanos_at(at), Some(at))
         } else {
             (coarse, None)
         };
-        let delay = Duration::from_nanos(now.saturating_sub(stamp & !SAMPLED));
+        if read.is_none() && now.saturating_sub(since) > codel.target {
+            // The coarse time lags, so a coarse delay is short, never long:
+            // past the target it may be past a drop threshold too. The clock
+            // settles it (only for tasks that waited a while: a loaded
+            // worker, where a clock read is cheap next to the wait).
+            let at = Instant::now();
+            (now, read) = (clock::nanos_at(at), Some(at));
+        }
+        let delay = Duration::from_nanos(now.saturating_sub(since));
         if ticket.take_sheddable() && self.should_shed_at_dequeue(codel, delay) {
             task.shed_before_first_poll();
         } else if let Some(at) = read {
+            // Every delay measured with the clock teaches CoDel: the sampled
+            // ones, and the ones that looked long, which are long (a queue
+            // that stands shows in them first).
             self.observe_delay(codel, at, delay);
         }
         read.map(|_| now)
@@ -365,7 +377,7 @@ impl<S: Admitted> Admitter<S> {
         if let Some(notified) = taken {
             notified.scheduler().ticket().unqueue();
             // Cancelled already: it runs only to drop its future. No permit.
-            notified.with_scheduler(|s, n| s.schedule(n));
+            S::schedule(notified);
         }
     }
 
@@ -391,7 +403,7 @@ impl<S: Admitted> Admitter<S> {
                 let taken = queued.task.lock().take();
                 if let Some(notified) = taken {
                     notified.scheduler().ticket().unqueue();
-                    notified.with_scheduler(|s, n| s.schedule(n));
+                    S::schedule(notified);
                 }
             }
             return;
@@ -557,7 +569,7 @@ impl<S: Admitted> Waiter for QueuedTask<S> {
             // Cancelled while it waited: it runs only to end, without a
             // permit.
             sched.ticket().unqueue();
-            task.with_scheduler(|s, t| s.schedule(t));
+            S::schedule(task);
             return false;
         }
         if !sched.ticket().grant() {
@@ -565,7 +577,7 @@ impl<S: Admitted> Waiter for QueuedTask<S> {
             drop(task);
             return false;
         }
-        task.with_scheduler(|s, t| s.schedule_admitted(t));
+        S::schedule_admitted(task);
         true
     }
 
@@ -714,13 +726,13 @@ mod loom_tests {
     }
 
     impl Schedule for TestSched {
-        fn schedule(&self, task: Notified<Self>) {
-            self.scheduled.fetch_add(1, SeqCst);
+        fn schedule(task: Notified<Self>) {
+            task.scheduler().scheduled.fetch_add(1, SeqCst);
             drop(task);
         }
 
-        fn yield_now(&self, task: Notified<Self>) {
-            self.schedule(task);
+        fn yield_now(task: Notified<Self>) {
+            Self::schedule(task);
         }
 
         fn release(&self, _: &Task<Self>) -> Option<Task<Self>> {
@@ -754,8 +766,8 @@ mod loom_tests {
             &self.admit
         }
 
-        fn schedule_admitted(&self, task: Notified<Self>) {
-            self.admitted.fetch_add(1, SeqCst);
+        fn schedule_admitted(task: Notified<Self>) {
+            task.scheduler().admitted.fetch_add(1, SeqCst);
             drop(task);
         }
     }

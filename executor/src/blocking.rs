@@ -209,14 +209,16 @@ fn run_thread(pool: Arc<Pool>, id: usize) {
 }
 
 impl Schedule for BlockingSchedule {
-    fn schedule(&self, task: Notified<Self>) {
+    fn schedule(task: Notified<Self>) {
         // A blocking task never waits, so this only happens for an abort that
         // raced with its start: queue it so a thread completes the cancel.
-        self.pool.push(task);
+        // The pool is held through an `Arc` of our own (see `Schedule`).
+        let pool = task.scheduler().pool.clone();
+        pool.push(task);
     }
 
-    fn yield_now(&self, task: Notified<Self>) {
-        self.schedule(task);
+    fn yield_now(task: Notified<Self>) {
+        Self::schedule(task);
     }
 
     fn release(&self, _task: &Task<Self>) -> Option<Task<Self>> {

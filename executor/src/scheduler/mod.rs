@@ -181,12 +181,20 @@ impl Shared {
         self.active.load(Acquire)
     }
 
-    /// Queues a task from this runtime's worker if on one (its LIFO slot,
-    /// or for a yield its deferred list), else on the injector.
-    fn schedule_task(&self, task: Queued, is_yield: bool) {
-        worker::with_local(self, |local| match local {
-            Some(cx) => cx.schedule_local(task, is_yield),
-            None => self.schedule_remote(task),
+    /// Queues a task from its runtime's worker if this thread is one (its
+    /// LIFO slot, or for a yield its deferred list), else on the injector.
+    ///
+    /// The runtime is reached through the worker's own handle, or an `Arc`
+    /// taken for the purpose, never through the task's: the task may run
+    /// and be freed elsewhere the moment it is queued.
+    fn schedule_owned(task: Queued, is_yield: bool) {
+        let runtime: *const Shared = &*task.scheduler().shared;
+        worker::with_current(|w| match w {
+            Some(cx) if std::ptr::eq(&*cx.shared, runtime) => cx.schedule_local(task, is_yield),
+            _ => {
+                let shared = task.scheduler().shared.clone();
+                shared.schedule_remote(task);
+            }
         })
     }
 
@@ -308,13 +316,14 @@ fn task_info(task: &Task<Sched>) -> TaskInfo {
 }
 
 impl Schedule for Sched {
-    fn schedule(&self, task: Notified<Self>) {
-        self.shared.admit.on_wake(&self.ticket);
-        self.shared.schedule_task(task, false);
+    fn schedule(task: Notified<Self>) {
+        let sched = task.scheduler();
+        sched.shared.admit.on_wake(&sched.ticket);
+        Shared::schedule_owned(task, false);
     }
 
-    fn yield_now(&self, task: Notified<Self>) {
-        self.shared.schedule_task(task, true);
+    fn yield_now(task: Notified<Self>) {
+        Shared::schedule_owned(task, true);
     }
 
     fn release(&self, task: &Task<Self>) -> Option<Task<Self>> {
@@ -365,9 +374,10 @@ impl Admitted for Sched {
         &self.shared.admit
     }
 
-    fn schedule_admitted(&self, task: Notified<Self>) {
-        self.shared.admit.on_admitted(&self.ticket);
-        self.shared.schedule_task(task, false);
+    fn schedule_admitted(task: Notified<Self>) {
+        let sched = task.scheduler();
+        sched.shared.admit.on_admitted(&sched.ticket);
+        Shared::schedule_owned(task, false);
     }
 }
 

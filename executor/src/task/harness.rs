@@ -99,14 +99,10 @@ where
             Poll::Pending => match self.arm_deadline_then_idle() {
                 ToIdle::Ok => {}
                 ToIdle::OkNotified => {
-                    // The transition made the Notified's reference; ours
-                    // keeps the cell (and the scheduler we call) alive until
-                    // the call returns.
+                    // The running reference becomes the Notified's. Nothing
+                    // here reads the cell after handing it over.
                     let task = Task::<S>::from_raw(self.raw());
-                    self.cell().scheduler.yield_now(task.into_notified());
-                    if header.state.ref_dec() {
-                        self.dealloc();
-                    }
+                    S::yield_now(task.into_notified());
                 }
                 ToIdle::OkDealloc => self.dealloc(),
                 ToIdle::Cancelled => {
@@ -348,7 +344,7 @@ where
 {
     let harness = Harness::<F, S>::from_raw(ptr);
     let task = Task::<S>::from_raw(harness.raw());
-    harness.cell().scheduler.schedule(Notified(task));
+    S::schedule(Notified(task));
 }
 
 /// Frees the cell.
@@ -464,14 +460,8 @@ where
 /// A waker woken by value: schedule, drop the reference, or free the task.
 pub(super) fn wake_by_val(raw: RawTask) {
     match raw.header().state.transition_to_notified_by_val() {
-        ToNotified::Submit => {
-            // The transition made the Notified's reference; the waker's
-            // keeps the cell alive through the scheduler call.
-            raw.schedule();
-            if raw.header().state.ref_dec() {
-                raw.dealloc();
-            }
-        }
+        // The waker's reference becomes the Notified's.
+        ToNotified::Submit => raw.schedule(),
         ToNotified::Dealloc => raw.dealloc(),
         ToNotified::DoNothing => {}
     }

@@ -73,11 +73,16 @@ use std::ptr::NonNull;
 /// What a task needs from whoever runs it.
 pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// The task was woken and must be queued to run.
-    fn schedule(&self, task: Notified<Self>);
+    ///
+    /// No `&self`: the scheduler value lives in the task's cell, and once
+    /// the task is queued another thread may run it to its end and free that
+    /// cell while this call is still going. An implementation reads what it
+    /// needs through `task.scheduler()` before it queues the task.
+    fn schedule(task: Notified<Self>);
 
     /// The task woke itself during its own poll (as `yield_now` does): queue
-    /// it behind the work already waiting.
-    fn yield_now(&self, task: Notified<Self>);
+    /// it behind the work already waiting. No `&self`, as for `schedule`.
+    fn yield_now(task: Notified<Self>);
 
     /// The task finished; take it out of the registry. Returns the registry's
     /// reference if it was still there.
@@ -272,17 +277,6 @@ impl<S: 'static> Notified<S> {
         // We hold the Notified, so this only sets CANCELLED (no submission).
         let submitted = header.state.transition_to_notified_and_cancel();
         debug_assert!(!submitted);
-    }
-
-    /// Hands the task to `f` with its own scheduler value, keeping the cell
-    /// alive until `f` returns: once `f` queues the task, another thread may
-    /// run it to its end and drop every other reference.
-    pub(crate) fn with_scheduler(self, f: impl FnOnce(&S, Notified<S>)) {
-        let raw = self.0.raw;
-        raw.header().state.ref_inc();
-        let keep = Task::<S>::from_raw(raw);
-        f(keep.scheduler(), self);
-        drop(keep);
     }
 
     /// Cancels a queued task that will never run (its queue is shutting

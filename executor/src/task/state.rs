@@ -61,9 +61,8 @@ pub(crate) enum ToRunning {
 pub(crate) enum ToIdle {
     /// Idle; the running reference was dropped.
     Ok,
-    /// Woken during the poll: resubmit. The transition made a new reference
-    /// for the `Notified`; the caller drops the running one after submitting
-    /// (so the cell outlives the scheduler call that reads it).
+    /// Woken during the poll: resubmit; the running reference becomes the
+    /// `Notified` reference.
     OkNotified,
     /// Idle and the running reference was the last: free the task.
     OkDealloc,
@@ -134,7 +133,6 @@ impl State {
             }
             s.0 &= !RUNNING;
             let out = if s.is_notified() {
-                s.ref_inc();
                 ToIdle::OkNotified
             } else {
                 s.ref_dec();
@@ -181,12 +179,8 @@ impl State {
                 };
                 (Some(s), out)
             } else {
-                // A new reference for the Notified; the waker's is dropped
-                // by the caller after submitting, so the cell outlives the
-                // scheduler call that reads it (the task may run and end on
-                // another thread the moment it is queued).
+                // The waker's reference becomes the Notified's.
                 s.0 |= NOTIFIED;
-                s.ref_inc();
                 (Some(s), ToNotified::Submit)
             }
         })
@@ -346,9 +340,7 @@ mod tests {
             ToNotified::DoNothing
         ));
         assert!(matches!(s.transition_to_idle(), ToIdle::OkNotified));
-        // One for the Notified, plus the running one the caller still holds.
-        assert_eq!(s.load().ref_count(), 4);
-        assert!(!s.ref_dec());
+        assert_eq!(s.load().ref_count(), 3);
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
         assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
         assert_eq!(s.load().ref_count(), 2);
