@@ -47,7 +47,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub use bulwark_executor::{spawn, try_spawn, Runtime};
+pub use bulwark_executor::spawn::{spawn, try_spawn};
+pub use bulwark_executor::Runtime;
 
 /// The runtime, its builder and handle (as `tokio::runtime`).
 pub mod runtime {

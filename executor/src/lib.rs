@@ -22,7 +22,7 @@
 //!    and `Sched`, the scheduler value each task carries.
 //! 6. `context`: which runtime a thread is in.
 //! 7. `threads`: starting worker threads, at build and later for a role.
-//! 8. [`spawn`]: the spawn path and the spawning API (`spawn`, `Builder`).
+//! 8. [`spawn`](mod@spawn): the spawn path and the spawning API (`spawn`, `Builder`).
 //! 9. [`runtime`]: `Runtime`, its `Builder` and `Handle`.
 //!
 //! # Under loom

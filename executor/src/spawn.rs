@@ -1,7 +1,7 @@
 //! The spawn path and the spawning API: `spawn`, `try_spawn`,
 //! `spawn_blocking`, `task::Builder` and `spawn_wait`.
 //!
-//! Every spawn goes through [`spawn_task`], which reads top-down: admission
+//! Every spawn goes through `spawn_task`, which reads top-down: admission
 //! decides (`Admitter::decide`), the task is made with its admission ticket
 //! and its deadline, and then it is registered and queued, refused, or put in
 //! the admission wait list. The public functions and [`Builder`] only pick the
@@ -464,7 +464,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Spawns onto the current runtime. Errors (rather than panicking) when
-    /// there is none. At capacity, as [`spawn`](super::spawn).
+    /// there is none. At capacity, as [`spawn`](fn@spawn).
     #[track_caller]
     pub fn spawn<F>(self, future: F) -> io::Result<JoinHandle<F::Output>>
     where

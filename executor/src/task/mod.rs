@@ -4,13 +4,13 @@
 //!
 //! This module is the bottom of the executor: it imports nothing from the
 //! scheduler, admission, the blocking pool or the runtime. What a task needs
-//! from whoever runs it is the [`Schedule`] trait; each task carries its own
+//! from whoever runs it is the `Schedule` trait; each task carries its own
 //! scheduler value (`S`), which the scheduler reads back through
-//! [`Task::scheduler`]. The spawning API lives above, in `crate::spawn`.
+//! `Task::scheduler`. The spawning API lives above, in `crate::spawn`.
 //!
 //! # Layout
 //!
-//! A task is a [`core::Cell`]: a header (state word, vtable, id, name, spawn
+//! A task is a `core::Cell`: a header (state word, vtable, id, name, spawn
 //! site, registry key), then the scheduler handle and the *stage* (the future
 //! while it runs, its output once done), then the join waker slot. Everything
 //! that is not generic lives in the header, so wakers, join handles and
@@ -19,7 +19,7 @@
 //!
 //! # State
 //!
-//! See [`state`]: flag bits `RUNNING`, `COMPLETE`, `NOTIFIED`,
+//! See `state`: flag bits `RUNNING`, `COMPLETE`, `NOTIFIED`,
 //! `JOIN_INTEREST`, `JOIN_WAKER`, `CANCELLED` and a reference count. A task
 //! starts with three references: the registry's (the runtime's list of live
 //! tasks, so shutdown can reach idle tasks), the first `Notified`'s, and the
@@ -38,7 +38,7 @@
 //!
 //! # Safety
 //!
-//! The raw pointers handed around ([`RawTask`]) are valid while their holder
+//! The raw pointers handed around (`RawTask`) are valid while their holder
 //! owns a reference; the last reference frees the cell. `RawTask` is a safe
 //! type whose methods rely on that rule; the code that dereferences the
 //! pointer (the vtable entries in `harness`, `RawTask::header`) says in its
