@@ -126,10 +126,22 @@ where
         // SAFETY: we hold RUNNING: the deadline timer field is ours (see
         // `Header::deadline_timer`).
         let slot = unsafe { &mut *header.deadline_timer.get() };
-        if slot.is_none() {
-            let waker = super::deadline_waker(self.cell.cast());
-            *slot = Some(self.cell().scheduler.set_timer(deadline, waker));
+        if slot.is_some() {
+            return;
         }
+        // The poll that ends here may have run past the deadline (a task
+        // that blocks its worker), and no timer was there to see it: the
+        // clock says. One read per task that waits, not per poll.
+        if std::time::Instant::now() >= deadline {
+            header.set_cancel_reason(reason::DEADLINE);
+            // Still RUNNING: this only marks the task, and the transition to
+            // idle that follows drops its future.
+            let submitted = header.state.transition_to_notified_and_cancel();
+            debug_assert!(!submitted);
+            return;
+        }
+        let waker = super::deadline_waker(self.cell.cast());
+        *slot = Some(self.cell().scheduler.set_timer(deadline, waker));
     }
 
     /// The poll returned `Pending`: set the deadline timer if this is the
