@@ -320,7 +320,7 @@ fn serve(stack: &str, port: u16) {
 fn build_bulwark() -> bulwark::runtime::Runtime {
     bulwark::runtime::Runtime::builder()
         .worker_threads(WORKERS)
-        .max_tasks(10_000)
+        .max_tasks(2_000)
         .admission(bulwark::runtime::Admission::adaptive())
         .default_deadline(Some(Duration::from_secs(2)))
         .build()
