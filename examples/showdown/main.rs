@@ -1,0 +1,328 @@
+//! The hostile-load showdown: one HTTP service (`service.rs`), written once,
+//! on three stacks (`stacks.rs`): tokio-naive, tokio-hardened and bulwark.
+//!
+//! ```text
+//! cargo run --release --example showdown [-- --quick] [--scenario NAME] [--stack NAME]
+//! ```
+//!
+//! Each cell (scenario x stack) starts the server as a child process of this
+//! one (`--serve STACK --port 0`, `RLIMIT_NOFILE` 4,096), runs good clients
+//! and the scenario's hostile clients against it from this process, reads
+//! the child's peak RSS (`VmHWM`) and fd count from `/proc`, and for bulwark
+//! the guard counters the child prints when its stdin closes. Results: a
+//! table on stdout, `target/showdown/results.json` and
+//! `target/showdown/showdown.svg`. Everything stays on 127.0.0.1 and every
+//! loop is bounded in count and time.
+
+mod load;
+mod report;
+mod stacks;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The stacks, in table order.
+pub const STACKS: [&str; 3] = ["tokio-naive", "tokio-hardened", "bulwark"];
+/// The scenarios, in table order.
+pub const SCENARIOS: [&str; 7] = [
+    "benign",
+    "fanout",
+    "block",
+    "hang",
+    "leak",
+    "slowloris",
+    "all",
+];
+/// Worker threads of every stack (the machine has 2 cores).
+const WORKERS: usize = 2;
+/// The server's fd limit, every stack.
+const NOFILE: u64 = 4_096;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let Some(stack) = opt("--serve") {
+        let port: u16 = opt("--port").and_then(|p| p.parse().ok()).unwrap_or(0);
+        serve(&stack, port);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let scenarios: Vec<&str> = match opt("--scenario") {
+        Some(s) => SCENARIOS.iter().copied().filter(|x| *x == s).collect(),
+        None => SCENARIOS.to_vec(),
+    };
+    let stacks: Vec<&str> = match opt("--stack") {
+        Some(s) => STACKS.iter().copied().filter(|x| *x == s).collect(),
+        None => STACKS.to_vec(),
+    };
+    if scenarios.is_empty() || stacks.is_empty() {
+        eprintln!("showdown: unknown --scenario or --stack (scenarios: {SCENARIOS:?}, stacks: {STACKS:?})");
+        std::process::exit(2);
+    }
+    let secs = if quick { 2.0 } else { 5.0 };
+    raise_nofile();
+    let mut cells = Vec::new();
+    for scenario in &scenarios {
+        for stack in &stacks {
+            let cell = run_cell(scenario, stack, Duration::from_secs_f64(secs));
+            eprintln!("{}", report::progress(&cell));
+            cells.push(cell);
+        }
+    }
+    report::table(&cells);
+    report::write(&cells);
+}
+
+/// The results of one cell.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub(crate) scenario: String,
+    pub(crate) stack: String,
+    pub(crate) secs: f64,
+    pub(crate) offered_rps: f64,
+    pub(crate) goodput_rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) p999_ms: f64,
+    pub(crate) errors: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) peak_rss_bytes: u64,
+    pub(crate) peak_fds: u64,
+    pub(crate) hostile_sent: u64,
+    pub(crate) hostile_answered: u64,
+    pub(crate) server_exited: bool,
+    pub(crate) guards: Option<serde_json::Value>,
+}
+
+/// Runs one scenario against one stack in a fresh server process.
+fn run_cell(scenario: &str, stack: &str, dur: Duration) -> Cell {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .args(["--serve", stack, "--port", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the server");
+    let pid = child.id();
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("server port");
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("server said {line:?}"));
+
+    // Peak fds: sampled every 20 ms while the load runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            let end = Instant::now() + Duration::from_secs(600);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                    peak = peak.max(d.count() as u64);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let outcome = load::run(addr, scenario, dur);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak_fds = sampler.join().unwrap_or(0);
+    let peak_rss_bytes = vm_hwm(pid);
+    let server_exited = matches!(child.try_wait(), Ok(Some(_)));
+
+    // Stop the server: close its stdin; it prints its guard counters.
+    drop(child.stdin.take());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        let _ = tx.send(rest);
+    });
+    let rest = rx.recv_timeout(Duration::from_secs(3)).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let guards = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("GUARDS "))
+        .and_then(|j| serde_json::from_str(j).ok());
+
+    Cell {
+        scenario: scenario.to_string(),
+        stack: stack.to_string(),
+        secs: dur.as_secs_f64(),
+        offered_rps: outcome.offered_rps,
+        goodput_rps: outcome.ok as f64 / dur.as_secs_f64(),
+        p50_ms: outcome.quantile_ms(0.5),
+        p99_ms: outcome.quantile_ms(0.99),
+        p999_ms: outcome.quantile_ms(0.999),
+        errors: outcome.errors,
+        timeouts: outcome.timeouts,
+        peak_rss_bytes,
+        peak_fds,
+        hostile_sent: outcome.hostile_sent,
+        hostile_answered: outcome.hostile_answered,
+        server_exited,
+        guards: if stack == "bulwark" { guards } else { None },
+    }
+}
+
+/// The peak resident set of `pid`, from `/proc/<pid>/status`.
+fn vm_hwm(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The load generator's own fd limit: raised to its hard limit (slowloris
+/// alone holds 3,000 connections).
+fn raise_nofile() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The server side: sets `RLIMIT_NOFILE`, builds the stack's runtime,
+/// prints `PORT n`, serves until stdin closes, then prints `GUARDS {json}`
+/// (bulwark) and exits.
+fn serve(stack: &str, port: u16) {
+    let lim = libc::rlimit {
+        rlim_cur: NOFILE,
+        rlim_max: NOFILE,
+    };
+    // SAFETY: a plain libc call on a local struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        eprintln!("showdown: setrlimit: {}", std::io::Error::last_os_error());
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (tx, rx) = std::sync::mpsc::channel::<u16>();
+    let mut guards: Option<Box<dyn Fn() -> String>> = None;
+    // Keep the runtime alive until exit.
+    let _keep: Box<dyn std::any::Any> = match stack {
+        "tokio-naive" | "tokio-hardened" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(WORKERS)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let hardened = stack == "tokio-hardened";
+            rt.spawn(async move {
+                let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+                let _ = tx.send(listener.local_addr().expect("addr").port());
+                let res = if hardened {
+                    stacks::tokio_hardened::serve(listener).await
+                } else {
+                    stacks::tokio_naive::serve(listener).await
+                };
+                if let Err(e) = res {
+                    eprintln!(
+                        "showdown: {} server stopped: {e}",
+                        if hardened {
+                            "tokio-hardened"
+                        } else {
+                            "tokio-naive"
+                        }
+                    );
+                }
+            });
+            Box::new(rt)
+        }
+        "bulwark" => {
+            let rt = build_bulwark();
+            let rt = std::sync::Arc::new(rt);
+            let h = rt.handle().clone();
+            rt.block_on(async move {
+                // The accept loop itself outlives the default deadline.
+                drop(
+                    bulwark::task::Builder::new()
+                        .name("accept")
+                        .essential()
+                        .timeout(Duration::from_secs(24 * 3600))
+                        .spawn(async move {
+                            let listener =
+                                bulwark::net::TcpListener::bind(addr).await.expect("bind");
+                            let _ = tx.send(listener.local_addr().expect("addr").port());
+                            if let Err(e) = stacks::bulwark_naive::serve(listener).await {
+                                eprintln!("showdown: bulwark server stopped: {e}");
+                            }
+                        })
+                        .expect("spawn the accept loop"),
+                )
+            });
+            guards = Some(Box::new(move || {
+                let s = h.metrics();
+                serde_json::json!({
+                    "rejected": s.tasks_rejected,
+                    "rejected_at_ceiling": s.rejected_at_ceiling,
+                    "rejected_shedding": s.rejected_shedding,
+                    "deadline_exceeded": s.tasks_deadline_exceeded,
+                    "shedding_transitions": s.shedding_transitions,
+                    "peak_live_tasks": s.tasks_admitted_peak,
+                    "max_tasks": s.max_tasks,
+                    "tasks_spawned": s.tasks_spawned,
+                    "accept_pauses": s.accept_pauses,
+                    "accept_backoffs": s.accept_backoffs,
+                })
+                .to_string()
+            }));
+            Box::new(rt)
+        }
+        other => {
+            eprintln!("showdown: unknown stack {other}");
+            std::process::exit(2);
+        }
+    };
+    let port = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server bound");
+    println!("PORT {port}");
+    let _ = std::io::stdout().flush();
+    // Serve until the parent closes stdin (bounded: 10 minutes).
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        let _ = done_tx.send(());
+    });
+    let _ = done_rx.recv_timeout(Duration::from_secs(600));
+    if let Some(g) = guards {
+        println!("GUARDS {}", g());
+    }
+    let _ = std::io::stdout().flush();
+    // Exit without waiting for tasks stuck in blocking or hung calls.
+    std::process::exit(0);
+}
+
+/// bulwark's runtime with its guards: the only place the bulwark stack
+/// differs from tokio-naive.
+fn build_bulwark() -> bulwark::runtime::Runtime {
+    bulwark::runtime::Runtime::builder()
+        .worker_threads(WORKERS)
+        .max_tasks(2_000)
+        .admission(bulwark::runtime::Admission::adaptive())
+        .default_deadline(Some(Duration::from_secs(2)))
+        .build()
+        .expect("bulwark runtime")
+}

@@ -1,0 +1,290 @@
+//! The three stacks, side by side. Each is a module that brings in its
+//! runtime's names and its hardening hooks, then `include!`s the one
+//! service (`service.rs`). tokio-naive and bulwark expand the very same
+//! hooks (`naive_hooks!`, no guard at all); bulwark's guards are in its
+//! runtime builder (`main.rs`, `build_bulwark`). tokio-hardened spells out
+//! the mitigations people add to a tokio service.
+
+/// The service as most people write it: no limit, no timeout, the accept
+/// loop's `?`, the blocking call inline.
+macro_rules! naive_hooks {
+    () => {
+        async fn accept(listener: &TcpListener) -> std::io::Result<TcpStream> {
+            listener.accept().await.map(|(stream, _)| stream)
+        }
+        /// No limit: a permit that holds nothing.
+        struct Unlimited;
+        fn connection_permit() -> Option<Unlimited> {
+            Some(Unlimited)
+        }
+        fn http1() -> hyper::server::conn::http1::Builder {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(Timer);
+            b
+        }
+        fn service(
+            app: Arc<App>,
+        ) -> impl hyper::service::Service<
+            Request<Incoming>,
+            Response = Resp,
+            Error = Infallible,
+            Future = impl std::future::Future<Output = Result<Resp, Infallible>> + Send,
+        > {
+            hyper::service::service_fn(move |req| handle(app.clone(), req))
+        }
+        fn fanout_permit(_subtasks: u32) -> Option<Unlimited> {
+            Some(Unlimited)
+        }
+        async fn dependency<F: std::future::Future>(call: F) -> Option<F::Output> {
+            Some(call.await)
+        }
+        async fn blocking(f: impl FnOnce() + Send + 'static) {
+            f()
+        }
+    };
+}
+
+/// tokio's multi-thread runtime, the naive service.
+pub mod tokio_naive {
+    use super::tokio_hyper::{io, TokioTimer as Timer};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::{spawn, time::sleep};
+    naive_hooks!();
+    include!("service.rs");
+}
+
+/// bulwark, the naive service unchanged (guards: the runtime builder).
+pub mod bulwark_naive {
+    use bulwark::hyper::BulwarkTimer as Timer;
+    use bulwark::net::{TcpListener, TcpStream};
+    use bulwark::{spawn, time::sleep};
+    fn io(stream: TcpStream) -> TcpStream {
+        stream // bulwark's stream is hyper's Read + Write itself
+    }
+    naive_hooks!();
+    include!("service.rs");
+}
+
+/// tokio's multi-thread runtime, the service hardened with the usual
+/// libraries: tower's load-shed, concurrency-limit and timeout layers, a
+/// semaphore around the fan-out, a timeout on the dependency,
+/// `spawn_blocking` for the blocking call, a connection cap and hyper's
+/// header-read timeout.
+pub mod tokio_hardened {
+    use super::tokio_hyper::{io, TokioTimer as Timer};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::LazyLock;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::OwnedSemaphorePermit;
+    use tokio::{spawn, time::sleep};
+    use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+    /// Open connections at most (the server has 4,096 fds).
+    pub const MAX_CONNECTIONS: usize = 2_000;
+    /// Requests in the service at once; past it, shed with 503.
+    pub const MAX_IN_FLIGHT: usize = 256;
+    /// A request that takes longer is answered 504.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Fan-out subtasks in flight at once, all requests together.
+    pub const MAX_FANOUT_SUBTASKS: usize = 10_000;
+    /// The dependency's (database) timeout; a call takes 1 ms.
+    pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_millis(100);
+    /// Time for a client to send its request head.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+    static CONNECTIONS: LazyLock<Arc<Semaphore>> =
+        LazyLock::new(|| Arc::new(Semaphore::new(MAX_CONNECTIONS)));
+    static FANOUT_SUBTASKS: LazyLock<Arc<Semaphore>> =
+        LazyLock::new(|| Arc::new(Semaphore::new(MAX_FANOUT_SUBTASKS)));
+    static IN_FLIGHT: LazyLock<tower::limit::GlobalConcurrencyLimitLayer> =
+        LazyLock::new(|| tower::limit::GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT));
+
+    async fn accept(listener: &TcpListener) -> std::io::Result<TcpStream> {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => return Ok(stream),
+                // EMFILE and friends: back off instead of dying or spinning.
+                Err(_) => sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+    fn connection_permit() -> Option<OwnedSemaphorePermit> {
+        CONNECTIONS.clone().try_acquire_owned().ok()
+    }
+    fn http1() -> hyper::server::conn::http1::Builder {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(Timer).header_read_timeout(HEADER_READ_TIMEOUT);
+        b
+    }
+    fn service(app: Arc<App>) -> Tower<impl TowerService> {
+        let svc = ServiceBuilder::new()
+            .load_shed()
+            .layer(IN_FLIGHT.clone())
+            .timeout(REQUEST_TIMEOUT)
+            .service_fn(move |req| handle(app.clone(), req));
+        Tower(svc)
+    }
+    fn fanout_permit(subtasks: u32) -> Option<OwnedSemaphorePermit> {
+        FANOUT_SUBTASKS
+            .clone()
+            .try_acquire_many_owned(subtasks)
+            .ok()
+    }
+    async fn dependency<F: Future>(call: F) -> Option<F::Output> {
+        tokio::time::timeout(DEPENDENCY_TIMEOUT, call).await.ok()
+    }
+    async fn blocking(f: impl FnOnce() + Send + 'static) {
+        let _ = tokio::task::spawn_blocking(f).await;
+    }
+
+    /// The tower stack's bounds.
+    pub trait TowerService:
+        tower::Service<Request<Incoming>, Response = Resp, Error = BoxError, Future: Send>
+        + Clone
+        + Send
+        + 'static
+    {
+    }
+    impl<S> TowerService for S where
+        S: tower::Service<Request<Incoming>, Response = Resp, Error = BoxError, Future: Send>
+            + Clone
+            + Send
+            + 'static
+    {
+    }
+
+    /// A tower service as a hyper service (as hyper-util's
+    /// `TowerToHyperService`); tower's errors become 503 or 504.
+    pub struct Tower<S>(S);
+
+    impl<S: TowerService> hyper::service::Service<Request<Incoming>> for Tower<S> {
+        type Response = Resp;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
+
+        fn call(&self, req: Request<Incoming>) -> Self::Future {
+            let svc = self.0.clone();
+            Box::pin(async move {
+                Ok(match svc.oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(e) if e.is::<tower::load_shed::error::Overloaded>() => {
+                        reply(StatusCode::SERVICE_UNAVAILABLE)
+                    }
+                    Err(_) => reply(StatusCode::GATEWAY_TIMEOUT),
+                })
+            })
+        }
+    }
+
+    include!("service.rs");
+}
+
+/// hyper's runtime traits for tokio, as hyper-util's `TokioIo` and
+/// `TokioTimer` (written out to keep hyper-util out of the dependencies; a
+/// copy of `benches/io.rs`'s).
+pub mod tokio_hyper {
+    use std::future::Future;
+    use std::io::{self, IoSlice};
+    use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
+    use std::time::{Duration, Instant};
+
+    use hyper::rt::{ReadBufCursor, Sleep, Timer};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::TcpStream;
+
+    /// A tokio `TcpStream` as `hyper::rt::Read` and `hyper::rt::Write`.
+    pub struct TokioIo(pub TcpStream);
+
+    /// Wraps a stream for hyper.
+    pub fn io(stream: TcpStream) -> TokioIo {
+        TokioIo(stream)
+    }
+
+    impl hyper::rt::Read for TokioIo {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            mut buf: ReadBufCursor<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            // SAFETY: the slice goes only to a tokio `ReadBuf`, which never
+            // de-initializes bytes (hyper's requirement on `as_mut`).
+            let unfilled = unsafe { buf.as_mut() };
+            let mut tbuf = ReadBuf::uninit(unfilled);
+            ready!(Pin::new(&mut this.0).poll_read(cx, &mut tbuf))?;
+            let n = tbuf.filled().len();
+            // SAFETY: the read filled, so initialized, the first `n` bytes
+            // of the unfilled part.
+            unsafe { buf.advance(n) };
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl hyper::rt::Write for TokioIo {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.0.is_write_vectored()
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        }
+    }
+
+    /// hyper's timer on tokio's.
+    #[derive(Clone, Copy)]
+    pub struct TokioTimer;
+
+    /// A tokio sleep as a `hyper::rt::Sleep` (boxed inside, so `Unpin`).
+    struct TokioSleep(Pin<Box<tokio::time::Sleep>>);
+
+    impl Future for TokioSleep {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.0.as_mut().poll(cx)
+        }
+    }
+
+    impl Sleep for TokioSleep {}
+
+    impl Timer for TokioTimer {
+        fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+            Box::pin(TokioSleep(Box::pin(tokio::time::sleep(duration))))
+        }
+
+        fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+            Box::pin(TokioSleep(Box::pin(tokio::time::sleep_until(
+                deadline.into(),
+            ))))
+        }
+
+        fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+            match sleep.as_mut().downcast_mut_pin::<TokioSleep>() {
+                Some(ours) => ours.get_mut().0.as_mut().reset(new_deadline.into()),
+                None => *sleep = self.sleep_until(new_deadline),
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Runs `showdown --quick --scenario fanout` (the example binary that
+//! `cargo test` builds) and checks `target/showdown/results.json`: every
+//! field in every cell, the guard counters for bulwark, and that bulwark
+//! keeps its good clients' latency below tokio-naive's under the fan-out
+//! flood, compared within the one run.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/examples/showdown`, next to this test's `deps/`.
+fn showdown_exe() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile = exe.parent()?.parent()?;
+    let p = profile.join("examples").join("showdown");
+    p.exists().then_some(p)
+}
+
+#[test]
+fn showdown_quick_fanout() {
+    let Some(exe) = showdown_exe() else {
+        eprintln!("showdown example not built; skipped");
+        return;
+    };
+    let start = Instant::now();
+    let status = Command::new(&exe)
+        .args(["--quick", "--scenario", "fanout"])
+        .status()
+        .expect("run showdown");
+    assert!(status.success(), "showdown failed: {status}");
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let target = exe.ancestors().nth(3).expect("target dir");
+    let text = std::fs::read_to_string(target.join("showdown").join("results.json"))
+        .expect("results.json");
+    let cells: Vec<serde_json::Value> = serde_json::from_str(&text).expect("results.json parses");
+    assert_eq!(cells.len(), 3, "one cell per stack");
+    for c in &cells {
+        for field in [
+            "scenario",
+            "stack",
+            "offered_rps",
+            "goodput_rps",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "errors",
+            "timeouts",
+            "peak_rss_bytes",
+            "peak_fds",
+        ] {
+            assert!(c.get(field).is_some(), "{field} missing in {c}");
+        }
+        assert_eq!(c["scenario"], "fanout");
+        assert!(c["peak_rss_bytes"].as_u64().unwrap() > 0);
+        assert!(c["peak_fds"].as_u64().unwrap() > 0);
+    }
+    let cell = |stack: &str| {
+        cells
+            .iter()
+            .find(|c| c["stack"] == stack)
+            .unwrap_or_else(|| panic!("no {stack} cell"))
+    };
+    let bulwark = cell("bulwark");
+    let naive = cell("tokio-naive");
+    cell("tokio-hardened");
+    let guards = bulwark["guards"].as_object().expect("bulwark guards");
+    for g in [
+        "rejected",
+        "deadline_exceeded",
+        "shedding_transitions",
+        "peak_live_tasks",
+    ] {
+        assert!(guards.contains_key(g), "guard {g} missing");
+    }
+    assert!(
+        guards["rejected"].as_u64().unwrap() > 0,
+        "the ceiling never bit"
+    );
+    // Goodput: bulwark must not serve fewer good requests than tokio-naive
+    // (a 10% margin for a noisy machine). The flood hurts tokio-naive's
+    // latency long before its goodput, so that is the sharp check.
+    let g = |c: &serde_json::Value| c["goodput_rps"].as_f64().unwrap();
+    let p99 = |c: &serde_json::Value| c["p99_ms"].as_f64().unwrap();
+    assert!(
+        g(bulwark) >= 0.9 * g(naive),
+        "goodput: bulwark {} tokio-naive {}",
+        g(bulwark),
+        g(naive)
+    );
+    assert!(
+        p99(bulwark) < p99(naive),
+        "p99: bulwark {} ms, tokio-naive {} ms",
+        p99(bulwark),
+        p99(naive)
+    );
+}
