@@ -1,8 +1,9 @@
 //! The hard task ceiling (`Builder::max_tasks`, `Admission::Reject`): live
 //! tasks never exceed it under a spawn storm from eight threads; every spawn
 //! past it is rejected with its future dropped unpolled; `try_spawn` gives the
-//! refused future back; `spawn` at the ceiling neither blocks nor panics; and
-//! a ceiling of zero is refused at build time.
+//! refused future back; `spawn` at the ceiling neither blocks nor panics; a
+//! rejected spawn allocates no task; and a ceiling of zero is refused at build
+//! time.
 
 mod common;
 
@@ -18,6 +19,37 @@ use bulwark::runtime::{Admission, Runtime};
 use bulwark::task::{JoinError, JoinHandle};
 use common::{builder, panic_message, runtime_with_ceiling, wait_until, within, DropCounter, Live};
 use tokio::sync::oneshot;
+
+/// The system allocator, counting the bytes each thread allocates, so a
+/// test can see what one thread's spawns cost in memory.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; the count is
+// a thread-local `Cell` with a const initialiser, which never allocates.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATED.try_with(|n| n.set(n.get() + layout.size()));
+        // SAFETY: the caller's contract for `alloc`, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract for `dealloc`, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Bytes this thread has allocated so far.
+fn allocated_here() -> usize {
+    ALLOCATED.with(|n| n.get())
+}
 
 /// Spawning threads in the storm.
 const THREADS: usize = 8;
@@ -487,5 +519,52 @@ fn max_tasks_zero_is_refused_at_build_and_one_works() {
             rt.block_on(third).expect("a task after room freed failed"),
             3
         );
+    });
+}
+
+#[test]
+fn a_rejected_spawn_allocates_no_task() {
+    // DESIGN's invariant: a rejected spawn drops its future at once and holds
+    // no task allocation. A fan-out that keeps 1,000 rejected handles must
+    // not keep 1,000 tasks (with their futures) alive.
+    within(20, "spawns at a full ceiling to be rejected", || {
+        const SPAWNS: usize = 1_000;
+        let rt = runtime_with_ceiling(1, 1);
+        let (tx, rx) = oneshot::channel::<()>();
+        let holder = rt.spawn(async move {
+            let _ = rx.await;
+        });
+        wait_until(10, "the holder to take the one permit", || {
+            rt.metrics().tasks_admitted_live == 1
+        });
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::with_capacity(SPAWNS);
+        let before = allocated_here();
+        for _ in 0..SPAWNS {
+            let guard = DropCounter::new(&drops);
+            let ballast = [7u8; 1024];
+            handles.push(rt.spawn(async move {
+                let _guard = guard;
+                ballast.len()
+            }));
+        }
+        let per_spawn = (allocated_here() - before) / SPAWNS;
+        assert_eq!(
+            drops.load(SeqCst),
+            SPAWNS,
+            "every refused future dropped at once"
+        );
+        assert!(
+            per_spawn < 256,
+            "a rejected spawn allocated {per_spawn} bytes: a task (with its 1 KiB future) \
+             was made"
+        );
+        for h in handles {
+            assert!(h.is_finished());
+            let err = futures::executor::block_on(h).expect_err("rejected");
+            assert!(err.is_rejected(), "{err}");
+        }
+        tx.send(()).unwrap();
+        rt.block_on(holder).unwrap();
     });
 }

@@ -128,6 +128,23 @@ where
         return Err(SpawnError { future, shedding });
     }
 
+    if let Decision::Reject { shedding } = decision {
+        // Refused: no task is made. The future is dropped here and now (a
+        // panic in its destructor is caught: the handle says rejected either
+        // way), and the handle resolves to the rejection.
+        worker::with_local(shared, |local| match local {
+            Some(cx) => {
+                cx.counters().spawned.bump();
+                cx.counters().rejected.bump();
+            }
+            None => {
+                SharedCounters::bump(&shared.counters.spawned);
+                SharedCounters::bump(&shared.counters.rejected);
+            }
+        });
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(future)));
+        return Ok(JoinHandle::rejected(Id::next(), shedding));
+    }
     // One look at this thread's worker serves the clock, the count and the
     // queue.
     let join = worker::with_local(shared, |local| {
@@ -158,10 +175,7 @@ where
             None => SharedCounters::bump(&shared.counters.spawned),
         }
         match decision {
-            Decision::Reject { shedding } => {
-                drop(notified);
-                task.reject(shedding);
-            }
+            Decision::Reject { .. } => unreachable!("refused spawns return above"),
             Decision::Admit => {
                 // The timer is set at the task's first `Pending` (most tasks
                 // finish first), unless the deadline has passed already: then

@@ -23,15 +23,25 @@ use std::task::{Context, Poll};
 /// assert_eq!(answer, 42);
 /// ```
 pub struct JoinHandle<T> {
-    raw: RawTask,
+    inner: Inner,
     _output: PhantomData<T>,
+}
+
+enum Inner {
+    /// A task: the handle owns one of its references.
+    Task(RawTask),
+    /// Admission refused the spawn before a task was made: the future was
+    /// dropped at once and nothing is allocated; awaiting the handle gives
+    /// the rejection. `shedding`: refused by adaptive shedding, not the
+    /// ceiling.
+    Rejected { id: Id, shedding: bool },
 }
 
 // SAFETY: the handle only moves `T` out (when the task is complete), so it may
 // be sent wherever `T` may.
 unsafe impl<T: Send> Send for JoinHandle<T> {}
 // SAFETY: `&JoinHandle` gives access to nothing but the atomic state word
-// (`is_finished`, `id`, `abort`), never to `T`.
+// (`is_finished`, `id`, `abort`) or plain copied data, never to `T`.
 unsafe impl<T: Send> Sync for JoinHandle<T> {}
 
 impl<T> Unpin for JoinHandle<T> {}
@@ -39,7 +49,17 @@ impl<T> Unpin for JoinHandle<T> {}
 impl<T> JoinHandle<T> {
     pub(crate) fn new(raw: RawTask) -> JoinHandle<T> {
         JoinHandle {
-            raw,
+            inner: Inner::Task(raw),
+            _output: PhantomData,
+        }
+    }
+
+    /// The handle of a spawn that admission refused before making a task:
+    /// it resolves at once to a rejected `JoinError` (which names no task
+    /// name: none was kept).
+    pub(crate) fn rejected(id: Id, shedding: bool) -> JoinHandle<T> {
+        JoinHandle {
+            inner: Inner::Rejected { id, shedding },
             _output: PhantomData,
         }
     }
@@ -49,18 +69,26 @@ impl<T> JoinHandle<T> {
     /// the handle then gives a [`JoinError`] with `is_cancelled()`, unless the
     /// task finished first, in which case its output is kept.
     pub fn abort(&self) {
-        self.raw.remote_abort();
+        if let Inner::Task(raw) = self.inner {
+            raw.remote_abort();
+        }
     }
 
     /// True once the task has finished (with an output, a panic or by
     /// cancellation); awaiting the handle then returns at once.
     pub fn is_finished(&self) -> bool {
-        self.raw.header().state.load().is_complete()
+        match self.inner {
+            Inner::Task(raw) => raw.header().state.load().is_complete(),
+            Inner::Rejected { .. } => true,
+        }
     }
 
     /// The task's id.
     pub fn id(&self) -> Id {
-        self.raw.header().id
+        match self.inner {
+            Inner::Task(raw) => raw.header().id,
+            Inner::Rejected { id, .. } => id,
+        }
     }
 }
 
@@ -68,11 +96,22 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let raw = match self.inner {
+            Inner::Task(raw) => raw,
+            Inner::Rejected { id, shedding } => {
+                let why = if shedding {
+                    "the runtime is shedding load (adaptive admission)"
+                } else {
+                    "the runtime is at its task ceiling (max_tasks)"
+                };
+                return Poll::Ready(Err(JoinError::rejected(id, None, why)));
+            }
+        };
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
         // SAFETY: `out` has the task's output type (this handle was made for
         // it at spawn) and we are its join handle.
         unsafe {
-            self.raw.try_read_output(
+            raw.try_read_output(
                 &mut out as *mut Poll<Result<T, JoinError>> as *mut (),
                 cx.waker(),
             )
@@ -83,7 +122,9 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        self.raw.drop_join_handle();
+        if let Inner::Task(raw) = self.inner {
+            raw.drop_join_handle();
+        }
     }
 }
 

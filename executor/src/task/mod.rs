@@ -185,18 +185,6 @@ impl<S: 'static> Task<S> {
         raw.shutdown();
     }
 
-    /// Admission refused the task: cancel it before it ever runs, with the
-    /// reason its join handle reports. Consumes this reference.
-    pub(crate) fn reject(self, shedding: bool) {
-        let why = if shedding {
-            reason::REJECTED_SHEDDING
-        } else {
-            reason::REJECTED_CEILING
-        };
-        self.raw.header().set_cancel_reason(why);
-        self.shutdown();
-    }
-
     pub(crate) fn header(&self) -> &self::core::Header {
         self.raw.header()
     }
