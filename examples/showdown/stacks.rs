@@ -46,7 +46,12 @@ macro_rules! naive_hooks {
 
 /// tokio's multi-thread runtime, the naive service.
 pub mod tokio_naive {
-    use super::tokio_hyper::{io, TokioTimer as Timer};
+    use super::tokio_hyper::{TokioIo, TokioTimer as Timer};
+
+    /// A tokio stream as hyper wants it.
+    fn io(stream: tokio::net::TcpStream) -> TokioIo {
+        TokioIo(stream)
+    }
     use tokio::net::{TcpListener, TcpStream};
     use tokio::{spawn, time::sleep};
     naive_hooks!();
@@ -71,7 +76,12 @@ pub mod bulwark_naive {
 /// `spawn_blocking` for the blocking call, a connection cap and hyper's
 /// header-read timeout.
 pub mod tokio_hardened {
-    use super::tokio_hyper::{io, TokioTimer as Timer};
+    use super::tokio_hyper::{TokioIo, TokioTimer as Timer};
+
+    /// A tokio stream as hyper wants it.
+    fn io(stream: tokio::net::TcpStream) -> TokioIo {
+        TokioIo(stream)
+    }
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::LazyLock;
@@ -180,111 +190,7 @@ pub mod tokio_hardened {
     include!("service.rs");
 }
 
-/// hyper's runtime traits for tokio, as hyper-util's `TokioIo` and
-/// `TokioTimer` (written out to keep hyper-util out of the dependencies; a
-/// copy of `benches/io.rs`'s).
-pub mod tokio_hyper {
-    use std::future::Future;
-    use std::io::{self, IoSlice};
-    use std::pin::Pin;
-    use std::task::{ready, Context, Poll};
-    use std::time::{Duration, Instant};
-
-    use hyper::rt::{ReadBufCursor, Sleep, Timer};
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio::net::TcpStream;
-
-    /// A tokio `TcpStream` as `hyper::rt::Read` and `hyper::rt::Write`.
-    pub struct TokioIo(pub TcpStream);
-
-    /// Wraps a stream for hyper.
-    pub fn io(stream: TcpStream) -> TokioIo {
-        TokioIo(stream)
-    }
-
-    impl hyper::rt::Read for TokioIo {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            mut buf: ReadBufCursor<'_>,
-        ) -> Poll<io::Result<()>> {
-            let this = self.get_mut();
-            // SAFETY: the slice goes only to a tokio `ReadBuf`, which never
-            // de-initializes bytes (hyper's requirement on `as_mut`).
-            let unfilled = unsafe { buf.as_mut() };
-            let mut tbuf = ReadBuf::uninit(unfilled);
-            ready!(Pin::new(&mut this.0).poll_read(cx, &mut tbuf))?;
-            let n = tbuf.filled().len();
-            // SAFETY: the read filled, so initialized, the first `n` bytes
-            // of the unfilled part.
-            unsafe { buf.advance(n) };
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl hyper::rt::Write for TokioIo {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            self.0.is_write_vectored()
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().0).poll_flush(cx)
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-        }
-    }
-
-    /// hyper's timer on tokio's.
-    #[derive(Clone, Copy)]
-    pub struct TokioTimer;
-
-    /// A tokio sleep as a `hyper::rt::Sleep` (boxed inside, so `Unpin`).
-    struct TokioSleep(Pin<Box<tokio::time::Sleep>>);
-
-    impl Future for TokioSleep {
-        type Output = ();
-
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-            self.0.as_mut().poll(cx)
-        }
-    }
-
-    impl Sleep for TokioSleep {}
-
-    impl Timer for TokioTimer {
-        fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-            Box::pin(TokioSleep(Box::pin(tokio::time::sleep(duration))))
-        }
-
-        fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
-            Box::pin(TokioSleep(Box::pin(tokio::time::sleep_until(
-                deadline.into(),
-            ))))
-        }
-
-        fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
-            match sleep.as_mut().downcast_mut_pin::<TokioSleep>() {
-                Some(ours) => ours.get_mut().0.as_mut().reset(new_deadline.into()),
-                None => *sleep = self.sleep_until(new_deadline),
-            }
-        }
-    }
-}
+/// hyper's runtime traits for tokio (`TokioIo`, `TokioTimer`), shared with
+/// `benches/io.rs`.
+#[path = "../../benches/support/tokio_hyper.rs"]
+pub mod tokio_hyper;

@@ -46,8 +46,6 @@ pub(crate) mod reason {
     pub(crate) const CANCELLED: u8 = 0;
     /// Its deadline passed.
     pub(crate) const DEADLINE: u8 = 1;
-    /// Admission refused it: the runtime is at its task ceiling.
-    pub(crate) const REJECTED_CEILING: u8 = 2;
     /// Admission refused it: the runtime is shedding load.
     pub(crate) const REJECTED_SHEDDING: u8 = 3;
 }

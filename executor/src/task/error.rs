@@ -49,7 +49,14 @@ impl JoinError {
         }
     }
 
-    pub(crate) fn rejected(id: Id, name: Option<&str>, why: &'static str) -> JoinError {
+    /// Admission refused the task: `shedding` if adaptive shedding did,
+    /// else the task ceiling.
+    pub(crate) fn rejected(id: Id, name: Option<&str>, shedding: bool) -> JoinError {
+        let why = if shedding {
+            "the runtime is shedding load (adaptive admission)"
+        } else {
+            "the runtime is at its task ceiling (max_tasks)"
+        };
         JoinError {
             id,
             name: name.map(Into::into),

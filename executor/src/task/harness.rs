@@ -194,18 +194,9 @@ where
                 JoinError::deadline_exceeded(id, name),
                 Finish::DeadlineExceeded,
             ),
-            (Ok(()), reason::REJECTED_CEILING) => (
-                JoinError::rejected(id, name, "the runtime is at its task ceiling (max_tasks)"),
-                Finish::Rejected,
-            ),
-            (Ok(()), reason::REJECTED_SHEDDING) => (
-                JoinError::rejected(
-                    id,
-                    name,
-                    "the runtime is shedding load (adaptive admission)",
-                ),
-                Finish::Rejected,
-            ),
+            (Ok(()), reason::REJECTED_SHEDDING) => {
+                (JoinError::rejected(id, name, true), Finish::Rejected)
+            }
             (Ok(()), _) => (JoinError::cancelled(id, name), Finish::Cancelled),
         };
         // SAFETY: as above.

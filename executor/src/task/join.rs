@@ -99,12 +99,7 @@ impl<T> Future for JoinHandle<T> {
         let raw = match self.inner {
             Inner::Task(raw) => raw,
             Inner::Rejected { id, shedding } => {
-                let why = if shedding {
-                    "the runtime is shedding load (adaptive admission)"
-                } else {
-                    "the runtime is at its task ceiling (max_tasks)"
-                };
-                return Poll::Ready(Err(JoinError::rejected(id, None, why)));
+                return Poll::Ready(Err(JoinError::rejected(id, None, shedding)));
             }
         };
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
