@@ -1,8 +1,8 @@
 //! Runs `showdown --quick --scenario fanout` (the example binary that
 //! `cargo test` builds) and checks `target/showdown/results.json`: every
 //! field in every cell, the guard counters for bulwark, and that bulwark
-//! keeps its good clients' latency below tokio-naive's under the fan-out
-//! flood, compared within the one run.
+//! serves more good requests than tokio-naive under the fan-out flood, with
+//! a lower p99, compared within the one run.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -87,17 +87,30 @@ fn showdown_quick_fanout() {
         guards["rejected"].as_u64().unwrap() > 0,
         "the ceiling never bit"
     );
-    // Goodput: bulwark must not serve fewer good requests than tokio-naive
-    // (a 10% margin for a noisy machine). The flood hurts tokio-naive's
-    // latency long before its goodput, so that is the sharp check.
+    // Goodput: bulwark must serve more good requests than tokio-naive, by
+    // at least 10% (a margin for a noisy machine). No stack can serve more
+    // than the offered rate, so when the flood did not cost tokio-naive
+    // goodput in this run (it served 95% of the offered rate or more, as an
+    // optimized build on a fast machine can in a 2 s cell), bulwark must
+    // serve 95% of it too; its latency is then the sharp check below.
     let g = |c: &serde_json::Value| c["goodput_rps"].as_f64().unwrap();
     let p99 = |c: &serde_json::Value| c["p99_ms"].as_f64().unwrap();
-    assert!(
-        g(bulwark) >= 0.9 * g(naive),
-        "goodput: bulwark {} tokio-naive {}",
-        g(bulwark),
-        g(naive)
-    );
+    let offered = naive["offered_rps"].as_f64().unwrap();
+    if g(naive) < 0.95 * offered {
+        assert!(
+            g(bulwark) >= 1.1 * g(naive),
+            "goodput: bulwark {} tokio-naive {} (bulwark must be 1.1x or more)",
+            g(bulwark),
+            g(naive)
+        );
+    } else {
+        assert!(
+            g(bulwark) >= 0.95 * offered,
+            "goodput: bulwark {} of {offered} offered, tokio-naive {}",
+            g(bulwark),
+            g(naive)
+        );
+    }
     assert!(
         p99(bulwark) < p99(naive),
         "p99: bulwark {} ms, tokio-naive {} ms",

@@ -40,6 +40,9 @@ pub const HOSTILE: [(&str, f64); 4] = [
     ("/hang", 50.0),
     ("/leak", 50.0),
 ];
+/// How long the attack runs before the good clients' measured window
+/// opens (scenarios with hostile load only).
+pub const ATTACK_LEAD: Duration = Duration::from_secs(2);
 /// Slowloris connections.
 pub const SLOWLORIS_CONNS: usize = 3_000;
 
@@ -85,7 +88,16 @@ pub fn run(addr: SocketAddr, scenario: &str, dur: Duration) -> Outcome {
     let scenario = scenario.to_string();
     rt.block_on(async move {
         // Good connections first, so they exist before the attack starts.
-        let start = Instant::now() + Duration::from_millis(200);
+        // The attack then runs for `ATTACK_LEAD` before the good clients'
+        // measured window opens: they arrive at a service already under
+        // attack, not in an attack's first seconds.
+        let attack = Instant::now() + Duration::from_millis(200);
+        let hostile_load = scenario != "benign";
+        let start = if hostile_load {
+            attack + ATTACK_LEAD
+        } else {
+            attack
+        };
         let end = start + dur;
         let interval = Duration::from_secs_f64(GOOD_CONNS as f64 / GOOD_RPS);
         let mut good = Vec::new();
@@ -96,13 +108,13 @@ pub fn run(addr: SocketAddr, scenario: &str, dur: Duration) -> Outcome {
         let mut hostile = Vec::new();
         for (route, rate) in HOSTILE {
             if scenario == route[1..] || scenario == "all" {
-                hostile.push(tokio::spawn(hostile_route(addr, route, rate, start, end)));
+                hostile.push(tokio::spawn(hostile_route(addr, route, rate, attack, end)));
             }
         }
         let mut slow = Vec::new();
         if scenario == "slowloris" || scenario == "all" {
             for i in 0..SLOWLORIS_CONNS {
-                let at = start + Duration::from_secs_f64(i as f64 / SLOWLORIS_CONNS as f64);
+                let at = attack + Duration::from_secs_f64(i as f64 / SLOWLORIS_CONNS as f64);
                 slow.push(tokio::spawn(slowloris(addr, at, end)));
             }
         }
@@ -170,7 +182,8 @@ async fn good_conn(
         hist: new_hist(),
     };
     let fail_us = GOOD_TIMEOUT.as_micros() as u64;
-    let mut sender: Option<Sender> = None;
+    // Connected before the attack starts, as a service's regular clients are.
+    let mut sender: Option<Sender> = connect(addr).await;
     let mut next = first;
     while next < end {
         tokio::time::sleep_until(next.into()).await;
