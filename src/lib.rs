@@ -62,7 +62,10 @@ pub mod task {
     pub use bulwark_executor::spawn::{
         spawn, spawn_blocking, try_spawn, Builder, SpawnError, SpawnWait,
     };
-    pub use bulwark_executor::task::{deadline, id, try_id, yield_now, Id, JoinError, JoinHandle};
+    pub use bulwark_executor::task::{
+        deadline, id, lift_deadline, scope_deadline, try_id, yield_now, Id, JoinError, JoinHandle,
+        ScopeDeadline,
+    };
 }
 
 /// Time: `sleep`, `sleep_until`, `timeout`, `interval` (as `tokio::time`).

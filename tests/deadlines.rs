@@ -579,3 +579,96 @@ fn tasks_queued_past_their_deadline_are_dropped_and_few_are_ever_polled() {
         );
     });
 }
+
+#[test]
+fn a_task_that_lifts_its_deadline_outlives_it_even_after_its_timer_was_set() {
+    within(30, "tasks that lift their deadlines", || {
+        let rt = runtime(2);
+        let handle = task::Builder::new()
+            .timeout(Duration::from_millis(100))
+            .spawn_on(
+                async {
+                    // Waits first, so the deadline timer is set, then lifts.
+                    bulwark::time::sleep(Duration::from_millis(20)).await;
+                    let lifted = task::lift_deadline();
+                    assert!(lifted.is_some(), "the task had a deadline to lift");
+                    assert_eq!(task::deadline(), None);
+                    bulwark::time::sleep(Duration::from_millis(300)).await;
+                    // A child spawned now inherits nothing.
+                    bulwark::spawn(async { task::deadline() }).await.unwrap()
+                },
+                rt.handle(),
+            )
+            .expect("spawn");
+        assert_eq!(
+            rt.block_on(handle)
+                .expect("the task was dropped at its lifted deadline"),
+            None
+        );
+        // A task that lifts in its first poll never sets the timer at all.
+        let mut b = builder(2);
+        b.default_deadline(Some(Duration::from_millis(50)));
+        let rt = b.build().expect("runtime");
+        let handle = rt.spawn(async {
+            task::lift_deadline();
+            bulwark::time::sleep(Duration::from_millis(200)).await;
+            "served"
+        });
+        assert_eq!(rt.block_on(handle).expect("lifted"), "served");
+    });
+}
+
+#[test]
+fn a_scope_deadline_bounds_its_future_and_its_children_not_the_task() {
+    within(30, "deadline scopes", || {
+        let rt = runtime(2);
+        let child_drops = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::clone(&child_drops);
+        let handle = task::Builder::new()
+            .timeout(Duration::from_secs(20))
+            .spawn_on(
+                async move {
+                    let own = task::deadline().expect("the task's own deadline");
+                    let outer = Instant::now() + Duration::from_millis(100);
+                    let inner = Instant::now() + Duration::from_secs(10);
+                    let guard = DropCounter::new(&drops);
+                    let scoped = task::scope_deadline(outer, async move {
+                        assert_eq!(task::deadline(), Some(outer));
+                        // Nested: the earlier deadline wins.
+                        let seen = task::scope_deadline(inner, async { task::deadline() })
+                            .await
+                            .expect("the inner scope's future is ready at once");
+                        assert_eq!(seen, Some(outer), "a later inner scope cannot extend");
+                        let child = bulwark::spawn(async move {
+                            let _guard = guard;
+                            pending::<()>().await
+                        });
+                        let detached = task::Builder::new()
+                            .detached_deadline()
+                            .spawn(async { task::deadline() })
+                            .expect("spawn detached");
+                        assert_eq!(detached.await.unwrap(), None, "detached inherits no scope");
+                        child.await
+                    })
+                    .await;
+                    // Back outside the scope: the task's own deadline, and the
+                    // task goes on.
+                    assert_eq!(task::deadline(), Some(own));
+                    scoped
+                },
+                rt.handle(),
+            )
+            .expect("spawn");
+        let scoped = rt.block_on(handle).expect("the task itself ends normally");
+        // The child's inherited deadline and the scope's are the same instant:
+        // either the scope ends first (Err(Elapsed)) or the child's deadline
+        // does and the scope sees its error.
+        match scoped {
+            Err(_elapsed) => {}
+            Ok(child) => assert_deadline_exceeded(child, "the scope's child"),
+        }
+        wait_until(5, "the scope's child to be dropped", || {
+            child_drops.load(SeqCst) == 1
+        });
+    });
+}

@@ -11,8 +11,14 @@
 //!   1 s: `/fanout` 2,000/s (2,000,000 subtasks/s asked for), `/block` 30/s
 //!   (1.5 s of blocking per second asked for, on 2 workers), `/hang` 50/s,
 //!   `/leak` 50/s;
+//! - hang-holdon: `/hang` at 10/s from clients that never give up (they hold
+//!   on until the cell ends);
 //! - slowloris: 3,000 connections opened over the first second, each
-//!   sending one header byte a second and never finishing its head.
+//!   sending one header byte a second and never finishing its head;
+//!   slowloris-fds: the same with 5,000, more than the server's 4,096 fds.
+//!
+//! In every scenario with hostile load the attack starts `ATTACK_LEAD`
+//! before the good clients' measured window.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -45,6 +51,12 @@ pub const HOSTILE: [(&str, f64); 4] = [
 pub const ATTACK_LEAD: Duration = Duration::from_secs(2);
 /// Slowloris connections.
 pub const SLOWLORIS_CONNS: usize = 3_000;
+/// Slowloris connections of `slowloris-fds`: more than the server's 4,096
+/// fds.
+pub const SLOWLORIS_FDS_CONNS: usize = 5_000;
+/// `hang-holdon`: `/hang` clients that never give up (until the cell
+/// ends), at this rate.
+pub const HANG_HOLDON_RPS: f64 = 10.0;
 
 /// What one cell's load saw.
 pub struct Outcome {
@@ -108,13 +120,31 @@ pub fn run(addr: SocketAddr, scenario: &str, dur: Duration) -> Outcome {
         let mut hostile = Vec::new();
         for (route, rate) in HOSTILE {
             if scenario == route[1..] || scenario == "all" {
-                hostile.push(tokio::spawn(hostile_route(addr, route, rate, attack, end)));
+                let give_up = Some(HOSTILE_GIVE_UP);
+                hostile.push(tokio::spawn(hostile_route(
+                    addr, route, rate, give_up, attack, end,
+                )));
             }
         }
+        if scenario == "hang-holdon" {
+            hostile.push(tokio::spawn(hostile_route(
+                addr,
+                "/hang",
+                HANG_HOLDON_RPS,
+                None,
+                attack,
+                end,
+            )));
+        }
         let mut slow = Vec::new();
-        if scenario == "slowloris" || scenario == "all" {
-            for i in 0..SLOWLORIS_CONNS {
-                let at = attack + Duration::from_secs_f64(i as f64 / SLOWLORIS_CONNS as f64);
+        let slow_conns = match scenario.as_str() {
+            "slowloris" | "all" => SLOWLORIS_CONNS,
+            "slowloris-fds" => SLOWLORIS_FDS_CONNS,
+            _ => 0,
+        };
+        if slow_conns > 0 {
+            for i in 0..slow_conns {
+                let at = attack + Duration::from_secs_f64(i as f64 / slow_conns as f64);
                 slow.push(tokio::spawn(slowloris(addr, at, end)));
             }
         }
@@ -255,11 +285,13 @@ async fn good_conn(
 }
 
 /// Hostile clients of one route: a new connection per request at `rate`,
-/// each given up after `HOSTILE_GIVE_UP`. Returns (sent, answered).
+/// each given up after `give_up` (`None`: held until the cell ends).
+/// Returns (sent, answered).
 async fn hostile_route(
     addr: SocketAddr,
     route: &'static str,
     rate: f64,
+    give_up: Option<Duration>,
     start: Instant,
     end: Instant,
 ) -> (u64, u64) {
@@ -269,8 +301,9 @@ async fn hostile_route(
     while next < end {
         tokio::time::sleep_until(next.into()).await;
         next += interval;
+        let give_up = give_up.unwrap_or_else(|| end.saturating_duration_since(Instant::now()));
         tasks.push(tokio::spawn(async move {
-            tokio::time::timeout(HOSTILE_GIVE_UP, async move {
+            tokio::time::timeout(give_up, async move {
                 let mut tx = connect(addr).await?;
                 tx.ready().await.ok()?;
                 let resp = tx.send_request(get(route)).await.ok()?;

@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 /// The stacks, in table order.
 pub const STACKS: [&str; 3] = ["tokio-naive", "tokio-hardened", "bulwark"];
 /// The scenarios, in table order.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 9] = [
     "benign",
     "fanout",
     "block",
     "hang",
+    "hang-holdon",
     "leak",
     "slowloris",
+    "slowloris-fds",
     "all",
 ];
 /// Worker threads of every stack (the machine has 2 cores).

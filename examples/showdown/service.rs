@@ -2,8 +2,10 @@
 // (see `stacks.rs`), where these names come from that stack:
 //
 // - the runtime: `spawn`, `sleep`, `TcpListener`, `TcpStream`, `io` (a
-//   stream as hyper's `Read + Write`) and `Timer` (hyper's timer);
-// - the hardening hooks: `accept`, `connection_permit`, `http1`, `service`,
+//   stream as hyper's `Read + Write`) and `http1` (what serves a
+//   connection: hyper's HTTP/1 builder with the stack's timer, or on
+//   bulwark its `serve_connection` helper);
+// - the hardening hooks: `accept`, `connection_permit`, `service`,
 //   `fanout_permit`, `dependency`, `blocking`. On tokio-naive and bulwark
 //   they are the plain code of `naive_hooks` (no guard at all); on
 //   tokio-hardened they add tower's layers, semaphores, timeouts and

@@ -2,7 +2,9 @@
 //! runtime's names and its hardening hooks, then `include!`s the one
 //! service (`service.rs`). tokio-naive and bulwark expand the very same
 //! hooks (`naive_hooks!`, no guard at all); bulwark's guards are in its
-//! runtime builder (`main.rs`, `build_bulwark`). tokio-hardened spells out
+//! runtime builder (`main.rs`, `build_bulwark`), and its server loop serves
+//! a connection with `bulwark::hyper::serve_connection` (a deadline per
+//! request) where tokio-naive calls hyper's `serve_connection`. tokio-hardened spells out
 //! the mitigations people add to a tokio service.
 
 /// The service as most people write it: no limit, no timeout, the accept
@@ -16,11 +18,6 @@ macro_rules! naive_hooks {
         struct Unlimited;
         fn connection_permit() -> Option<Unlimited> {
             Some(Unlimited)
-        }
-        fn http1() -> hyper::server::conn::http1::Builder {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(Timer);
-            b
         }
         fn service(
             app: Arc<App>,
@@ -54,17 +51,53 @@ pub mod tokio_naive {
     }
     use tokio::net::{TcpListener, TcpStream};
     use tokio::{spawn, time::sleep};
+    /// hyper's HTTP/1 server, with tokio's timer.
+    fn http1() -> hyper::server::conn::http1::Builder {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(Timer);
+        b
+    }
     naive_hooks!();
     include!("service.rs");
 }
 
 /// bulwark, the naive service unchanged (guards: the runtime builder).
 pub mod bulwark_naive {
-    use bulwark::hyper::BulwarkTimer as Timer;
     use bulwark::net::{TcpListener, TcpStream};
     use bulwark::{spawn, time::sleep};
     fn io(stream: TcpStream) -> TcpStream {
         stream // bulwark's stream is hyper's Read + Write itself
+    }
+    /// The one line that differs from tokio-naive's server loop: the
+    /// connection is served by `bulwark::hyper::serve_connection`, which
+    /// gives each request its own deadline instead of the runtime's default
+    /// deadline on the whole connection, and bounds the connection by a
+    /// header-read and an idle timeout.
+    pub const LIMITS: bulwark::hyper::Limits = bulwark::hyper::Limits::new()
+        .request_deadline(Some(REQUEST_DEADLINE))
+        .header_read_timeout(Some(Duration::from_secs(2)))
+        .idle_timeout(Some(Duration::from_secs(10)));
+    /// Each request's deadline. `/work` answers in about 1 ms; a request
+    /// that holds one of the 16 pool connections must let it go soon enough
+    /// that hostile holders (50/s) cannot keep the pool full: 16 / 50 s =
+    /// 320 ms at most, so 200 ms.
+    pub const REQUEST_DEADLINE: Duration = Duration::from_millis(200);
+    struct Http1;
+    impl Http1 {
+        async fn serve_connection<S, B>(&self, io: TcpStream, service: S) -> hyper::Result<()>
+        where
+            S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+            S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+            S::Future: Send + 'static,
+            B: hyper::body::Body + Send + 'static,
+            B::Data: From<&'static [u8]> + Send,
+            B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        {
+            bulwark::hyper::serve_connection(io, service, LIMITS).await
+        }
+    }
+    fn http1() -> Http1 {
+        Http1
     }
     naive_hooks!();
     include!("service.rs");

@@ -471,6 +471,12 @@ impl Handle {
         self.shared.tasks()
     }
 
+    /// The deadline given to tasks spawned without one
+    /// ([`Builder::default_deadline`]); `None` if the runtime sets none.
+    pub fn default_deadline(&self) -> Option<Duration> {
+        self.shared.default_deadline
+    }
+
     /// The runtime's books: its ledger of kinds, worker slots and admission
     /// state, and (through them) its snapshot source, for a reader that
     /// outlives no runtime (the metrics endpoint).

@@ -11,6 +11,7 @@ use bulwark_metrics::{WorkerCounters, WorkerSlot};
 use crossbeam_deque::{Steal, Worker};
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 thread_local! {
@@ -197,7 +198,7 @@ impl WorkerCx {
             self.now.set(now);
         }
         let header = task.header();
-        if header.deadline_nanos <= self.coarse_now() {
+        if header.deadline_nanos.load(Relaxed) <= self.coarse_now() {
             // Past its deadline while it waited in a queue (its timer is set
             // only once it first waits): dropped unpolled. The coarse time is
             // never ahead of the clock, so this never drops a task early.

@@ -7,7 +7,7 @@ use bulwark_io::driver::TimerKey;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU8, Ordering::AcqRel, Ordering::Acquire};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -65,12 +65,16 @@ pub(crate) struct Header {
     /// Where the task was spawned (`#[track_caller]`): published in the
     /// worker's slot while the task is polled, and listed with live tasks.
     pub(crate) location: &'static Location<'static>,
-    /// The task's deadline, fixed at spawn.
-    pub(crate) deadline: Option<Instant>,
-    /// The deadline in `clock` nanoseconds, `u64::MAX` if none: what the
-    /// worker compares with its coarse time before each poll, for the cost
-    /// of one compare.
-    pub(crate) deadline_nanos: u64,
+    /// The task's deadline, set at spawn. Lifted (to `None`) only by the
+    /// task itself, while it is polled (`task::lift_deadline`): written
+    /// before the task is published or while `RUNNING`, read while
+    /// `RUNNING`.
+    pub(crate) deadline: UnsafeCell<Option<Instant>>,
+    /// The deadline in `clock` nanoseconds, `u64::MAX` if none (or lifted):
+    /// what the worker compares with its coarse time before each poll, for
+    /// the cost of one compare, and what the deadline timer looks at before
+    /// it cancels (a lifted deadline's timer may still fire once).
+    pub(crate) deadline_nanos: AtomicU64,
     /// When the task was spawned (`clock` nanoseconds), for its age.
     pub(crate) spawned_at: u64,
     /// The wheel entry of the deadline, set at the task's first `Pending`
@@ -137,8 +141,10 @@ impl<F: Future, S> Cell<F, S> {
                 registry_key: UnsafeCell::new(usize::MAX),
                 name: meta.name,
                 location: meta.location,
-                deadline: meta.deadline,
-                deadline_nanos: meta.deadline.map_or(u64::MAX, crate::clock::nanos_at),
+                deadline: UnsafeCell::new(meta.deadline),
+                deadline_nanos: AtomicU64::new(
+                    meta.deadline.map_or(u64::MAX, crate::clock::nanos_at),
+                ),
                 spawned_at: meta.spawned_at,
                 deadline_timer: UnsafeCell::new(None),
                 cancel_reason: AtomicU8::new(reason::UNSET),

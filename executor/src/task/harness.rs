@@ -12,6 +12,7 @@ use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
 /// A typed view of one task. Holds no reference by itself: each operation
@@ -78,7 +79,13 @@ where
         let header = self.header();
         let waker = waker_ref(self.cell.cast());
         let mut cx = Context::from_waker(&waker);
-        let prev = super::current::set(Some((header.id, header.deadline)));
+        // SAFETY: we set RUNNING, so the deadline field is ours to read.
+        let deadline = unsafe { *header.deadline.get() };
+        let prev = super::current::set(Some(super::current::Current::task(
+            header.id,
+            deadline,
+            self.cell.cast(),
+        )));
         // SAFETY: we set RUNNING, so the stage is ours.
         let res = unsafe { poll_future(self.stage(), &mut cx) };
         super::current::set(prev);
@@ -120,12 +127,17 @@ where
     #[inline]
     fn arm_deadline_once(&self) {
         let header = self.header();
-        let Some(deadline) = header.deadline else {
+        // SAFETY: we hold RUNNING: the deadline and its timer field are ours
+        // (see `Header::deadline_timer`).
+        let (deadline, slot) =
+            unsafe { (*header.deadline.get(), &mut *header.deadline_timer.get()) };
+        let Some(deadline) = deadline else {
+            if let Some(key) = slot.take() {
+                // The task lifted its deadline after its timer was set.
+                self.cell().scheduler.cancel_timer(key);
+            }
             return;
         };
-        // SAFETY: we hold RUNNING: the deadline timer field is ours (see
-        // `Header::deadline_timer`).
-        let slot = unsafe { &mut *header.deadline_timer.get() };
         if slot.is_some() {
             return;
         }
@@ -473,6 +485,10 @@ pub(super) fn wake_by_val(raw: RawTask) {
 /// The task's deadline passed: cancel it as deadline-exceeded (unless it
 /// was already cancelled for another reason).
 pub(super) fn fire_deadline(raw: RawTask) {
+    if raw.header().deadline_nanos.load(Relaxed) == u64::MAX {
+        // The task lifted its deadline; this is the timer set before.
+        return;
+    }
     raw.cancel(reason::DEADLINE);
 }
 

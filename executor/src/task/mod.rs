@@ -52,14 +52,18 @@ mod id;
 mod join;
 pub(crate) mod list;
 mod raw;
+#[cfg(not(loom))]
+mod scope;
 mod state;
 mod waker;
 mod yield_now;
 
-pub use current::{deadline, id, try_id};
+pub use current::{deadline, id, lift_deadline, try_id};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
+#[cfg(not(loom))]
+pub use scope::{scope_deadline, ScopeDeadline};
 pub use yield_now::yield_now;
 
 pub(crate) use self::core::{reason, TaskMeta};

@@ -17,6 +17,16 @@
 //!
 //! With these, hyper's server and client run with no tokio runtime anywhere
 //! in the process. Enabled by the `hyper` feature (on by default).
+//!
+//! [`serve_connection`] serves a connection as hyper's
+//! `http1::Builder::serve_connection` does, with a deadline per request
+//! (children of the handler inherit it) instead of the runtime's default
+//! deadline on the whole connection, and a header-read and an idle timeout
+//! on the connection ([`Limits`]).
+
+mod serve;
+
+pub use serve::{serve_connection, Limits, ServedBody};
 
 use std::future::Future;
 use std::pin::Pin;
