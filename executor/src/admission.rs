@@ -29,12 +29,18 @@
 use crate::clock;
 use crate::sync::{AtomicU64, AtomicU8, Mutex};
 use crate::task::{Id, Notified, Schedule, Task};
-use bulwark_metrics::ledger::{Kind, Waiter};
+use bulwark_metrics::ledger::{self, Kind, Permit, Waiter};
 use bulwark_metrics::Books;
 use std::collections::HashMap;
 use std::sync::atomic::{Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The id of the task polled on this thread, as the books tag a reservation
+/// with (`Books::set_current_task`).
+pub(crate) fn current_task() -> Option<u64> {
+    crate::task::try_id().map(|id| id.as_u64())
+}
 
 /// What a spawn does when the runtime cannot take more work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -275,6 +281,21 @@ impl<S: Admitted> Admitter<S> {
             ticket.queued_at.store(stamp, Relaxed);
         }
         ticket
+    }
+
+    /// Takes the task permit a listener's `accept` reserved on this thread
+    /// for the running task's next spawn (see
+    /// `bulwark_metrics::ledger::reserve_for_spawn`): true if there was one,
+    /// and the caller now holds it, to be given back by the task's
+    /// [`on_finish`](Self::on_finish). One thread-local look, and only under
+    /// a ceiling (nothing is ever reserved without one). A reservation left
+    /// by another task is released here.
+    #[inline]
+    pub(crate) fn take_reserved(&self) -> bool {
+        self.ceiling
+            && ledger::take_reserved(self.kind(), current_task)
+                .map(Permit::into_raw)
+                .is_some()
     }
 
     /// Whether spawns are accounted against the ceiling at all.

@@ -173,6 +173,8 @@ impl Builder {
         }
 
         let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
+        // How `accept` tags the task permit it reserves for the next spawn.
+        books.set_current_task(crate::admission::current_task);
         // One timer shard per worker: a worker sets and cancels its tasks'
         // timers (deadlines, sleeps) under a lock nobody else usually wants.
         let (driver, _) = Driver::with_books_and_shards(books.clone(), workers)?;

@@ -118,6 +118,9 @@ where
 {
     let decision = match mode {
         Mode::Granted => Decision::Admit,
+        // A permit a listener's `accept` reserved for this task's next spawn:
+        // the connection it accepted gets its task.
+        _ if shared.admit.take_reserved() => Decision::Admit,
         Mode::Spawn => shared.admit.decide(spec.essential, true),
         Mode::Try => shared.admit.decide(spec.essential, false),
     };
@@ -571,7 +574,7 @@ where
         let granted = match &this.slot {
             None if !shared.admit.has_ceiling() => true,
             None => {
-                if kind.try_acquire_fair() {
+                if shared.admit.take_reserved() || kind.try_acquire_fair() {
                     true
                 } else {
                     let slot = Arc::new(WaitSlot::new());

@@ -11,14 +11,14 @@
 //! does: the `task` kind is held directly ([`Books::tasks`]) and each worker
 //! keeps its own `Arc<WorkerSlot>`.
 
-use crate::ledger::{Kind, KindError, TASK};
+use crate::ledger::{Kind, KindError, Permit, TASK};
 use crate::source::{Source, TaskInfo};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering::Relaxed};
 use crate::worker::WorkerSlot;
 use crate::Snapshot;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// One runtime's shared books.
 pub struct Books {
@@ -38,6 +38,9 @@ pub struct Books {
     rejected_shedding: AtomicU64,
     accept_backoffs: AtomicU64,
     accept_pauses: AtomicU64,
+    /// Tells the id of the task polled on this thread (set by the executor):
+    /// how a reservation made by `accept` in the io layer is tagged.
+    current_task: OnceLock<fn() -> Option<u64>>,
 }
 
 impl fmt::Debug for Books {
@@ -74,6 +77,7 @@ impl Books {
             rejected_shedding: AtomicU64::new(0),
             accept_backoffs: AtomicU64::new(0),
             accept_pauses: AtomicU64::new(0),
+            current_task: OnceLock::new(),
         }
     }
 
@@ -218,6 +222,47 @@ impl Books {
         self.accept_pauses.load(Relaxed)
     }
 
+    /// Sets how to tell the id of the task being polled on the calling
+    /// thread (the executor's `task::try_id`). Set once; later calls are
+    /// ignored. Read only when `accept` reserves a permit, never per poll.
+    pub fn set_current_task(&self, f: fn() -> Option<u64>) {
+        let _ = self.current_task.set(f);
+    }
+
+    /// The id of the task being polled on this thread, if the executor said
+    /// how to tell ([`set_current_task`](Books::set_current_task)) and one is.
+    pub fn current_task(&self) -> Option<u64> {
+        self.current_task.get().and_then(|f| f())
+    }
+
+    /// What a listener does before it takes a connection: reserves the task
+    /// permit the connection's task will need, so that an accepted
+    /// connection always gets its task (the spawn that follows takes it, see
+    /// [`ledger::reserve_for_spawn`](crate::ledger::reserve_for_spawn)).
+    ///
+    /// - `Ok(Some(permit))`: a permit of [`TASK`], taken fairly (not ahead
+    ///   of spawns waiting under `Admission::Wait`).
+    /// - `Ok(None)`: nothing to reserve: the pause switch is off, or there
+    ///   is no ceiling (and the runtime is not shedding).
+    /// - `Err(AcceptPaused)`: leave connections in the backlog for now (at
+    ///   the ceiling, or shedding), as [`accept_paused`](Books::accept_paused).
+    pub fn reserve_for_accept(&self) -> Result<Option<Permit>, AcceptPaused> {
+        if !self.pause_accept.load(Relaxed) {
+            return Ok(None);
+        }
+        if self.is_shedding() {
+            return Err(AcceptPaused);
+        }
+        if self.tasks.budget() == usize::MAX {
+            return Ok(None);
+        }
+        if self.tasks.try_acquire_fair() {
+            Ok(Some(Permit::from_raw(self.tasks.clone())))
+        } else {
+            Err(AcceptPaused)
+        }
+    }
+
     /// Whether listeners should leave new connections in the kernel backlog
     /// now: the switch is on and the runtime sheds or is at its ceiling.
     #[inline]
@@ -225,6 +270,11 @@ impl Books {
         self.pause_accept.load(Relaxed) && (self.is_shedding() || self.tasks.is_full())
     }
 }
+
+/// [`Books::reserve_for_accept`] found no room: listeners leave new
+/// connections in the kernel backlog for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptPaused;
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -248,6 +298,36 @@ mod tests {
         let off = Books::new(1, false);
         off.set_shedding(true);
         assert!(!off.accept_paused());
+    }
+
+    #[test]
+    fn accept_reserves_a_task_permit_when_there_is_a_ceiling() {
+        let b = Books::new(2, true);
+        let p = b.reserve_for_accept().unwrap().expect("a permit");
+        assert_eq!(b.tasks().live(), 1);
+        let q = b.reserve_for_accept().unwrap().expect("a permit");
+        assert_eq!(b.reserve_for_accept().unwrap_err(), AcceptPaused);
+        drop((p, q));
+        assert_eq!(b.tasks().live(), 0);
+        b.set_shedding(true);
+        assert_eq!(b.reserve_for_accept().unwrap_err(), AcceptPaused);
+        // No ceiling, or the switch off: nothing reserved.
+        assert!(Books::new(usize::MAX, true)
+            .reserve_for_accept()
+            .unwrap()
+            .is_none());
+        let off = Books::new(1, false);
+        assert!(off.reserve_for_accept().unwrap().is_none());
+        assert_eq!(off.tasks().live(), 0);
+    }
+
+    #[test]
+    fn the_current_task_is_told_by_the_executor() {
+        let b = Books::new(1, true);
+        assert_eq!(b.current_task(), None);
+        b.set_current_task(|| Some(42));
+        b.set_current_task(|| Some(7));
+        assert_eq!(b.current_task(), Some(42), "set once");
     }
 
     #[test]

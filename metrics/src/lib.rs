@@ -33,7 +33,7 @@ mod source;
 mod sync;
 mod worker;
 
-pub use books::Books;
+pub use books::{AcceptPaused, Books};
 pub use counters::{Counter, SharedCounters, WorkerCounters};
 pub use snapshot::{BlockingSnapshot, DriverSnapshot, KindSnapshot, Snapshot, WorkerSnapshot};
 pub use source::{Source, TaskInfo, TaskState};

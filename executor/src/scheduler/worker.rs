@@ -305,6 +305,10 @@ impl WorkerCx {
     /// Sleeps until woken for work (or shutdown).
     fn park(&self) {
         let shared = self.shared();
+        // A worker about to idle holds no permit that an `accept` reserved
+        // for a spawn that never came. First, so that a task this release
+        // admits from the wait list is seen below and run, not slept on.
+        bulwark_metrics::ledger::release_reserved();
         let was_searching = {
             let mut core = self.core.borrow_mut();
             if core.lifo.is_some() || !core.local.is_empty() {

@@ -48,11 +48,17 @@
 //!   closed at once, and no new permit is handed out. Holders still release.
 //! - Releasing more permits than were taken is a caller's bug; `live` never
 //!   wraps below zero (see [`Kind::release`]).
+//! - One permit per thread can wait in a reserved slot
+//!   ([`reserve_for_spawn`], [`take_reserved`]): a listener's `accept`
+//!   reserves the task permit of the connection it takes, and the spawn that
+//!   follows uses it (see `reserved.rs` for who releases an unused one).
 
 mod permit;
+mod reserved;
 mod wait;
 
 pub use permit::{Acquire, Closed, Permit};
+pub use reserved::{has_reserved, release_reserved, reserve_for_spawn, take_reserved};
 pub use wait::WaitSlot;
 
 use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};

@@ -4,6 +4,8 @@ use super::stream::TcpStream;
 use crate::driver::scheduled_io::Direction;
 use crate::driver::PollEvented;
 use crate::time::Sleep;
+use bulwark_metrics::ledger::{self, Permit};
+use bulwark_metrics::AcceptPaused;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -106,46 +108,83 @@ impl TcpListener {
     ///
     /// Cancel safe: a connection not yet returned stays in the backlog.
     ///
+    /// # Accepted means served
+    ///
     /// While the runtime sheds load or is at its task ceiling (and the
     /// runtime's `pause_accept_when_full` switch is on, as it is by default),
     /// `accept` takes no connection: they wait in the kernel's backlog, and
     /// `accept` looks again every millisecond or so (up to 10 ms).
+    ///
+    /// Under a ceiling (`max_tasks`), `accept` takes the task permit the
+    /// connection's task will need *before* it takes the connection, and
+    /// keeps it for the next spawn of the same task on the same thread: in
+    /// the usual loop, `accept().await` then `spawn(serve(stream))`, that
+    /// spawn is admitted with it and cannot be refused, so no connection is
+    /// accepted only to be closed unserved. A reservation not used by a
+    /// spawn is given back by the next `accept` or a spawn of another task
+    /// on the thread, or when the worker next goes idle; so spawn the
+    /// connection's task before awaiting anything else. Without a ceiling
+    /// nothing is reserved.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, addr) = self.accept_with(|listener| listener.accept()).await?;
+        let ((stream, addr), reserved) = self.accept_with(|listener| listener.accept()).await?;
         let handle = self.io.registration.handle().clone();
-        Ok((TcpStream::new_with_handle(stream, handle)?, addr))
+        let stream = TcpStream::new_with_handle(stream, handle)?;
+        if let Some(permit) = reserved {
+            // For the spawn that follows: see `accept`'s docs. (Had the
+            // stream failed to register, the permit would be released.)
+            let books = self.io.registration.handle().books();
+            ledger::reserve_for_spawn(permit, books.current_task());
+        }
+        Ok((stream, addr))
     }
 
     /// The accept loop of [`accept`](TcpListener::accept), with the system
-    /// call given (the tests put failures in front of it).
+    /// call given (the tests put failures in front of it). With the value
+    /// comes the task permit reserved for it, if the runtime has a ceiling
+    /// (and pauses listeners at it).
     pub(super) async fn accept_with<T>(
         &self,
         mut op: impl FnMut(&mio::net::TcpListener) -> io::Result<T>,
-    ) -> io::Result<T> {
+    ) -> io::Result<(T, Option<Permit>)> {
         let mut backoff = BACKOFF_START;
         let mut paused = PAUSE_START;
         loop {
             let handle = self.io.registration.handle();
-            if handle.books().accept_paused() {
-                // The runtime sheds or is at its task ceiling: leave new
-                // connections in the kernel backlog rather than accept work
-                // it cannot run. Look again shortly.
-                handle.books().count_accept_pause();
-                Sleep::new(handle.clone(), Instant::now() + paused).await;
-                paused = (paused * 2).min(PAUSE_MAX);
-                continue;
-            }
-            paused = PAUSE_START;
-            let res = self
-                .io
-                .registration
-                .async_io(Direction::Read, || op(&self.io))
-                .await;
+            let books = handle.books();
+            // A look before the wait for a connection, so that a listener
+            // at a full ceiling does not wake for each connection only to
+            // find no permit.
+            let res = if books.accept_paused() {
+                Ok(Err(AcceptPaused))
+            } else {
+                // The permit is reserved once a connection is there, right
+                // before the system call takes it, so an idle listener holds
+                // none; when the backlog is empty (`WouldBlock`) it is
+                // dropped, released, and taken again at the next readiness.
+                self.io
+                    .registration
+                    .async_io(Direction::Read, || {
+                        let reserved = match books.reserve_for_accept() {
+                            Ok(reserved) => reserved,
+                            Err(paused) => return Ok(Err(paused)),
+                        };
+                        op(&self.io).map(|t| Ok((t, reserved)))
+                    })
+                    .await
+            };
             match res {
-                Ok(t) => return Ok(t),
+                Ok(Ok(accepted)) => return Ok(accepted),
+                Ok(Err(AcceptPaused)) => {
+                    // The runtime sheds or is at its task ceiling: leave new
+                    // connections in the kernel backlog rather than accept
+                    // work it cannot run. Look again shortly.
+                    books.count_accept_pause();
+                    Sleep::new(handle.clone(), Instant::now() + paused).await;
+                    paused = (paused * 2).min(PAUSE_MAX);
+                    continue;
+                }
                 Err(e) if is_out_of_resources(&e) => {
-                    let handle = self.io.registration.handle();
-                    handle.books().count_accept_backoff();
+                    books.count_accept_backoff();
                     // The listener's own driver, not the thread's: the sleep
                     // works wherever the accept future is polled.
                     Sleep::new(handle.clone(), Instant::now() + backoff).await;
@@ -154,6 +193,7 @@ impl TcpListener {
                 Err(e) if is_connection_error(&e) => {}
                 Err(e) => return Err(e),
             }
+            paused = PAUSE_START;
         }
     }
 

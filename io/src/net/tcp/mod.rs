@@ -233,7 +233,7 @@ mod tests {
         let mut calls = 0;
         let start = Instant::now();
         let before = rt.handle.stats().accept_backoffs;
-        let (stream, _) = rt
+        let ((stream, _), reserved) = rt
             .block_on(listener.accept_with(|l| {
                 calls += 1;
                 match calls {
@@ -244,6 +244,7 @@ mod tests {
             }))
             .unwrap();
         assert_eq!(calls, 6);
+        assert!(reserved.is_none(), "no ceiling, nothing reserved");
         assert!(
             start.elapsed() >= Duration::from_millis(7),
             "{:?}",
