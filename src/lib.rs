@@ -59,12 +59,12 @@ pub mod runtime {
 
 /// Tasks: spawning, joining, yielding (as `tokio::task`).
 pub mod task {
+    pub use bulwark_executor::scope::{scope_deadline, ScopeDeadline};
     pub use bulwark_executor::spawn::{
         spawn, spawn_blocking, try_spawn, Builder, SpawnError, SpawnWait,
     };
     pub use bulwark_executor::task::{
-        deadline, id, lift_deadline, scope_deadline, try_id, yield_now, Id, JoinError, JoinHandle,
-        ScopeDeadline,
+        deadline, id, lift_deadline, try_id, yield_now, Id, JoinError, JoinHandle,
     };
 }
 

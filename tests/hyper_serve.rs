@@ -151,6 +151,11 @@ fn a_hung_request_gets_503_at_its_deadline_and_the_connection_serves_on() {
     );
     assert_eq!(get(&mut s, "/hang"), 503);
     assert_eq!(get(&mut s, "/ok"), 200);
+    assert_eq!(
+        rt.metrics().scope_deadlines_exceeded,
+        2,
+        "each 503 is a request deadline counted in the books"
+    );
 }
 
 #[test]

@@ -280,6 +280,7 @@ fn serve(stack: &str, port: u16) {
                     "rejected_at_ceiling": s.rejected_at_ceiling,
                     "rejected_shedding": s.rejected_shedding,
                     "deadline_exceeded": s.tasks_deadline_exceeded,
+                    "request_deadlines_exceeded": s.scope_deadlines_exceeded,
                     "shedding_transitions": s.shedding_transitions,
                     "peak_live_tasks": s.tasks_admitted_peak,
                     "max_tasks": s.max_tasks,

@@ -21,9 +21,10 @@
 //! 5. `scheduler`: the shared runtime state, the workers, the idle protocol,
 //!    and `Sched`, the scheduler value each task carries.
 //! 6. `context`: which runtime a thread is in.
-//! 7. `threads`: starting worker threads, at build and later for a role.
-//! 8. [`spawn`](mod@spawn): the spawn path and the spawning API (`spawn`, `Builder`).
-//! 9. [`runtime`]: `Runtime`, its `Builder` and `Handle`.
+//! 7. [`scope`]: `scope_deadline`, a deadline for part of a task's work.
+//! 8. `threads`: starting worker threads, at build and later for a role.
+//! 9. [`spawn`](mod@spawn): the spawn path and the spawning API (`spawn`, `Builder`).
+//! 10. [`runtime`]: `Runtime`, its `Builder` and `Handle`.
 //!
 //! # Under loom
 //!
@@ -53,6 +54,8 @@ mod context;
 pub mod runtime;
 #[cfg(not(loom))]
 mod scheduler;
+#[cfg(not(loom))]
+pub mod scope;
 /// Under loom the scheduler is its idle protocol alone: the shared state and
 /// the workers need the driver.
 #[cfg(loom)]

@@ -34,6 +34,7 @@ pub struct Books {
     shedding: AtomicBool,
     pause_accept: AtomicBool,
     shedding_transitions: AtomicU64,
+    scope_deadlines: AtomicU64,
     rejected_ceiling: AtomicU64,
     rejected_shedding: AtomicU64,
     accept_backoffs: AtomicU64,
@@ -73,6 +74,7 @@ impl Books {
             shedding: AtomicBool::new(false),
             pause_accept: AtomicBool::new(pause_accept),
             shedding_transitions: AtomicU64::new(0),
+            scope_deadlines: AtomicU64::new(0),
             rejected_ceiling: AtomicU64::new(0),
             rejected_shedding: AtomicU64::new(0),
             accept_backoffs: AtomicU64::new(0),
@@ -204,6 +206,17 @@ impl Books {
     /// off instead of retrying at once (bumped by the io layer's listeners).
     pub fn count_accept_backoff(&self) {
         self.accept_backoffs.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a deadline scope (`task::scope_deadline`) whose deadline
+    /// passed before its future finished: a request past its deadline.
+    pub fn count_scope_deadline(&self) {
+        self.scope_deadlines.fetch_add(1, Relaxed);
+    }
+
+    /// Deadline scopes whose deadline passed before their future finished.
+    pub fn scope_deadlines(&self) -> u64 {
+        self.scope_deadlines.load(Relaxed)
     }
 
     /// Counts a wait of a listener while admission paused accepting.

@@ -103,6 +103,10 @@ pub struct Snapshot {
     pub tasks_cancelled: u64,
     /// Tasks dropped at their deadline.
     pub tasks_deadline_exceeded: u64,
+    /// Deadline scopes (`task::scope_deadline`, a request served by
+    /// `bulwark::hyper::serve_connection`) whose deadline passed before their
+    /// future finished. Not tasks: not in the conservation sum.
+    pub scope_deadlines_exceeded: u64,
     /// Spawns rejected by admission (at the ceiling, or shed).
     pub tasks_rejected: u64,
     /// Tasks spawned and not yet finished (waiting for admission included).
@@ -178,6 +182,7 @@ impl Snapshot {
             rejected_shedding: books.rejected_shedding(),
             shedding: books.is_shedding(),
             shedding_transitions: books.shedding_transitions(),
+            scope_deadlines_exceeded: books.scope_deadlines(),
             blocking_threads: blocking.threads,
             blocking_threads_idle: blocking.idle,
             blocking_queue_depth: blocking.queue_depth,

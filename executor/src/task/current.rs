@@ -115,7 +115,7 @@ pub fn try_id() -> Option<Id> {
 }
 
 /// The deadline of the task being polled: when it will be dropped if it has
-/// not finished, or, inside a [`scope_deadline`](super::scope_deadline),
+/// not finished, or, inside a [`scope_deadline`](crate::scope::scope_deadline),
 /// the scope's deadline if that is earlier. `None` outside a task, or for a
 /// task without one. A task spawned from here inherits this deadline.
 ///
@@ -147,7 +147,7 @@ pub fn deadline() -> Option<Instant> {
 /// This is for a task whose life is not one unit of work but many: a
 /// connection that serves one request after another should not be closed
 /// when its first deadline passes. Give each unit its own deadline with
-/// [`scope_deadline`](super::scope_deadline) instead, as
+/// [`scope_deadline`](crate::scope::scope_deadline) instead, as
 /// `bulwark::hyper::serve_connection` does for each request. Scope
 /// deadlines in force stay in force.
 ///

@@ -52,18 +52,15 @@ mod id;
 mod join;
 pub(crate) mod list;
 mod raw;
-#[cfg(not(loom))]
-mod scope;
 mod state;
 mod waker;
 mod yield_now;
 
 pub use current::{deadline, id, lift_deadline, try_id};
+pub(crate) use current::{enter_scope, restore_scope};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
-#[cfg(not(loom))]
-pub use scope::{scope_deadline, ScopeDeadline};
 pub use yield_now::yield_now;
 
 pub(crate) use self::core::{reason, TaskMeta};

@@ -2,17 +2,22 @@
 //! of a connection, one step of a job), that the tasks spawned inside it
 //! inherit.
 //!
-//! The scope is a field of the current-task record (`current.rs`), narrowed
-//! for the length of each poll of the scoped future and put back after, so
-//! `task::deadline()` and the spawn path (a child inherits the deadline in
-//! force where it is spawned) see it. The deadline itself is a
-//! `time::timeout_at` around the scoped future.
+//! The scope is a field of the current-task record (`task/current.rs`),
+//! narrowed for the length of each poll of the scoped future and put back
+//! after, so `task::deadline()` and the spawn path (a child inherits the
+//! deadline in force where it is spawned) see it. The deadline itself is a
+//! `time::timeout_at` around the scoped future; a scope that runs out is
+//! counted in the runtime's books (`Snapshot::scope_deadlines_exceeded`).
+//! Module order: after `context` (it finds the runtime's books there).
 
-use super::current;
+use crate::context;
+use crate::task as current;
 use bulwark_io::time::error::Elapsed;
 use bulwark_io::time::{timeout_at, Timeout};
+use bulwark_metrics::Books;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -21,14 +26,14 @@ use std::time::Instant;
 /// future is then dropped with the returned future, as a timeout's is).
 ///
 /// It differs from [`time::timeout_at`](bulwark_io::time::timeout_at) in
-/// one way: inheritance. Inside the scope, [`deadline`](super::deadline)
+/// one way: inheritance. Inside the scope, [`deadline`](crate::task::deadline)
 /// returns the scope's deadline (or the task's own, if earlier), and a task
 /// spawned there gets it as its deadline, as if spawned by a task with that
 /// deadline: it is dropped at the scope's deadline too, unless spawned with
 /// `task::Builder::detached_deadline`. A plain timeout bounds only the
 /// future it wraps; the children it spawned run on. Scopes nest (the
 /// earliest deadline wins) and do not touch the task's own deadline: a
-/// scope cannot extend it (see [`lift_deadline`](super::lift_deadline)).
+/// scope cannot extend it (see [`lift_deadline`](crate::task::lift_deadline)).
 ///
 /// Outside a task (in `block_on`) it is a plain timeout: there is no task
 /// to carry the scope.
@@ -42,12 +47,12 @@ use std::time::Instant;
 /// ```
 /// # let rt = bulwark_executor::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// use bulwark_executor::{spawn, task};
+/// use bulwark_executor::{scope, spawn, task};
 /// use std::time::{Duration, Instant};
 ///
 /// let handle = spawn(async {
 ///     let at = Instant::now() + Duration::from_millis(50);
-///     task::scope_deadline(at, async move {
+///     scope::scope_deadline(at, async move {
 ///         // A child spawned in the scope inherits its deadline.
 ///         let child = spawn(async { task::deadline() });
 ///         assert_eq!(child.await.unwrap(), Some(at));
@@ -61,6 +66,7 @@ use std::time::Instant;
 #[track_caller]
 pub fn scope_deadline<F: Future>(deadline: Instant, future: F) -> ScopeDeadline<F> {
     ScopeDeadline {
+        books: context::current().map(|shared| shared.admit.books().clone()),
         inner: timeout_at(
             deadline,
             Scoped {
@@ -76,6 +82,8 @@ pub fn scope_deadline<F: Future>(deadline: Instant, future: F) -> ScopeDeadline<
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct ScopeDeadline<F> {
     inner: Timeout<Scoped<F>>,
+    /// Where a scope that runs out is counted.
+    books: Option<Arc<Books>>,
 }
 
 impl<F> ScopeDeadline<F> {
@@ -90,8 +98,17 @@ impl<F: Future> Future for ScopeDeadline<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `inner` is structurally pinned: nothing moves it out of a
-        // pinned `ScopeDeadline` (there is no accessor that gives it by value).
-        unsafe { self.map_unchecked_mut(|s| &mut s.inner) }.poll(cx)
+        // pinned `ScopeDeadline` (there is no accessor that gives it by
+        // value). `books` is not pinned, only read.
+        let (inner, books) = unsafe {
+            let this = self.get_unchecked_mut();
+            (Pin::new_unchecked(&mut this.inner), &this.books)
+        };
+        let out = inner.poll(cx);
+        if let (Poll::Ready(Err(_)), Some(books)) = (&out, books) {
+            books.count_scope_deadline();
+        }
+        out
     }
 }
 
