@@ -44,7 +44,11 @@ fn showdown_quick_fanout() {
     let text = std::fs::read_to_string(target.join("showdown").join("results.json"))
         .expect("results.json");
     let cells: Vec<serde_json::Value> = serde_json::from_str(&text).expect("results.json parses");
-    assert_eq!(cells.len(), 3, "one cell per stack");
+    assert_eq!(
+        cells.len(),
+        4,
+        "one cell per stack (bulwark-ceiling runs in the fanout scenario)"
+    );
     for c in &cells {
         for field in [
             "scenario",
@@ -74,6 +78,10 @@ fn showdown_quick_fanout() {
     let bulwark = cell("bulwark");
     let naive = cell("tokio-naive");
     cell("tokio-hardened");
+    assert!(
+        cell("bulwark-ceiling")["guards"].is_object(),
+        "bulwark-ceiling reports its guards too"
+    );
     let guards = bulwark["guards"].as_object().expect("bulwark guards");
     for g in [
         "rejected",

@@ -10,7 +10,8 @@
 //! - hostile, each a new connection per request, open loop, given up after
 //!   1 s: `/fanout` 2,000/s (2,000,000 subtasks/s asked for), `/block` 30/s
 //!   (1.5 s of blocking per second asked for, on 2 workers), `/hang` 50/s,
-//!   `/leak` 50/s;
+//!   `/leak` 50/s, `/cpu` 300/s (3 s of CPU per second asked for, on 2
+//!   cores);
 //! - hang-holdon: `/hang` at 10/s from clients that never give up (they hold
 //!   on until the cell ends);
 //! - slowloris: 3,000 connections opened over the first second, each
@@ -40,15 +41,16 @@ pub const GOOD_TIMEOUT: Duration = Duration::from_secs(2);
 /// A hostile client gives up after this long.
 pub const HOSTILE_GIVE_UP: Duration = Duration::from_secs(1);
 /// Hostile routes and their rates (requests/s).
-pub const HOSTILE: [(&str, f64); 4] = [
+pub const HOSTILE: [(&str, f64); 5] = [
     ("/fanout", 2000.0),
     ("/block", 30.0),
     ("/hang", 50.0),
     ("/leak", 50.0),
+    ("/cpu", 300.0),
 ];
 /// How long the attack runs before the good clients' measured window
 /// opens (scenarios with hostile load only).
-pub const ATTACK_LEAD: Duration = Duration::from_secs(2);
+pub const ATTACK_LEAD: Duration = Duration::from_secs(1);
 /// Slowloris connections.
 pub const SLOWLORIS_CONNS: usize = 3_000;
 /// Slowloris connections of `slowloris-fds`: more than the server's 4,096

@@ -22,12 +22,23 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The stacks, in table order.
-pub const STACKS: [&str; 3] = ["tokio-naive", "tokio-hardened", "bulwark"];
+/// The stacks, in table order. `bulwark-ceiling` is bulwark with the
+/// ceiling alone (`Admission::Reject`, no adaptive shedding): it runs by
+/// default only where the two policies part ways ([`POLICY_SCENARIOS`]).
+pub const STACKS: [&str; 4] = [
+    "tokio-naive",
+    "tokio-hardened",
+    "bulwark",
+    "bulwark-ceiling",
+];
+/// Scenarios where `bulwark-ceiling` runs by default: a fan-out flood (where
+/// the ceiling is the guard) and a CPU flood (where it is not).
+pub const POLICY_SCENARIOS: [&str; 2] = ["fanout", "cpu"];
 /// The scenarios, in table order.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "benign",
     "fanout",
+    "cpu",
     "block",
     "hang",
     "hang-holdon",
@@ -69,8 +80,12 @@ fn main() {
     let secs = if quick { 2.0 } else { 5.0 };
     raise_nofile();
     let mut cells = Vec::new();
+    let all_stacks = opt("--stack").is_none();
     for scenario in &scenarios {
         for stack in &stacks {
+            if all_stacks && *stack == "bulwark-ceiling" && !POLICY_SCENARIOS.contains(scenario) {
+                continue;
+            }
             let cell = run_cell(scenario, stack, Duration::from_secs_f64(secs));
             eprintln!("{}", report::progress(&cell));
             cells.push(cell);
@@ -176,7 +191,11 @@ fn run_cell(scenario: &str, stack: &str, dur: Duration) -> Cell {
         hostile_sent: outcome.hostile_sent,
         hostile_answered: outcome.hostile_answered,
         server_exited,
-        guards: if stack == "bulwark" { guards } else { None },
+        guards: if stack.starts_with("bulwark") {
+            guards
+        } else {
+            None
+        },
     }
 }
 
@@ -251,8 +270,13 @@ fn serve(stack: &str, port: u16) {
             });
             Box::new(rt)
         }
-        "bulwark" => {
-            let rt = build_bulwark();
+        "bulwark" | "bulwark-ceiling" => {
+            let admission = if stack == "bulwark" {
+                bulwark::runtime::Admission::adaptive()
+            } else {
+                bulwark::runtime::Admission::Reject
+            };
+            let rt = build_bulwark(admission);
             let rt = std::sync::Arc::new(rt);
             let h = rt.handle().clone();
             rt.block_on(async move {
@@ -318,13 +342,14 @@ fn serve(stack: &str, port: u16) {
     std::process::exit(0);
 }
 
-/// bulwark's runtime with its guards: the only place the bulwark stack
-/// differs from tokio-naive.
-fn build_bulwark() -> bulwark::runtime::Runtime {
+/// bulwark's runtime with its guards: with the server loop's
+/// `serve_connection`, the only place the bulwark stack differs from
+/// tokio-naive.
+fn build_bulwark(admission: bulwark::runtime::Admission) -> bulwark::runtime::Runtime {
     bulwark::runtime::Runtime::builder()
         .worker_threads(WORKERS)
         .max_tasks(2_000)
-        .admission(bulwark::runtime::Admission::adaptive())
+        .admission(admission)
         .default_deadline(Some(Duration::from_secs(2)))
         .build()
         .expect("bulwark runtime")

@@ -100,7 +100,7 @@ pub fn write(cells: &[Cell]) {
                 "hostile_answered": c.hostile_answered,
                 "server_exited": c.server_exited,
             });
-            if c.stack == "bulwark" {
+            if c.stack.starts_with("bulwark") {
                 v["guards"] = c.guards.clone().unwrap_or_else(|| serde_json::json!({}));
             }
             v
@@ -119,10 +119,11 @@ pub fn write(cells: &[Cell]) {
     }
 }
 
-const COLORS: [RGBColor; 3] = [
+const COLORS: [RGBColor; 4] = [
     RGBColor(214, 96, 77),
     RGBColor(244, 165, 130),
     RGBColor(67, 147, 195),
+    RGBColor(146, 197, 222),
 ];
 
 /// A panel's title and what it draws of a cell.
@@ -150,19 +151,19 @@ fn chart(cells: &[Cell], path: &std::path::Path) -> Result<(), Box<dyn std::erro
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..(n * 4) as f64, 0f64..top)?;
+            .build_cartesian_2d(0f64..(n * 5) as f64, 0f64..top)?;
         chart.configure_mesh().disable_x_mesh().x_labels(0).draw()?;
         for (si, s) in scenarios.iter().enumerate() {
             for (ki, k) in STACKS.iter().enumerate() {
                 if let Some(c) = cells.iter().find(|c| c.scenario == *s && c.stack == *k) {
-                    let x0 = (si * 4 + ki) as f64 + 0.5;
+                    let x0 = (si * 5 + ki) as f64 + 0.5;
                     chart.draw_series(std::iter::once(Rectangle::new(
                         [(x0, 0.0), (x0 + 0.9, get(c))],
                         COLORS[ki].filled(),
                     )))?;
                 }
             }
-            let x = (si * 4) as f64 + 2.0;
+            let x = (si * 5) as f64 + 2.5;
             chart.draw_series(std::iter::once(Text::new(
                 s.to_string(),
                 (x - 0.6, -top * 0.04),

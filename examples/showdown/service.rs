@@ -44,6 +44,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infal
         "/block" => block().await,
         "/hang" => hang(&app).await,
         "/leak" => leak(&app).await,
+        "/cpu" => cpu().await,
         _ => reply(StatusCode::NOT_FOUND),
     })
 }
@@ -122,6 +123,13 @@ async fn leak(app: &App) -> Resp {
         std::future::pending::<()>().await;
     }));
     reply(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// `GET /cpu`: a CPU-heavy request (a big report, a password hash): 10 ms
+/// of CPU on its worker.
+async fn cpu() -> Resp {
+    spin(Duration::from_millis(10));
+    reply(StatusCode::OK)
 }
 
 /// Subtasks per `/fanout` request.
