@@ -101,6 +101,9 @@ const SLOT: u8 = 1 << 4;
 /// Waits in its parent's family queue (see `fanout`), holding nothing but
 /// its future; taking it out (a start, a cancel, its end) clears it.
 const FAMILY_QUEUED: u8 = 1 << 5;
+/// The task accepted a connection from a listener (an accept loop): what it
+/// spawns is new work at the door (roots), not children of admitted work.
+const ACCEPTOR: u8 = 1 << 6;
 
 /// What a task held when it ended (see [`Admitter::on_finish`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +175,19 @@ impl Ticket {
     pub(crate) fn set_family(&self, slot: bool, queued: bool) {
         let bits = if slot { SLOT } else { 0 } | if queued { FAMILY_QUEUED } else { 0 };
         self.state.fetch_or(bits, Relaxed);
+    }
+
+    /// Marks the task as an accept loop (see `ACCEPTOR`); set by the task's
+    /// own poll.
+    pub(crate) fn set_acceptor(&self) {
+        if self.state.load(Relaxed) & ACCEPTOR == 0 {
+            self.state.fetch_or(ACCEPTOR, Relaxed);
+        }
+    }
+
+    /// Whether the task accepts connections (its spawns are roots).
+    pub(crate) fn is_acceptor(&self) -> bool {
+        self.state.load(Relaxed) & ACCEPTOR != 0
     }
 
     /// True while the task waits in its parent's family queue.

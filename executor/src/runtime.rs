@@ -212,6 +212,8 @@ impl Builder {
             return Err(invalid("worker_threads must be at most 4096"));
         }
 
+        // Accept loops' spawns are roots, not children (see `fanout`).
+        bulwark_io::context::set_accept_hook(crate::spawn::on_accept);
         let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
         // One timer shard per worker: a worker sets and cancels its tasks'
         // timers (deadlines, sleeps) under a lock nobody else usually wants.

@@ -341,10 +341,27 @@ fn child_decision(shared: &Shared) -> Decision {
 /// The family of the task whose poll runs on this worker (the parent of a
 /// spawn made now), if it has one or gets one: always with a runtime-wide
 /// budget, and with `fallback` (a child met the ceiling) an unbudgeted one.
+///
+/// An accept loop (a task that accepted a connection) has no family: the
+/// tasks it spawns, one per connection, are new work at the door.
 fn parent_family(shared: &Shared, fallback: bool) -> Option<Arc<Family<Sched>>> {
     worker::with_local(shared, |local| {
-        local?.parent()?.links.family(&shared.fanout, fallback)
+        let parent = local?.parent()?;
+        if parent.ticket.is_acceptor() {
+            return None;
+        }
+        parent.links.family(&shared.fanout, fallback)
     })
+}
+
+/// Called by bulwark-io on the thread that accepted a connection: the task
+/// being polled there is an accept loop (see [`parent_family`]).
+pub(crate) fn on_accept() {
+    worker::with_current(|w| {
+        if let Some(parent) = w.and_then(|cx| cx.parent()) {
+            parent.ticket.set_acceptor();
+        }
+    });
 }
 
 /// The earlier of the spawn's own deadline (or the runtime default) and

@@ -399,3 +399,35 @@ fn shutdown_drops_waiting_children_and_resolves_their_handles() {
         }
     });
 }
+
+#[test]
+fn an_accept_loops_connection_tasks_are_roots_refused_at_a_full_ceiling() {
+    let rt = runtime(2, |b| {
+        b.max_tasks(2).pause_accept_when_full(false);
+    });
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let outcome = rt.block_on(async move {
+        // The accept loop (a root) and a filler fill the ceiling.
+        let filler = spawn(async { sleep(Duration::from_secs(60)).await });
+        let acceptor = spawn(async move {
+            let listener = bulwark_io::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let (stream, _) = listener.accept().await.expect("accept");
+            // A connection task: new work at the door, not a child of the
+            // accept loop, so it is refused rather than left waiting.
+            let conn = spawn(async move { drop(stream) });
+            conn.await.map_err(|e| e.is_rejected())
+        });
+        let addr = addr_rx.recv_timeout(WAIT).expect("the listener is bound");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        let outcome = bounded("the accept loop", acceptor)
+            .await
+            .expect("the accept loop completes");
+        filler.abort();
+        outcome
+    });
+    assert_eq!(outcome, Err(true), "the connection task was rejected");
+    assert_eq!(rt.metrics().children_waiting, 0);
+}

@@ -142,7 +142,12 @@ impl TcpListener {
                 .async_io(Direction::Read, || op(&self.io))
                 .await;
             match res {
-                Ok(t) => return Ok(t),
+                Ok(t) => {
+                    // The task polling this is an accept loop: what it
+                    // spawns is new work (see `context::set_accept_hook`).
+                    crate::context::accepted();
+                    return Ok(t);
+                }
                 Err(e) if is_out_of_resources(&e) => {
                     let handle = self.io.registration.handle();
                     handle.books().count_accept_backoff();
