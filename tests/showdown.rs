@@ -96,29 +96,21 @@ fn showdown_quick_fanout() {
         "the ceiling never bit"
     );
     // Goodput: bulwark must serve more good requests than tokio-naive, by
-    // at least 10% (a margin for a noisy machine). No stack can serve more
-    // than the offered rate, so when the flood did not cost tokio-naive
-    // goodput in this run (it served 95% of the offered rate or more, as an
-    // optimized build on a fast machine can in a 2 s cell), bulwark must
-    // serve 95% of it too; its latency is then the sharp check below.
+    // at least 10% (a margin for a noisy machine), or 95% of the offered
+    // rate, whichever is less: no stack can serve more than the offered
+    // rate, so when the flood costs tokio-naive little goodput in this run
+    // (an optimized build on a fast machine, in a 2 s cell), bulwark must
+    // serve nearly all of it, and its latency is the sharp check below.
     let g = |c: &serde_json::Value| c["goodput_rps"].as_f64().unwrap();
     let p99 = |c: &serde_json::Value| c["p99_ms"].as_f64().unwrap();
     let offered = naive["offered_rps"].as_f64().unwrap();
-    if g(naive) < 0.95 * offered {
-        assert!(
-            g(bulwark) >= 1.1 * g(naive),
-            "goodput: bulwark {} tokio-naive {} (bulwark must be 1.1x or more)",
-            g(bulwark),
-            g(naive)
-        );
-    } else {
-        assert!(
-            g(bulwark) >= 0.95 * offered,
-            "goodput: bulwark {} of {offered} offered, tokio-naive {}",
-            g(bulwark),
-            g(naive)
-        );
-    }
+    let floor = (1.1 * g(naive)).min(0.95 * offered);
+    assert!(
+        g(bulwark) >= floor,
+        "goodput: bulwark {} tokio-naive {} of {offered} offered (bulwark must reach {floor})",
+        g(bulwark),
+        g(naive)
+    );
     assert!(
         p99(bulwark) < p99(naive),
         "p99: bulwark {} ms, tokio-naive {} ms",

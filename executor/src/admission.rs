@@ -110,6 +110,10 @@ pub(crate) enum Decision {
     /// Refuse it; `shedding` says whether adaptive shedding (not the ceiling)
     /// refused it.
     Reject { shedding: bool },
+    /// A child over its parent's fan-out budget: it waits in the parent's
+    /// family queue, holding no permit (see `fanout`). Never returned by
+    /// the admitter.
+    Family,
 }
 
 /// The ticket holds a permit of the task ceiling, to give back at the end.
@@ -122,6 +126,24 @@ const QUEUED: u8 = 1 << 2;
 /// The task has finished: a grant that comes now is refused, so the permit
 /// goes on to the next waiter instead of leaking.
 const DONE: u8 = 1 << 3;
+/// Holds a live-child place in its parent's family (see `fanout`): its end
+/// gives the place to the next waiting sibling.
+const SLOT: u8 = 1 << 4;
+/// Waits in its parent's family queue (see `fanout`), holding nothing but
+/// its future; taking it out (a start, a cancel, its end) clears it.
+const FAMILY_QUEUED: u8 = 1 << 5;
+/// The task accepted a connection from a listener (an accept loop): what it
+/// spawns is new work at the door (roots), not children of admitted work.
+const ACCEPTOR: u8 = 1 << 6;
+
+/// What a task held when it ended (see [`Admitter::on_finish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ended {
+    /// It held a live-child place in its parent's family.
+    pub(crate) slot: bool,
+    /// It was still in its parent's family queue (shut down there).
+    pub(crate) family_queued: bool,
+}
 
 /// One task's admission state, kept in the task's scheduler value. Every
 /// change is one atomic operation on `state`, so a grant racing the task's
@@ -169,8 +191,70 @@ impl Ticket {
     }
 
     /// The task ended: true if it held a permit, which the caller gives back.
+    #[cfg(test)]
     fn finish(&self) -> bool {
-        self.state.swap(DONE, AcqRel) & PERMIT != 0
+        self.finish_bits() & PERMIT != 0
+    }
+
+    /// The task ended: every bit it held before (see [`finish`](Self::finish)).
+    fn finish_bits(&self) -> u8 {
+        self.state.swap(DONE, AcqRel)
+    }
+
+    /// Marks a child before it is published: it holds a live place in its
+    /// parent's family (`slot`), or it waits in the family queue.
+    pub(crate) fn set_family(&self, slot: bool, queued: bool) {
+        let bits = if slot { SLOT } else { 0 } | if queued { FAMILY_QUEUED } else { 0 };
+        self.state.fetch_or(bits, Relaxed);
+    }
+
+    /// Marks the task as an accept loop (see `ACCEPTOR`); set by the task's
+    /// own poll.
+    pub(crate) fn set_acceptor(&self) {
+        if self.state.load(Relaxed) & ACCEPTOR == 0 {
+            self.state.fetch_or(ACCEPTOR, Relaxed);
+        }
+    }
+
+    /// Whether the task accepts connections (its spawns are roots).
+    pub(crate) fn is_acceptor(&self) -> bool {
+        self.state.load(Relaxed) & ACCEPTOR != 0
+    }
+
+    /// True while the task waits in its parent's family queue.
+    pub(crate) fn is_family_queued(&self) -> bool {
+        self.state.load(Acquire) & FAMILY_QUEUED != 0
+    }
+
+    /// The task leaves its family queue to start: it takes a live place.
+    /// False if it ended first (shut down while it waited): then it holds
+    /// nothing and the place goes to the next sibling. One read-modify-write,
+    /// as `finish` is, so exactly one of the two sees the other (as `grant`).
+    pub(crate) fn take_slot(&self) -> bool {
+        self.state
+            .fetch_update(AcqRel, Acquire, |s| {
+                (s & DONE == 0).then_some((s & !FAMILY_QUEUED) | SLOT)
+            })
+            .is_ok()
+    }
+
+    /// The task leaves its family queue without starting (cancelled).
+    pub(crate) fn leave_family_queue(&self) {
+        self.state.fetch_and(!FAMILY_QUEUED, AcqRel);
+    }
+
+    /// A child that left its family queue meets a full ceiling: it joins the
+    /// admission wait list. False if it ended first.
+    pub(crate) fn requeue(&self) -> bool {
+        self.state
+            .fetch_update(AcqRel, Acquire, |s| (s & DONE == 0).then_some(s | QUEUED))
+            .is_ok()
+    }
+
+    /// A child that left its family queue got a permit at once. False if it
+    /// ended first (the caller gives the permit back).
+    pub(crate) fn grant_permit(&self) -> bool {
+        self.grant()
     }
 
     /// The task's first dequeue: true if it could still be shed then.
@@ -193,7 +277,7 @@ pub(crate) trait Admitted: Schedule {
 
 /// The runtime's admission: policy, ceiling books, CoDel state, and the
 /// index of the tasks in the wait list. Every admission decision is made
-/// here: at spawn ([`decide`](Self::decide), [`ticket`](Self::ticket)), at
+/// here: at spawn ([`decide_uncounted`](Self::decide_uncounted), [`ticket`](Self::ticket)), at
 /// a wake ([`on_wake`](Self::on_wake)), at dequeue
 /// ([`on_dequeue`](Self::on_dequeue)), at finish
 /// ([`on_finish`](Self::on_finish)), at cancel
@@ -238,10 +322,26 @@ impl<S: Admitted> Admitter<S> {
 
     /// Decides for a spawn. `may_queue`: the caller can queue the task
     /// (`spawn`), as opposed to wanting an answer now (`try_spawn`).
-    #[inline]
+    ///
+    /// A new root (not a child of admitted work) does not jump the wait
+    /// list: while children (or `spawn_wait` futures) wait for a permit, a
+    /// root is refused even if a permit is free for a moment, so work
+    /// already admitted finishes first.
+    #[cfg(test)]
     pub(crate) fn decide(&self, essential: bool, may_queue: bool) -> Decision {
+        let decision = self.decide_uncounted(essential, may_queue);
+        if let Decision::Reject { shedding } = decision {
+            self.count_rejection(shedding);
+        }
+        decision
+    }
+
+    /// As `decide` (the tests' entry point), without counting a refusal in the books:
+    /// the spawn path counts it once it knows the spawn is refused (a child
+    /// refused as a root is given another chance, as a child).
+    #[inline]
+    pub(crate) fn decide_uncounted(&self, essential: bool, may_queue: bool) -> Decision {
         if self.codel.is_some() && !essential && self.books.is_shedding() {
-            self.books.count_rejected_shedding();
             return Decision::Reject { shedding: true };
         }
         if !self.ceiling {
@@ -251,15 +351,39 @@ impl<S: Admitted> Admitter<S> {
         let got = if waits {
             self.kind().try_acquire_fair()
         } else {
-            self.kind().try_acquire()
+            // Fair first (no waiters: one load more than `try_acquire`);
+            // if that fails for want of a permit, `try_acquire` counts the
+            // refusal in the kind's books.
+            self.kind().try_acquire_fair()
+                || (self.kind().waiting() == 0 && self.kind().try_acquire())
         };
         match (got, waits) {
             (true, _) => Decision::Admit,
             (false, true) => Decision::Queue,
-            (false, false) => {
-                self.books.count_rejected_ceiling();
-                Decision::Reject { shedding: false }
-            }
+            (false, false) => Decision::Reject { shedding: false },
+        }
+    }
+
+    /// Counts a refused spawn in the books: as shed, or as refused at the
+    /// ceiling.
+    pub(crate) fn count_rejection(&self, shedding: bool) {
+        if shedding {
+            self.books.count_rejected_shedding();
+        } else {
+            self.books.count_rejected_ceiling();
+        }
+    }
+
+    /// Decides for a child of admitted work (spawned by `spawn` while its
+    /// parent is polled): never shed, and at a full ceiling it waits for a
+    /// permit (first come, first served, behind the waiters already there)
+    /// instead of being refused, whatever the policy. The caller has checked
+    /// the runtime's cap on waiting children.
+    pub(crate) fn decide_child(&self) -> Decision {
+        if !self.ceiling || self.kind().try_acquire_fair() {
+            Decision::Admit
+        } else {
+            Decision::Queue
         }
     }
 
@@ -401,11 +525,16 @@ impl<S: Admitted> Admitter<S> {
     }
 
     /// A task ended: give back its permit, if it held one (which may admit
-    /// the next waiter).
+    /// the next waiter). Returns what else it held, for its family.
     #[inline]
-    pub(crate) fn on_finish(&self, ticket: &Ticket) {
-        if ticket.finish() {
+    pub(crate) fn on_finish(&self, ticket: &Ticket) -> Ended {
+        let bits = ticket.finish_bits();
+        if bits & PERMIT != 0 {
             self.kind().release();
+        }
+        Ended {
+            slot: bits & SLOT != 0,
+            family_queued: bits & FAMILY_QUEUED != 0,
         }
     }
 

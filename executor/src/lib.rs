@@ -17,6 +17,8 @@
 //!    through the `Schedule` trait.
 //! 3. `admission`: the policy, each task's admission ticket, and every
 //!    admission decision (spawn, wake, dequeue, finish, cancel, shutdown).
+//!    `fanout`: fan-out budgets (each parent's family of live and waiting
+//!    children), the cap on waiting children, wasted work.
 //! 4. `blocking`: the blocking pool, with a `Schedule` of its own.
 //! 5. `scheduler`: the shared runtime state, the workers, the idle protocol,
 //!    and `Sched`, the scheduler value each task carries.
@@ -50,6 +52,8 @@ mod blocking;
 mod clock;
 #[cfg(not(loom))]
 mod context;
+#[cfg(not(loom))]
+mod fanout;
 #[cfg(not(loom))]
 pub mod runtime;
 #[cfg(not(loom))]

@@ -5,6 +5,7 @@ pub use crate::admission::Admission;
 use crate::admission::Admitter;
 use crate::blocking::{self, join_until};
 use crate::context;
+use crate::fanout::Fanout;
 use crate::scheduler::{Parts, Shared};
 use crate::spawn::{spawn_task, Mode, SpawnSpec};
 use crate::task::{JoinHandle, TaskMeta};
@@ -45,6 +46,8 @@ pub struct Builder {
     admission: Admission,
     default_deadline: Option<Duration>,
     pause_accept: bool,
+    max_children_per_task: Option<usize>,
+    max_waiting_children: Option<usize>,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -76,6 +79,8 @@ impl Builder {
             admission: Admission::Reject,
             default_deadline: None,
             pause_accept: true,
+            max_children_per_task: None,
+            max_waiting_children: None,
         }
     }
 
@@ -104,6 +109,41 @@ impl Builder {
     /// to a `JoinError` with `is_deadline_exceeded()`.
     pub fn default_deadline(&mut self, deadline: Option<Duration>) -> &mut Self {
         self.default_deadline = deadline;
+        self
+    }
+
+    /// Bounds how many live children every task may have at once (default
+    /// `None`: no bound, as on tokio). A task's own
+    /// [`task::Builder::max_children`](crate::spawn::Builder::max_children)
+    /// overrides it; see there for what happens to the children over the
+    /// budget (they wait in their parent's queue, first come first served,
+    /// and start as earlier children end).
+    ///
+    /// The default is no bound because a budget changes what a program
+    /// means: children that wait on each other (a barrier, a pair talking
+    /// over a channel) deadlock when the budget is smaller than the group,
+    /// so a tokio program must keep working unchanged when ported. The task
+    /// ceiling ([`max_tasks`](Self::max_tasks)) already bounds the total,
+    /// and at the ceiling children of running tasks wait rather than being
+    /// refused (new roots are refused first). Set a budget when one request
+    /// fans out wide (hundreds of subtasks per request): then no request can
+    /// take the whole ceiling, and a fan-out finishes at bounded concurrency.
+    /// Zero counts as one.
+    pub fn max_children_per_task(&mut self, n: Option<usize>) -> &mut Self {
+        self.max_children_per_task = n.map(|n| n.max(1));
+        self
+    }
+
+    /// The most children that may wait at once, runtime-wide (default: the
+    /// task ceiling, [`max_tasks`](Self::max_tasks)): children over their
+    /// parent's budget, and children of running tasks waiting for room
+    /// under the task ceiling. A waiting child holds its future and its task
+    /// allocation (no timer, no CPU), so this bounds their memory as
+    /// `max_tasks` bounds the live tasks'. Past it, `spawn` of a child is
+    /// refused as at the ceiling: its `JoinHandle` resolves to a rejected
+    /// `JoinError`.
+    pub fn max_waiting_children(&mut self, n: usize) -> &mut Self {
+        self.max_waiting_children = Some(n);
         self
     }
 
@@ -172,6 +212,8 @@ impl Builder {
             return Err(invalid("worker_threads must be at most 4096"));
         }
 
+        // Accept loops' spawns are roots, not children (see `fanout`).
+        bulwark_io::context::set_accept_hook(crate::spawn::on_accept);
         let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
         // How `accept` tags the task permit it reserves for the next spawn.
         books.set_current_task(crate::admission::current_task);
@@ -193,6 +235,10 @@ impl Builder {
             driver,
             admit: Admitter::new(self.admission, books),
             default_deadline: self.default_deadline,
+            fanout: Fanout::new(
+                self.max_children_per_task,
+                self.max_waiting_children.unwrap_or(self.max_tasks),
+            ),
         }));
         // The books reach the runtime through a `Weak`: a reader on another
         // thread (the metrics endpoint) never keeps it alive.
@@ -317,6 +363,9 @@ impl Runtime {
         // runtime is closing before any task is cancelled, so the permits
         // that cancelling frees go to nobody; no permit changes hands.
         shared.admit.close();
+        // Waiting children stay in their parents' queues; the registry's
+        // shutdown below cancels them, and each one's end takes it out.
+        shared.fanout.close();
         // A worker started while this runs (no new one starts once the flag
         // is set) is joined by the next round.
         loop {

@@ -11,6 +11,7 @@ use crate::admission::Decision;
 use crate::blocking;
 use crate::clock;
 use crate::context;
+use crate::fanout::{Family, Links};
 use crate::scheduler::{worker, Sched, Shared};
 use crate::task::{self, deadline_waker, Id, JoinHandle, Task, TaskMeta};
 use bulwark_metrics::ledger::WaitSlot;
@@ -37,6 +38,8 @@ pub(crate) struct SpawnSpec<'a> {
     pub(crate) detached: bool,
     /// Never shed by adaptive admission.
     pub(crate) essential: bool,
+    /// The most live children the task may have (`Builder::max_children`).
+    pub(crate) max_children: Option<usize>,
 }
 
 impl SpawnSpec<'_> {
@@ -48,6 +51,7 @@ impl SpawnSpec<'_> {
             timeout: None,
             detached: false,
             essential: false,
+            max_children: None,
         }
     }
 }
@@ -116,14 +120,9 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let decision = match mode {
-        Mode::Granted => Decision::Admit,
-        // A permit a listener's `accept` reserved for this task's next spawn:
-        // the connection it accepted gets its task.
-        _ if shared.admit.take_reserved() => Decision::Admit,
-        Mode::Spawn => shared.admit.decide(spec.essential, true),
-        Mode::Try => shared.admit.decide(spec.essential, false),
-    };
+    let (decision, place) = admit_spawn(shared, &spec, mode);
+    // A budgeted family's children start in spawn order (see `fanout`).
+    let in_order = place.parent.as_ref().is_some_and(|f| f.is_budgeted());
     if let (Mode::Try, Decision::Reject { shedding }) = (mode, decision) {
         // An attempt counts as a spawn and a rejection, as `spawn` does.
         SharedCounters::bump(&shared.counters.spawned);
@@ -167,11 +166,17 @@ where
             shared: shared.clone(),
             ticket: shared.admit.ticket(
                 decision,
-                spec.essential,
+                spec.essential || place.child,
                 now.map(clock::nanos_at),
                 local.map(|cx| cx.coarse_now()),
             ),
+            links: Links::new(place.parent, place.own),
         };
+        if place.child {
+            sched
+                .ticket
+                .set_family(place.slot, decision == Decision::Family);
+        }
         let (task, notified, join) = task::new_task(future, sched, meta);
         match local {
             Some(cx) => cx.counters().spawned.bump(),
@@ -188,6 +193,7 @@ where
                 }
                 if let Some(notified) = shared.registry.bind(task, notified) {
                     match local {
+                        Some(cx) if in_order => cx.schedule_back(notified),
                         Some(cx) => cx.schedule_local(notified, false),
                         None => shared.schedule_remote(notified),
                     }
@@ -201,10 +207,166 @@ where
                     shared.admit.enqueue(notified);
                 }
             }
+            Decision::Family => {
+                // Over its parent's budget: it waits in the parent's queue
+                // with its future alone (no permit, no timer; its deadline is
+                // checked when it starts).
+                let family = task.scheduler().links.parent().cloned();
+                match (shared.registry.bind(task, notified), family) {
+                    (Some(notified), Some(family)) => family.enqueue(notified, &shared.fanout),
+                    // Shut down as it was spawned: it never waited.
+                    _ => shared.fanout.unreserve(),
+                }
+            }
         }
         join
     });
     Ok(join)
+}
+
+/// Where a spawn stands in fan-out (see `fanout`): the family it joins as a
+/// child, and its own (`Builder::max_children`).
+#[derive(Default)]
+struct Placement {
+    /// Its parent's family, if it joins one.
+    parent: Option<Arc<Family<Sched>>>,
+    /// Its own family, for its children.
+    own: Option<Arc<Family<Sched>>>,
+    /// It holds a live place in `parent`.
+    slot: bool,
+    /// It is a child of admitted work (spawned during its parent's poll)
+    /// that joins `parent`: never shed, and it waits at a full ceiling.
+    child: bool,
+}
+
+/// Admission and fan-out for one spawn: the permit decision, and the spawn's
+/// place among its parent's children.
+///
+/// Without budgets anywhere (no `max_children`, no `max_children_per_task`)
+/// this is `Admitter::decide` plus one load and a branch, until admission
+/// refuses: then a spawn made during a task's poll is a child of admitted
+/// work, and gets another chance (it waits for a permit). With budgets, the
+/// parent is looked up and its family's place taken first: a child over its
+/// parent's budget waits in the family (`Decision::Family`) and takes no
+/// permit. A refused spawn holds no place; its family is failed (the
+/// parent's work will not be whole: see `fanout`'s wasted work).
+fn admit_spawn(shared: &Arc<Shared>, spec: &SpawnSpec<'_>, mode: Mode) -> (Decision, Placement) {
+    let mut place = Placement::default();
+    if let Some(n) = spec.max_children {
+        shared.fanout.activate();
+        place.own = Some(Family::new(n.max(1)));
+    }
+    if mode == Mode::Granted {
+        return (Decision::Admit, place);
+    }
+    if shared.admit.take_reserved() {
+        // A permit a listener's `accept` reserved for this task's next spawn:
+        // the connection it accepted gets its task (a root: new work).
+        return (Decision::Admit, place);
+    }
+    if shared.fanout.is_active() {
+        if let Some(family) = parent_family(shared, false) {
+            place.child = true;
+            if family.try_take_place() {
+                place.slot = true;
+            } else if mode == Mode::Spawn
+                && shared.fanout.reserve_wait(shared.admit.kind().waiting())
+            {
+                place.parent = Some(family);
+                return (Decision::Family, place);
+            } else {
+                // Over budget and either `try_spawn` (never waits) or past
+                // the cap on waiting children.
+                if mode == Mode::Spawn {
+                    family.fail(&shared.fanout);
+                }
+                shared.admit.count_rejection(false);
+                return (Decision::Reject { shedding: false }, Placement::default());
+            }
+            place.parent = Some(family);
+        }
+    }
+    let decision = if place.child && mode == Mode::Spawn {
+        child_decision(shared)
+    } else {
+        shared
+            .admit
+            .decide_uncounted(spec.essential, mode == Mode::Spawn)
+    };
+    let decision = match decision {
+        Decision::Reject { .. } if mode == Mode::Spawn && !place.child => {
+            // Refused as a root: if a task's poll spawned it, it is a child
+            // of admitted work, which waits rather than being refused.
+            match parent_family(shared, true) {
+                Some(family) if family.try_take_place() => {
+                    place.child = true;
+                    place.slot = true;
+                    place.parent = Some(family);
+                    child_decision(shared)
+                }
+                Some(family) => {
+                    family.fail(&shared.fanout);
+                    decision
+                }
+                None => decision,
+            }
+        }
+        d => d,
+    };
+    if let Decision::Reject { shedding } = decision {
+        shared.admit.count_rejection(shedding);
+        if let Some(family) = place.parent.take() {
+            if place.slot {
+                family.release_place(&shared.fanout);
+            }
+            if mode == Mode::Spawn {
+                family.fail(&shared.fanout);
+            }
+        }
+        place = Placement::default();
+    }
+    (decision, place)
+}
+
+/// A child of admitted work: a permit now, or a wait for one (first come,
+/// first served) if the cap on waiting children allows, else refused.
+fn child_decision(shared: &Shared) -> Decision {
+    match shared.admit.decide_child() {
+        Decision::Queue
+            if !shared
+                .fanout
+                .may_wait_for_permit(shared.admit.kind().waiting()) =>
+        {
+            Decision::Reject { shedding: false }
+        }
+        d => d,
+    }
+}
+
+/// The family of the task whose poll runs on this worker (the parent of a
+/// spawn made now), if it has one or gets one: always with a runtime-wide
+/// budget, and with `fallback` (a child met the ceiling) an unbudgeted one.
+///
+/// An accept loop (a task that accepted a connection) has no family: the
+/// tasks it spawns, one per connection, are new work at the door.
+fn parent_family(shared: &Shared, fallback: bool) -> Option<Arc<Family<Sched>>> {
+    worker::with_local(shared, |local| {
+        let parent = local?.parent()?;
+        if parent.ticket.is_acceptor() {
+            return None;
+        }
+        parent.links.family(&shared.fanout, fallback)
+    })
+}
+
+/// Called by bulwark-io on the thread that accepted a connection: the task
+/// being polled there is an accept loop (see [`parent_family`]).
+pub(crate) fn on_accept() {
+    worker::with_current(|w| {
+        if let Some(parent) = w.and_then(|cx| cx.parent()) {
+            parent.ticket.set_acceptor();
+        }
+    });
 }
 
 /// The earlier of the spawn's own deadline (or the runtime default) and
@@ -410,6 +572,7 @@ pub struct Builder<'a> {
     timeout: Option<Duration>,
     detached: bool,
     essential: bool,
+    max_children: Option<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -464,6 +627,60 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Bounds how many *live* children the task may have at once: tasks it
+    /// spawns (with `spawn`, `Builder::spawn`, ...) while it is polled.
+    /// Children over the budget are not refused and not run: they wait, first
+    /// come first served, in the task's own queue, holding only their
+    /// futures (no permit of the task ceiling, no timer, no CPU), and each
+    /// starts when an earlier child ends (completes, panics or is cancelled).
+    /// So a fan-out of 1,000 with `max_children(10)` runs 10 at a time and
+    /// finishes instead of failing halfway. `spawn` still returns at once;
+    /// the child's `JoinHandle` resolves when it has run.
+    ///
+    /// Overrides the runtime's
+    /// [`max_children_per_task`](crate::runtime::Builder::max_children_per_task)
+    /// for this task (zero counts as one). Waiting children count against the
+    /// runtime's [`max_waiting_children`](crate::runtime::Builder::max_waiting_children);
+    /// past it, `spawn` is refused as at the ceiling. `try_spawn` over the
+    /// budget is refused (it never waits); `spawn_wait` is not budgeted.
+    ///
+    /// If the task ends (or is cancelled) while children wait, they still
+    /// start in order as their siblings end, as tasks spawned on tokio
+    /// outlive their parent; a child that inherited a deadline that has
+    /// passed is dropped unpolled when its turn comes.
+    ///
+    /// Children that wait on each other (a barrier, a channel between two of
+    /// them) can deadlock under a budget smaller than the group: budget only
+    /// fan-outs whose children each finish on their own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// use bulwark_executor::spawn::{spawn, Builder};
+    /// let parent = Builder::new()
+    ///     .max_children(10)
+    ///     .spawn(async {
+    ///         // 1,000 children, at most 10 live at once.
+    ///         let handles: Vec<_> = (0..1_000u64).map(|i| spawn(async move { i })).collect();
+    ///         let mut sum = 0;
+    ///         for h in handles {
+    ///             sum += h.await.unwrap();
+    ///         }
+    ///         sum
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(parent.await.unwrap(), 499_500);
+    /// # });
+    /// ```
+    pub fn max_children(self, n: usize) -> Builder<'a> {
+        Builder {
+            max_children: Some(n),
+            ..self
+        }
+    }
+
     /// The name set with [`name`](Self::name).
     pub(crate) fn task_name(&self) -> Option<&'a str> {
         self.name
@@ -477,6 +694,7 @@ impl<'a> Builder<'a> {
             timeout: self.timeout,
             detached: self.detached,
             essential: self.essential,
+            max_children: self.max_children,
         }
     }
 

@@ -48,3 +48,22 @@ pub(crate) const NO_RUNTIME: &str = "there is no bulwark runtime on this thread:
 pub(crate) fn current_or_err() -> std::io::Result<Handle> {
     current().ok_or_else(|| std::io::Error::other(NO_RUNTIME))
 }
+
+/// The executor's hook for accepted connections (see [`set_accept_hook`]).
+static ON_ACCEPT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Gives the function to call on the thread that accepted a connection,
+/// right after a listener's `accept` returns it (the first call wins). The
+/// executor marks the task being polled as an acceptor: the tasks it spawns
+/// (one per connection) are new work at the door, refused first when the
+/// runtime is full, not children of work already admitted.
+pub fn set_accept_hook(hook: fn()) {
+    let _ = ON_ACCEPT.set(hook);
+}
+
+/// A listener accepted a connection on this thread.
+pub(crate) fn accepted() {
+    if let Some(hook) = ON_ACCEPT.get() {
+        hook();
+    }
+}

@@ -120,6 +120,15 @@ pub struct Snapshot {
     pub max_tasks: usize,
     /// Tasks waiting for admission (`Admission::Wait`, `spawn_wait`).
     pub tasks_waiting: usize,
+    /// Children waiting for a place in their parent's fan-out budget
+    /// (`max_children`), holding only their futures. Children waiting for a
+    /// permit of the ceiling are in `tasks_waiting`.
+    pub children_waiting: usize,
+    /// Subtasks that completed for a parent whose work then failed: the
+    /// parent was cancelled (aborted, past its deadline, shut down) or a
+    /// sibling's spawn was refused. Counted for parents with a fan-out
+    /// family (a budget, or a child that met the ceiling).
+    pub wasted_subtasks: u64,
     /// Spawns rejected at the ceiling.
     pub rejected_at_ceiling: u64,
     /// Spawns rejected by adaptive shedding.

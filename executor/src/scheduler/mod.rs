@@ -33,6 +33,7 @@ pub(crate) mod worker;
 
 use crate::admission::{Admitted, Admitter, Ticket};
 use crate::blocking;
+use crate::fanout::{self, Fanned, Fanout, Links};
 use crate::sync::{fence, AtomicBool};
 use crate::task::list::Registry;
 use crate::task::{Finish, Notified, Schedule, Task};
@@ -82,13 +83,16 @@ pub(crate) struct Shared {
     pub(crate) admit: Admitter<Sched>,
     /// Deadline given to tasks that set none (`Builder::default_deadline`).
     pub(crate) default_deadline: Option<std::time::Duration>,
+    /// Fan-out budgets: the per-task default, the cap on waiting children.
+    pub(crate) fanout: Fanout,
 }
 
-/// The scheduler value each task of the runtime carries: the runtime, and
-/// the task's admission ticket.
+/// The scheduler value each task of the runtime carries: the runtime, the
+/// task's admission ticket, and its family links (fan-out budgets).
 pub(crate) struct Sched {
     pub(crate) shared: Arc<Shared>,
     pub(crate) ticket: Ticket,
+    pub(crate) links: Links<Sched>,
 }
 
 /// What other threads may touch of one worker.
@@ -115,6 +119,7 @@ pub(crate) struct Parts {
     pub(crate) driver: Arc<DriverSlot>,
     pub(crate) admit: Admitter<Sched>,
     pub(crate) default_deadline: Option<std::time::Duration>,
+    pub(crate) fanout: Fanout,
 }
 
 impl Shared {
@@ -146,6 +151,7 @@ impl Shared {
             driver: parts.driver,
             admit: parts.admit,
             default_deadline: parts.default_deadline,
+            fanout: parts.fanout,
         }
     }
 
@@ -191,6 +197,19 @@ impl Shared {
         let runtime: *const Shared = &*task.scheduler().shared;
         worker::with_current(|w| match w {
             Some(cx) if std::ptr::eq(&*cx.shared, runtime) => cx.schedule_local(task, is_yield),
+            _ => {
+                let shared = task.scheduler().shared.clone();
+                shared.schedule_remote(task);
+            }
+        })
+    }
+
+    /// As [`schedule_owned`](Self::schedule_owned), at the back of the
+    /// worker's queue rather than in its LIFO slot.
+    fn schedule_back_owned(task: Queued) {
+        let runtime: *const Shared = &*task.scheduler().shared;
+        worker::with_current(|w| match w {
+            Some(cx) if std::ptr::eq(&*cx.shared, runtime) => cx.schedule_back(task),
             _ => {
                 let shared = task.scheduler().shared.clone();
                 shared.schedule_remote(task);
@@ -262,12 +281,15 @@ impl Shared {
     }
 
     pub(crate) fn metrics(&self) -> Snapshot {
-        Snapshot::collect(
+        let mut s = Snapshot::collect(
             self.admit.books(),
             &self.counters,
             self.blocking.snapshot(),
             self.driver.handle().stats(),
-        )
+        );
+        s.children_waiting = self.fanout.waiting();
+        s.wasted_subtasks = self.fanout.wasted();
+        s
     }
 }
 
@@ -304,7 +326,8 @@ fn task_info(task: &Task<Sched>) -> TaskInfo {
             TaskState::Running
         } else if state.is_cancelled() {
             TaskState::Cancelling
-        } else if task.scheduler().ticket.is_queued() {
+        } else if task.scheduler().ticket.is_queued() || task.scheduler().ticket.is_family_queued()
+        {
             TaskState::WaitingAdmission
         } else if state.is_notified() {
             TaskState::Scheduled
@@ -345,7 +368,8 @@ impl Schedule for Sched {
             }
             None => blocking::count_shared(&shared.counters, how),
         });
-        shared.admit.on_finish(&self.ticket);
+        let ended = shared.admit.on_finish(&self.ticket);
+        fanout::on_finish(self, ended, how);
     }
 
     fn set_timer(
@@ -362,6 +386,28 @@ impl Schedule for Sched {
 
     fn cancelled_unqueued(&self, task: &Task<Self>) {
         self.shared.admit.on_cancel(task);
+        fanout::on_cancel(task);
+    }
+}
+
+impl Fanned for Sched {
+    fn links(&self) -> &Links<Self> {
+        &self.links
+    }
+
+    fn fanout(&self) -> &Fanout {
+        &self.shared.fanout
+    }
+
+    fn start_child(task: Notified<Self>) {
+        let sched = task.scheduler();
+        sched.shared.admit.on_admitted(&sched.ticket);
+        Shared::schedule_back_owned(task);
+    }
+
+    fn wait_for_permit(task: Notified<Self>) {
+        let shared = task.scheduler().shared.clone();
+        shared.admit.enqueue(task);
     }
 }
 

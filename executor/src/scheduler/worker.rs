@@ -5,7 +5,9 @@
 //! pick a task and releases it before polling, so the task's wakes and spawns
 //! can borrow it again to queue locally.
 
-use super::{is_worker_of, Queued, Shared, WorkerStart, GLOBAL_QUEUE_INTERVAL, MAX_LIFO_POLLS};
+use super::{
+    is_worker_of, Queued, Sched, Shared, WorkerStart, GLOBAL_QUEUE_INTERVAL, MAX_LIFO_POLLS,
+};
 use bulwark_io::Parker;
 use bulwark_metrics::{WorkerCounters, WorkerSlot};
 use crossbeam_deque::{Steal, Worker};
@@ -39,6 +41,11 @@ pub(crate) struct WorkerCx {
     /// wake-up: the spawn time of the tasks this worker spawns, without a
     /// clock read per spawn. Late by at most one tick's polls.
     now: Cell<u64>,
+    /// The task this worker polls (its id and scheduler value), or polled
+    /// last: how a spawn finds its parent ([`WorkerCx::parent`]). Written
+    /// before each poll and never cleared; a stale value is told apart by
+    /// its id.
+    polling: Cell<(u64, *const Sched)>,
 }
 
 struct Core {
@@ -104,6 +111,7 @@ pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) {
         in_driver: Cell::new(false),
         pushed_in_driver: Cell::new(0),
         now: Cell::new(crate::clock::now()),
+        polling: Cell::new((0, std::ptr::null())),
     };
     CURRENT.with(|c| c.set(&cx));
     let worker = WorkerGuard;
@@ -121,6 +129,23 @@ impl WorkerCx {
 
     pub(crate) fn counters(&self) -> &WorkerCounters {
         &self.slot.counters
+    }
+
+    /// The scheduler value of the task being polled on this worker, if a
+    /// task's poll is running now (not its cancellation, not the drop of its
+    /// output): the parent of whatever it spawns.
+    pub(crate) fn parent(&self) -> Option<&Sched> {
+        let (id, sched) = self.polling.get();
+        if sched.is_null() || crate::task::try_id().map(|i| i.as_u64()) != Some(id) {
+            return None;
+        }
+        // SAFETY: `try_id` is the task whose poll runs on this thread now
+        // (the harness sets it around the future's poll only); ids are never
+        // reused, so it is the task `run_task` recorded, which this worker
+        // is running: the running reference keeps its cell, and so its
+        // scheduler value (never written after spawn), alive until its poll
+        // returns, and we are inside that poll.
+        Some(unsafe { &*sched })
     }
 
     /// This worker's coarse time (see the field).
@@ -156,6 +181,24 @@ impl WorkerCx {
             } else {
                 self.shared().notify_parked();
             }
+        }
+    }
+
+    /// Queues a task at the back of this worker's queue, behind the work
+    /// already there, where other workers may steal it: how the children of
+    /// a budgeted family start, so they run in the order they were spawned
+    /// (the LIFO slot would run the last one first).
+    pub(crate) fn schedule_back(&self, task: Queued) {
+        let Ok(core) = self.core.try_borrow_mut() else {
+            self.shared().schedule_remote(task);
+            return;
+        };
+        core.local.push(task);
+        drop(core);
+        if self.in_driver.get() {
+            self.pushed_in_driver.set(self.pushed_in_driver.get() + 1);
+        } else {
+            self.shared().notify_parked();
         }
     }
 
@@ -205,6 +248,7 @@ impl WorkerCx {
             task.expire_before_poll();
         }
         self.slot.begin_poll(header.id.as_u64(), header.location);
+        self.polling.set((header.id.as_u64(), task.scheduler()));
         // The task catches its own panics (poll, destructors, wakes at its
         // end); this is the last line, so that nothing foreign can unwind out
         // of the loop and take this worker's queue with it.

@@ -173,7 +173,12 @@ impl TcpListener {
                     .await
             };
             match res {
-                Ok(Ok(accepted)) => return Ok(accepted),
+                Ok(Ok(accepted)) => {
+                    // The task polling this is an accept loop: what it
+                    // spawns is new work (see `context::set_accept_hook`).
+                    crate::context::accepted();
+                    return Ok(accepted);
+                }
                 Ok(Err(AcceptPaused)) => {
                     // The runtime sheds or is at its task ceiling: leave new
                     // connections in the kernel backlog rather than accept
