@@ -35,7 +35,7 @@ fn start_server(stack: &str) -> (SocketAddr, Box<dyn std::any::Any>) {
     let keep: Box<dyn std::any::Any> = if stack == "bulwark" {
         let rt = bulwark::runtime::Runtime::builder()
             .worker_threads(2)
-            .max_tasks(2_000)
+            .max_tasks(10_000) // as the showdown's bulwark stack (MAX_TASKS)
             .admission(bulwark::runtime::Admission::adaptive())
             .default_deadline(Some(Duration::from_secs(2)))
             .build()

@@ -28,7 +28,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 
 /// A server on `rt` serving every connection with `limits`: `/ok` answers
-/// 200, `/hang` never answers, `/spawn` spawns and detaches a child (which
+/// 200, `/slow` answers 200 after 300 ms, `/hang` never answers, `/spawn` spawns and detaches a child (which
 /// counts its drop in `dropped` and notes whether it had a deadline in
 /// `had_deadline`) that never finishes, and never answers either.
 fn serve(
@@ -53,6 +53,7 @@ fn serve(
                     async move {
                         match req.uri().path() {
                             "/hang" => std::future::pending::<()>().await,
+                            "/slow" => bulwark::time::sleep(Duration::from_millis(300)).await,
                             "/spawn" => {
                                 let count = DropCounter::new(&dropped);
                                 let child = bulwark::spawn(async move {
@@ -239,4 +240,22 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
         assert_eq!(get(&mut s, "/ok"), 200);
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_listed_route_gets_its_own_deadline() {
+    const ROUTES: &[(&str, Duration)] = &[("/slow", Duration::from_secs(2))];
+    let rt = builder(2).build().expect("runtime");
+    let limits = Limits::new()
+        .request_deadline(Some(Duration::from_millis(100)))
+        .route_deadlines(ROUTES);
+    let addr = serve(&rt, limits, Arc::default(), Arc::default());
+    let mut s = connect(addr);
+    assert_eq!(get(&mut s, "/slow"), 200, "/slow has 2 s for its 300 ms");
+    assert_eq!(
+        get(&mut s, "/hang"),
+        503,
+        "/hang has the 100 ms request deadline"
+    );
+    assert_eq!(get(&mut s, "/ok"), 200);
 }

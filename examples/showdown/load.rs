@@ -12,7 +12,9 @@
 //!   (1.5 s of blocking per second asked for, on 2 workers), `/hang` 50/s,
 //!   `/leak` 50/s, `/cpu` 300/s (3 s of CPU per second asked for, on 2
 //!   cores);
-//! - hang-holdon: `/hang` at 10/s from clients that never give up (they hold
+//! - fanout-holdon: `/fanout` at 20/s from clients that wait for the
+//!   answer (a fan-out tokio-naive still serves);
+//! - hang-holdon: `/hang` at 20/s from clients that never give up (they hold
 //!   on until the cell ends);
 //! - slowloris: 3,000 connections opened over the first second, each
 //!   sending one header byte a second and never finishing its head;
@@ -50,15 +52,19 @@ pub const HOSTILE: [(&str, f64); 5] = [
 ];
 /// How long the attack runs before the good clients' measured window
 /// opens (scenarios with hostile load only).
-pub const ATTACK_LEAD: Duration = Duration::from_secs(1);
+pub const ATTACK_LEAD: Duration = Duration::from_millis(500);
 /// Slowloris connections.
 pub const SLOWLORIS_CONNS: usize = 3_000;
 /// Slowloris connections of `slowloris-fds`: more than the server's 4,096
 /// fds.
 pub const SLOWLORIS_FDS_CONNS: usize = 5_000;
+/// `fanout-holdon`: `/fanout` clients that wait for their answer (until
+/// the cell ends), at a rate tokio-naive answers them all: does a
+/// fan-out still get all its subtasks, and a 200?
+pub const FANOUT_HOLDON_RPS: f64 = 20.0;
 /// `hang-holdon`: `/hang` clients that never give up (until the cell
 /// ends), at this rate.
-pub const HANG_HOLDON_RPS: f64 = 10.0;
+pub const HANG_HOLDON_RPS: f64 = 20.0;
 
 /// What one cell's load saw.
 pub struct Outcome {
@@ -69,6 +75,8 @@ pub struct Outcome {
     pub hist: Histogram<u64>,
     pub hostile_sent: u64,
     pub hostile_answered: u64,
+    /// Hostile requests answered 2xx.
+    pub hostile_ok: u64,
 }
 
 impl Outcome {
@@ -128,6 +136,16 @@ pub fn run(addr: SocketAddr, scenario: &str, dur: Duration) -> Outcome {
                 )));
             }
         }
+        if scenario == "fanout-holdon" {
+            hostile.push(tokio::spawn(hostile_route(
+                addr,
+                "/fanout",
+                FANOUT_HOLDON_RPS,
+                None,
+                attack,
+                end,
+            )));
+        }
         if scenario == "hang-holdon" {
             hostile.push(tokio::spawn(hostile_route(
                 addr,
@@ -158,6 +176,7 @@ pub fn run(addr: SocketAddr, scenario: &str, dur: Duration) -> Outcome {
             hist: new_hist(),
             hostile_sent: 0,
             hostile_answered: 0,
+            hostile_ok: 0,
         };
         for g in good {
             if let Ok(s) = g.await {
@@ -168,9 +187,10 @@ pub fn run(addr: SocketAddr, scenario: &str, dur: Duration) -> Outcome {
             }
         }
         for h in hostile {
-            if let Ok((sent, answered)) = h.await {
+            if let Ok((sent, answered, ok)) = h.await {
                 out.hostile_sent += sent;
                 out.hostile_answered += answered;
+                out.hostile_ok += ok;
             }
         }
         for s in slow {
@@ -288,7 +308,7 @@ async fn good_conn(
 
 /// Hostile clients of one route: a new connection per request at `rate`,
 /// each given up after `give_up` (`None`: held until the cell ends).
-/// Returns (sent, answered).
+/// Returns (sent, answered, answered 2xx).
 async fn hostile_route(
     addr: SocketAddr,
     route: &'static str,
@@ -296,7 +316,7 @@ async fn hostile_route(
     give_up: Option<Duration>,
     start: Instant,
     end: Instant,
-) -> (u64, u64) {
+) -> (u64, u64, u64) {
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut next = start;
     let mut tasks = Vec::new();
@@ -314,17 +334,19 @@ async fn hostile_route(
             .await
             .ok()
             .flatten()
-            .is_some()
         }));
     }
     let sent = tasks.len() as u64;
-    let mut answered = 0;
+    let (mut answered, mut ok) = (0, 0);
     for t in tasks {
-        if t.await.unwrap_or(false) {
+        if let Ok(Some(status)) = t.await {
             answered += 1;
+            if status.is_success() {
+                ok += 1;
+            }
         }
     }
-    (sent, answered)
+    (sent, answered, ok)
 }
 
 /// One slowloris connection: one header byte a second, never the end of

@@ -98,6 +98,7 @@ pub fn write(cells: &[Cell]) {
                 "peak_fds": c.peak_fds,
                 "hostile_sent": c.hostile_sent,
                 "hostile_answered": c.hostile_answered,
+                "hostile_ok": c.hostile_ok,
                 "server_exited": c.server_exited,
             });
             if c.stack.starts_with("bulwark") {

@@ -75,6 +75,7 @@ pub mod bulwark_naive {
     /// header-read and an idle timeout.
     pub const LIMITS: bulwark::hyper::Limits = bulwark::hyper::Limits::new()
         .request_deadline(Some(REQUEST_DEADLINE))
+        .route_deadlines(&[("/fanout", FANOUT_DEADLINE)])
         .header_read_timeout(Some(Duration::from_secs(2)))
         .idle_timeout(Some(Duration::from_secs(10)));
     /// Each request's deadline. `/work` answers in about 1 ms; a request
@@ -82,6 +83,9 @@ pub mod bulwark_naive {
     /// that hostile holders (50/s) cannot keep the pool full: 16 / 50 s =
     /// 320 ms at most, so 200 ms.
     pub const REQUEST_DEADLINE: Duration = Duration::from_millis(200);
+    /// `/fanout`'s deadline: its subtasks take up to 500 ms each, so it
+    /// gets the runtime's default, 2 s.
+    pub const FANOUT_DEADLINE: Duration = Duration::from_secs(2);
     struct Http1;
     impl Http1 {
         async fn serve_connection<S, B>(&self, io: TcpStream, service: S) -> hyper::Result<()>

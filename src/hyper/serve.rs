@@ -55,6 +55,7 @@ use crate::time::{sleep_until, Sleep};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     request_deadline: Option<Option<Duration>>,
+    route_deadlines: &'static [(&'static str, Duration)],
     header_read_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
 }
@@ -74,6 +75,7 @@ impl Limits {
     pub const fn new() -> Limits {
         Limits {
             request_deadline: None,
+            route_deadlines: &[],
             header_read_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(60)),
         }
@@ -88,6 +90,38 @@ impl Limits {
     pub const fn request_deadline(mut self, deadline: Option<Duration>) -> Limits {
         self.request_deadline = Some(deadline);
         self
+    }
+
+    /// Deadlines for some routes, in place of the request deadline: a
+    /// request whose path starts with a listed prefix gets that entry's
+    /// deadline (the first match wins). For the few routes whose work is
+    /// legitimately long (a report, a fan-out to a slow API) next to many
+    /// that are quick, so the quick ones keep a deadline that fits them.
+    ///
+    /// ```
+    /// use bulwark::hyper::Limits;
+    /// use std::time::Duration;
+    ///
+    /// const LIMITS: Limits = Limits::new()
+    ///     .request_deadline(Some(Duration::from_millis(200)))
+    ///     .route_deadlines(&[("/reports/", Duration::from_secs(30))]);
+    /// assert_eq!(LIMITS.deadline_for("/reports/q3"), Some(Duration::from_secs(30)));
+    /// assert_eq!(LIMITS.deadline_for("/users/7"), Some(Duration::from_millis(200)));
+    /// ```
+    pub const fn route_deadlines(mut self, routes: &'static [(&'static str, Duration)]) -> Limits {
+        self.route_deadlines = routes;
+        self
+    }
+
+    /// The deadline a request for `path` gets: its route's, else the
+    /// request deadline (the runtime's default, if none was set here and
+    /// this is called inside a runtime).
+    pub fn deadline_for(&self, path: &str) -> Option<Duration> {
+        self.route_deadlines
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map(|(_, d)| *d)
+            .or_else(|| self.effective_request_deadline())
     }
 
     /// How long a request head may take to arrive, from its first byte (the
@@ -192,7 +226,8 @@ where
     let state = Arc::new(ConnState::new());
     let service = Deadlined {
         inner: service,
-        deadline: limits.effective_request_deadline(),
+        limits,
+        default: limits.effective_request_deadline(),
         state: state.clone(),
     };
     let io = Watched {
@@ -316,7 +351,9 @@ impl<I: Write + Unpin> Write for Watched<I> {
 /// The service, with each request under its own deadline scope.
 struct Deadlined<S> {
     inner: S,
-    deadline: Option<Duration>,
+    limits: Limits,
+    /// The deadline of a request on no listed route, looked up once.
+    default: Option<Duration>,
     state: Arc<ConnState>,
 }
 
@@ -333,9 +370,19 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.state.enter(phase::BUSY);
+        let path = req.uri().path();
+        let deadline = match self
+            .limits
+            .route_deadlines
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+        {
+            Some((_, d)) => Some(*d),
+            None => self.default,
+        };
         let fut = self.inner.call(req);
         let done = Finished(self.state.clone());
-        match self.deadline {
+        match deadline {
             None => Box::pin(async move {
                 let _done = done;
                 fut.await.map(|r| r.map(Either::Left))
