@@ -16,7 +16,11 @@
 //!   task and reach the `JoinHandle`; `abort` drops the future.
 //! - An IO driver (mio) with per-worker timer shards: [`net`] and [`time`].
 //! - Guards: a hard ceiling on live tasks, admission at spawn and at accept
-//!   (reject, wait, or shed early on scheduling delay), per-task deadlines.
+//!   (reject, wait, or shed early on scheduling delay; a connection accepted
+//!   is a connection served), per-task deadlines and deadline scopes that
+//!   children inherit, fan-out budgets (children over a task's budget, or
+//!   at a full ceiling, wait in their parent's queue instead of failing),
+//!   and with hyper, a deadline per request ([`hyper::serve_connection`]).
 //! - A blocking pool (`spawn_blocking`), capped at 512 threads by default.
 //! - Reading the runtime from any thread: [`Runtime::metrics`] and
 //!   [`runtime::Handle::tasks`].

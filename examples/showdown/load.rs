@@ -14,7 +14,7 @@
 //!   cores);
 //! - fanout-holdon: `/fanout` at 20/s from clients that wait for the
 //!   answer (a fan-out tokio-naive still serves);
-//! - hang-holdon: `/hang` at 20/s from clients that never give up (they hold
+//! - hang-holdon: `/hang` at 50/s (as `hang`) from clients that never give up (they hold
 //!   on until the cell ends);
 //! - slowloris: 3,000 connections opened over the first second, each
 //!   sending one header byte a second and never finishing its head;
@@ -64,7 +64,7 @@ pub const SLOWLORIS_FDS_CONNS: usize = 5_000;
 pub const FANOUT_HOLDON_RPS: f64 = 20.0;
 /// `hang-holdon`: `/hang` clients that never give up (until the cell
 /// ends), at this rate.
-pub const HANG_HOLDON_RPS: f64 = 20.0;
+pub const HANG_HOLDON_RPS: f64 = 50.0;
 
 /// What one cell's load saw.
 pub struct Outcome {
