@@ -27,8 +27,12 @@
 //! - Shutdown on drop that drops every unfinished task's future and joins
 //!   every thread.
 //!
-//! The watchdog, leak-tracked resources and the metrics endpoint are not
-//! built yet; see the README.
+//! - A poll-time watchdog that reports a poll holding its worker past 25 ms
+//!   ([`runtime::Watchdog`], [`runtime::Handle::stalls`]).
+//!
+//! The watchdog's compensation (a replacement worker), lost-task detection,
+//! leak-tracked resources and the metrics endpoint are not built yet; see
+//! the README.
 //!
 //! # Example
 //!
@@ -57,7 +61,8 @@ pub use bulwark_executor::Runtime;
 /// The runtime, its builder and handle (as `tokio::runtime`).
 pub mod runtime {
     pub use bulwark_executor::runtime::{
-        Admission, Builder, EnterGuard, Handle, Runtime, TryCurrentError, DEFAULT_MAX_TASKS,
+        Admission, Builder, EnterGuard, Handle, Runtime, TryCurrentError, Watchdog,
+        DEFAULT_MAX_TASKS,
     };
 }
 
@@ -149,6 +154,7 @@ pub mod hyper;
 /// tasks, as read by [`runtime::Handle::tasks`].
 pub mod metrics {
     pub use bulwark_metrics::{
-        KindSnapshot, Snapshot, TaskInfo, TaskState, WorkerSnapshot, WorkerState,
+        KindSnapshot, Snapshot, StallReport, TaskInfo, TaskState, WorkerSnapshot, WorkerState,
+        STALLS_KEPT,
     };
 }

@@ -25,8 +25,10 @@
 //! 6. `context`: which runtime a thread is in.
 //! 7. [`scope`]: `scope_deadline`, a deadline for part of a task's work.
 //! 8. `threads`: starting worker threads, at build and later for a role.
-//! 9. [`spawn`](mod@spawn): the spawn path and the spawning API (`spawn`, `Builder`).
-//! 10. [`runtime`]: `Runtime`, its `Builder` and `Handle`.
+//! 9. `watchdog`: the thread that sees and reports a poll holding its
+//!    worker.
+//! 10. [`spawn`](mod@spawn): the spawn path and the spawning API (`spawn`, `Builder`).
+//! 11. [`runtime`]: `Runtime`, its `Builder` and `Handle`.
 //!
 //! # Under loom
 //!
@@ -72,6 +74,8 @@ mod sync;
 pub mod task;
 #[cfg(not(loom))]
 mod threads;
+#[cfg(not(loom))]
+mod watchdog;
 
 pub use admission::Admission;
 #[cfg(not(loom))]

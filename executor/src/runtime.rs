@@ -10,9 +10,11 @@ use crate::scheduler::{Parts, Shared};
 use crate::spawn::{spawn_task, Mode, SpawnSpec};
 use crate::task::{JoinHandle, TaskMeta};
 use crate::threads::{self, ROLE_WORKER};
+use crate::watchdog;
+pub use crate::watchdog::Watchdog;
 use bulwark_io::driver::Driver;
 use bulwark_io::{DriverSlot, Parker};
-use bulwark_metrics::{Books, SharedCounters, Snapshot, Source, TaskInfo};
+use bulwark_metrics::{Books, SharedCounters, Snapshot, Source, StallReport, TaskInfo};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -48,6 +50,7 @@ pub struct Builder {
     pause_accept: bool,
     max_children_per_task: Option<usize>,
     max_waiting_children: Option<usize>,
+    watchdog: Watchdog,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -78,6 +81,7 @@ impl Builder {
             max_tasks: DEFAULT_MAX_TASKS,
             admission: Admission::Reject,
             default_deadline: None,
+            watchdog: Watchdog::default(),
             pause_accept: true,
             max_children_per_task: None,
             max_waiting_children: None,
@@ -144,6 +148,15 @@ impl Builder {
     /// `JoinError`.
     pub fn max_waiting_children(&mut self, n: usize) -> &mut Self {
         self.max_waiting_children = Some(n);
+        self
+    }
+
+    /// The poll-time watchdog (default: on, 25 ms): a thread that reports a
+    /// poll holding its worker past the threshold, as a `tracing` warning
+    /// (target `bulwark::watchdog`) and in [`Handle::stalls`]. See
+    /// [`Watchdog`].
+    pub fn watchdog(&mut self, watchdog: Watchdog) -> &mut Self {
+        self.watchdog = watchdog;
         self
     }
 
@@ -252,6 +265,7 @@ impl Builder {
             // On error, `runtime` drops here and stops the workers started.
             threads::start_worker(&runtime.handle.shared, ROLE_WORKER, &self.thread_name)?;
         }
+        watchdog::start(&runtime.handle.shared, self.watchdog)?;
         Ok(runtime)
     }
 }
@@ -512,6 +526,14 @@ impl Handle {
     /// The runtime's counts now.
     pub fn metrics(&self) -> Snapshot {
         self.shared.metrics()
+    }
+
+    /// The polls the watchdog saw hold their worker past its threshold,
+    /// most recent last (at most [`STALLS_KEPT`](bulwark_metrics::STALLS_KEPT)):
+    /// worker, task id, name and spawn site, how long when reported, and the
+    /// total once the poll returned. Empty with `Watchdog::off()`.
+    pub fn stalls(&self) -> Vec<StallReport> {
+        self.shared.admit.books().stalls()
     }
 
     /// The live tasks now: id, name, spawn site, state and age, as the

@@ -13,6 +13,7 @@
 
 use crate::ledger::{Kind, KindError, Permit, TASK};
 use crate::source::{Source, TaskInfo};
+use crate::stalls::{StallReport, Stalls};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering::Relaxed};
 use crate::worker::WorkerSlot;
 use crate::Snapshot;
@@ -35,6 +36,8 @@ pub struct Books {
     pause_accept: AtomicBool,
     shedding_transitions: AtomicU64,
     scope_deadlines: AtomicU64,
+    stalls_seen: AtomicU64,
+    stalls: Stalls,
     rejected_ceiling: AtomicU64,
     rejected_shedding: AtomicU64,
     accept_backoffs: AtomicU64,
@@ -75,6 +78,8 @@ impl Books {
             pause_accept: AtomicBool::new(pause_accept),
             shedding_transitions: AtomicU64::new(0),
             scope_deadlines: AtomicU64::new(0),
+            stalls_seen: AtomicU64::new(0),
+            stalls: Stalls::default(),
             rejected_ceiling: AtomicU64::new(0),
             rejected_shedding: AtomicU64::new(0),
             accept_backoffs: AtomicU64::new(0),
@@ -206,6 +211,47 @@ impl Books {
     /// off instead of retrying at once (bumped by the io layer's listeners).
     pub fn count_accept_backoff(&self) {
         self.accept_backoffs.fetch_add(1, Relaxed);
+    }
+
+    /// Records a stall the watchdog saw: a poll of `task_id` (spawned at
+    /// `location`) on worker `worker` that has held it for
+    /// `reported_after`. Returns the stall's number, for
+    /// [`end_stall`](Books::end_stall).
+    pub fn record_stall(
+        &self,
+        worker: usize,
+        task_id: Option<u64>,
+        task_name: Option<String>,
+        location: Option<&'static std::panic::Location<'static>>,
+        reported_after: std::time::Duration,
+    ) -> u64 {
+        let seq = self.stalls_seen.fetch_add(1, Relaxed) + 1;
+        self.stalls.push(StallReport {
+            seq,
+            worker,
+            task_id,
+            task_name,
+            location,
+            reported_after,
+            total: None,
+        });
+        seq
+    }
+
+    /// Stall `seq` ended: its poll returned after `total` in all.
+    pub fn end_stall(&self, seq: u64, total: std::time::Duration) {
+        self.stalls.end(seq, total);
+    }
+
+    /// The most recent stalls (at most [`STALLS_KEPT`](crate::STALLS_KEPT)),
+    /// oldest first.
+    pub fn stalls(&self) -> Vec<StallReport> {
+        self.stalls.list()
+    }
+
+    /// Stalls the watchdog has seen since the runtime was built.
+    pub fn stalls_seen(&self) -> u64 {
+        self.stalls_seen.load(Relaxed)
     }
 
     /// Counts a deadline scope (`task::scope_deadline`) whose deadline

@@ -30,6 +30,7 @@ mod counters;
 pub mod ledger;
 mod snapshot;
 mod source;
+mod stalls;
 mod sync;
 mod worker;
 
@@ -37,4 +38,5 @@ pub use books::{AcceptPaused, Books};
 pub use counters::{Counter, SharedCounters, WorkerCounters};
 pub use snapshot::{BlockingSnapshot, DriverSnapshot, KindSnapshot, Snapshot, WorkerSnapshot};
 pub use source::{Source, TaskInfo, TaskState};
+pub use stalls::{StallReport, STALLS_KEPT};
 pub use worker::{WorkerSlot, WorkerState, WorkerView};

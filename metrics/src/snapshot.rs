@@ -107,6 +107,8 @@ pub struct Snapshot {
     /// `bulwark::hyper::serve_connection`) whose deadline passed before their
     /// future finished. Not tasks: not in the conservation sum.
     pub scope_deadlines_exceeded: u64,
+    /// Polls the watchdog saw hold their worker past its threshold.
+    pub stalls: u64,
     /// Spawns rejected by admission (at the ceiling, or shed).
     pub tasks_rejected: u64,
     /// Tasks spawned and not yet finished (waiting for admission included).
@@ -192,6 +194,7 @@ impl Snapshot {
             shedding: books.is_shedding(),
             shedding_transitions: books.shedding_transitions(),
             scope_deadlines_exceeded: books.scope_deadlines(),
+            stalls: books.stalls_seen(),
             blocking_threads: blocking.threads,
             blocking_threads_idle: blocking.idle,
             blocking_queue_depth: blocking.queue_depth,
