@@ -14,10 +14,8 @@ use crate::context;
 use crate::task as current;
 use bulwark_io::time::error::Elapsed;
 use bulwark_io::time::{timeout_at, Timeout};
-use bulwark_metrics::Books;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -66,7 +64,6 @@ use std::time::Instant;
 #[track_caller]
 pub fn scope_deadline<F: Future>(deadline: Instant, future: F) -> ScopeDeadline<F> {
     ScopeDeadline {
-        books: context::current().map(|shared| shared.admit.books().clone()),
         inner: timeout_at(
             deadline,
             Scoped {
@@ -82,8 +79,6 @@ pub fn scope_deadline<F: Future>(deadline: Instant, future: F) -> ScopeDeadline<
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct ScopeDeadline<F> {
     inner: Timeout<Scoped<F>>,
-    /// Where a scope that runs out is counted.
-    books: Option<Arc<Books>>,
 }
 
 impl<F> ScopeDeadline<F> {
@@ -99,14 +94,14 @@ impl<F: Future> Future for ScopeDeadline<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `inner` is structurally pinned: nothing moves it out of a
         // pinned `ScopeDeadline` (there is no accessor that gives it by
-        // value). `books` is not pinned, only read.
-        let (inner, books) = unsafe {
-            let this = self.get_unchecked_mut();
-            (Pin::new_unchecked(&mut this.inner), &this.books)
-        };
-        let out = inner.poll(cx);
-        if let (Poll::Ready(Err(_)), Some(books)) = (&out, books) {
-            books.count_scope_deadline();
+        // value).
+        let out = unsafe { self.map_unchecked_mut(|s| &mut s.inner) }.poll(cx);
+        if matches!(out, Poll::Ready(Err(_))) {
+            // Counted in the books of the runtime it ran out on (looked up
+            // only now: a scope that finishes in time costs nothing here).
+            if let Some(shared) = context::current() {
+                shared.admit.books().count_scope_deadline();
+            }
         }
         out
     }

@@ -117,11 +117,16 @@ impl Limits {
     /// request deadline (the runtime's default, if none was set here and
     /// this is called inside a runtime).
     pub fn deadline_for(&self, path: &str) -> Option<Duration> {
+        self.route_deadline(path)
+            .or_else(|| self.effective_request_deadline())
+    }
+
+    /// The deadline of the first listed route `path` starts with, if any.
+    fn route_deadline(&self, path: &str) -> Option<Duration> {
         self.route_deadlines
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix))
             .map(|(_, d)| *d)
-            .or_else(|| self.effective_request_deadline())
     }
 
     /// How long a request head may take to arrive, from its first byte (the
@@ -244,6 +249,7 @@ where
         state,
         limits,
         sleep: None,
+        armed: None,
     }
     .await
 }
@@ -370,16 +376,10 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.state.enter(phase::BUSY);
-        let path = req.uri().path();
-        let deadline = match self
+        let deadline = self
             .limits
-            .route_deadlines
-            .iter()
-            .find(|(prefix, _)| path.starts_with(prefix))
-        {
-            Some((_, d)) => Some(*d),
-            None => self.default,
-        };
+            .route_deadline(req.uri().path())
+            .or(self.default);
         let fut = self.inner.call(req);
         let done = Finished(self.state.clone());
         match deadline {
@@ -430,7 +430,11 @@ struct Guarded<C> {
     conn: C,
     state: Arc<ConnState>,
     limits: Limits,
+    /// The limit's timer, kept across requests and re-armed only when the
+    /// limit in force moves (a new phase).
     sleep: Option<Sleep>,
+    /// When `sleep` is set to fire.
+    armed: Option<Instant>,
 }
 
 impl<C: Future<Output = hyper::Result<()>> + Unpin> Future for Guarded<C> {
@@ -441,30 +445,34 @@ impl<C: Future<Output = hyper::Result<()>> + Unpin> Future for Guarded<C> {
         if let Poll::Ready(res) = Pin::new(&mut this.conn).poll(cx) {
             return Poll::Ready(res);
         }
-        loop {
-            let limit = match this.state.phase.load(Relaxed) {
-                phase::IDLE => this.limits.idle_timeout,
-                phase::HEAD => this.limits.header_read_timeout,
-                _ => None,
-            };
-            let Some(limit) = limit else {
-                this.sleep = None;
-                return Poll::Pending;
-            };
-            let at = this.state.since() + limit;
+        let limit = match this.state.phase.load(Relaxed) {
+            phase::IDLE => this.limits.idle_timeout,
+            phase::HEAD => this.limits.header_read_timeout,
+            // Busy: the request's deadline bounds it. A timer left armed
+            // from the phase before may wake this once, for nothing.
+            _ => return Poll::Pending,
+        };
+        let Some(limit) = limit else {
+            return Poll::Pending;
+        };
+        let at = this.state.since() + limit;
+        if this.armed != Some(at) {
             if Instant::now() >= at {
                 // Past the limit: the connection closes (dropping it drops
                 // the socket).
                 return Poll::Ready(Ok(()));
             }
             match this.sleep.as_mut() {
-                Some(s) => Pin::new(&mut *s).reset(at),
+                Some(s) => Pin::new(s).reset(at),
                 None => this.sleep = Some(sleep_until(at)),
             }
-            let sleep = this.sleep.as_mut().expect("set above");
-            if Pin::new(sleep).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+            this.armed = Some(at);
+        }
+        let sleep = this.sleep.as_mut().expect("armed above");
+        match Pin::new(sleep).poll(cx) {
+            // The limit of the phase still in force has passed.
+            Poll::Ready(()) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
