@@ -131,7 +131,7 @@ impl TcpListener {
     /// in the worker's LIFO slot) and spawns what its request needs: a burst
     /// of accepts would otherwise take in more requests than the ceiling has
     /// room to finish. In the showdown's fan-out flood this cut the
-    /// subtasks that ran for a request that then failed from 12% to 0.7-3%.
+    /// subtasks that ran for a request that then failed from 12% to 0.7-3.2%.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let ((stream, addr), reserved) = self.accept_with(|listener| listener.accept()).await?;
         let handle = self.io.registration.handle().clone();
