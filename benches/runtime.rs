@@ -35,6 +35,11 @@
 //! `spawn_many_remote_busy1` (its 10 000-task bursts queue behind 8 spinning
 //! tasks, a standing scheduling delay above CoDel's 5 ms target).
 //!
+//! Every group also has `bulwark-no-watchdog`: the default runtime with
+//! `Watchdog::off()`, so no watchdog thread and no compensation (workers do
+//! not lend their seat around each poll). `bulwark` against it is what the
+//! watchdog costs.
+//!
 //! `spawn_many_local` also measures what the guards cost when they are on but
 //! never fire, with four functions:
 //!
@@ -359,6 +364,18 @@ workloads!(
 );
 
 workloads!(
+    on_bulwark_no_watchdog,
+    "bulwark-no-watchdog",
+    bulwark::Runtime,
+    bulwark::Runtime::builder()
+        .worker_threads(WORKERS)
+        .watchdog(bulwark::runtime::Watchdog::off())
+        .build(),
+    bulwark::spawn,
+    bulwark::task::yield_now
+);
+
+workloads!(
     on_bulwark_guarded,
     "bulwark-guarded",
     bulwark::Runtime,
@@ -387,6 +404,7 @@ workloads!(
 /// The runtimes for one group, built once.
 struct Runtimes {
     bulwark: on_bulwark::Rt,
+    no_watchdog: on_bulwark_no_watchdog::Rt,
     guarded: on_bulwark_guarded::Rt,
     tokio: on_tokio::Rt,
 }
@@ -394,6 +412,7 @@ struct Runtimes {
 fn runtimes() -> Runtimes {
     Runtimes {
         bulwark: on_bulwark::build(),
+        no_watchdog: on_bulwark_no_watchdog::build(),
         guarded: on_bulwark_guarded::build(),
         tokio: on_tokio::build(),
     }
@@ -422,6 +441,9 @@ macro_rules! signalled {
         g.bench_function("bulwark", |b| {
             b.iter(|| on_bulwark::$workload(&rts.bulwark, &sig))
         });
+        g.bench_function("bulwark-no-watchdog", |b| {
+            b.iter(|| on_bulwark_no_watchdog::$workload(&rts.no_watchdog, &sig))
+        });
         bench_guarded(&mut g, stringify!($workload), &rts.guarded, || {
             on_bulwark_guarded::$workload(&rts.guarded, &sig)
         });
@@ -445,6 +467,7 @@ fn spawn_many_local(c: &mut Criterion) {
     let sig = Signal::new();
     let mut g = group(c, "spawn_many_local");
     local_variant!(g, &sig, on_bulwark, "bulwark");
+    local_variant!(g, &sig, on_bulwark_no_watchdog, "bulwark-no-watchdog");
     {
         let rt = on_bulwark_guarded::build();
         bench_guarded(&mut g, "spawn_many_local", &rt, || {
@@ -462,6 +485,9 @@ fn spawn_many_remote_idle(c: &mut Criterion) {
     let mut g = group(c, "spawn_many_remote_idle");
     g.bench_function("bulwark", |b| {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
+    });
+    g.bench_function("bulwark-no-watchdog", |b| {
+        b.iter(|| on_bulwark_no_watchdog::spawn_many_remote(&rts.no_watchdog))
     });
     bench_guarded(&mut g, "spawn_many_remote_idle", &rts.guarded, || {
         on_bulwark_guarded::spawn_many_remote(&rts.guarded)
@@ -483,6 +509,13 @@ fn spawn_many_remote_busy1(c: &mut Criterion) {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
     });
     bulwark_busy.store(false, Relaxed);
+
+    let no_watchdog_busy = Arc::new(AtomicBool::new(true));
+    on_bulwark_no_watchdog::start_busy(&rts.no_watchdog, &no_watchdog_busy);
+    g.bench_function("bulwark-no-watchdog", |b| {
+        b.iter(|| on_bulwark_no_watchdog::spawn_many_remote(&rts.no_watchdog))
+    });
+    no_watchdog_busy.store(false, Relaxed);
 
     let guarded_busy = Arc::new(AtomicBool::new(true));
     on_bulwark_guarded::start_busy(&rts.guarded, &guarded_busy);

@@ -24,17 +24,18 @@
 //!    and `Sched`, the scheduler value each task carries.
 //! 6. `context`: which runtime a thread is in.
 //! 7. [`scope`]: `scope_deadline`, a deadline for part of a task's work.
-//! 8. `threads`: starting worker threads, at build and later for a role.
+//! 8. `threads`: starting worker threads, one per seat at build, and a
+//!    replacement later for a seat whose holder is stuck.
 //! 9. `watchdog`: the thread that sees and reports a poll holding its
-//!    worker.
+//!    worker, and hands the worker's seat to a replacement.
 //! 10. [`spawn`](mod@spawn): the spawn path and the spawning API (`spawn`, `Builder`).
 //! 11. [`runtime`]: `Runtime`, its `Builder` and `Handle`.
 //!
 //! # Under loom
 //!
 //! `RUSTFLAGS="--cfg loom"` builds what loom can model and nothing else:
-//! `sync`, `task`, `admission` and the scheduler's idle protocol
-//! (`scheduler/idle.rs`). Everything from the scheduler's shared state up
+//! `sync`, `task`, `admission`, the scheduler's idle protocol
+//! (`scheduler/idle.rs`) and its seats (`scheduler/seat.rs`). Everything from the scheduler's shared state up
 //! (workers, `blocking`, `context`, `threads`, `spawn`, `runtime`) needs
 //! the IO driver, which wraps mio and cannot be modelled (bulwark-io leaves
 //! it out under loom). This file is the one switch; the modules themselves
@@ -62,11 +63,12 @@ pub mod runtime;
 mod scheduler;
 #[cfg(not(loom))]
 pub mod scope;
-/// Under loom the scheduler is its idle protocol alone: the shared state and
-/// the workers need the driver.
+/// Under loom the scheduler is its idle protocol and its seats alone: the
+/// shared state and the workers need the driver.
 #[cfg(loom)]
 mod scheduler {
     pub(crate) mod idle;
+    pub(crate) mod seat;
 }
 #[cfg(not(loom))]
 pub mod spawn;

@@ -9,7 +9,7 @@ use crate::fanout::Fanout;
 use crate::scheduler::{Parts, Shared};
 use crate::spawn::{spawn_task, Mode, SpawnSpec};
 use crate::task::{JoinHandle, TaskMeta};
-use crate::threads::{self, ROLE_WORKER};
+use crate::threads;
 use crate::watchdog;
 pub use crate::watchdog::Watchdog;
 use bulwark_io::driver::Driver;
@@ -236,7 +236,9 @@ impl Builder {
         let driver = Arc::new(DriverSlot::new(driver));
         let counters = Arc::new(SharedCounters::default());
         let shared = Arc::new(Shared::new(Parts {
-            capacity: workers + spare_workers(workers),
+            workers,
+            thread_name: self.thread_name.clone(),
+            compensating: self.watchdog.is_compensating(),
             registry_shards: workers * 4,
             counters: counters.clone(),
             blocking: Arc::new(blocking::Pool::new(
@@ -261,20 +263,13 @@ impl Builder {
         let runtime = Runtime {
             handle: Handle { shared },
         };
-        for _ in 0..workers {
+        for index in 0..workers {
             // On error, `runtime` drops here and stops the workers started.
-            threads::start_worker(&runtime.handle.shared, ROLE_WORKER, &self.thread_name)?;
+            threads::start_worker(&runtime.handle.shared, index)?;
         }
         watchdog::start(&runtime.handle.shared, self.watchdog)?;
         Ok(runtime)
     }
-}
-
-/// Room for workers started after build (replacements for workers stuck in
-/// a poll): as many again as the runtime has, at least 4. A slot costs an
-/// empty queue and a parker until it is used.
-fn spare_workers(workers: usize) -> usize {
-    workers.max(4)
 }
 
 fn invalid(msg: &str) -> io::Error {

@@ -1,5 +1,6 @@
-//! Starting worker threads: the runtime's own at build, and more later for a
-//! role (the watchdog's replacement for a worker stuck in a poll).
+//! Starting worker threads: the runtime's own at build, one per seat, and a
+//! replacement later for a seat whose holder is stuck in a poll (the
+//! watchdog's compensation).
 //!
 //! Above the scheduler (which makes a worker's queue, parker and slot) and
 //! the context (which a worker thread enters), below the runtime and the
@@ -7,64 +8,172 @@
 //! `Shared::threads`, where shutdown finds it.
 
 use crate::context;
-use crate::scheduler::{worker, Shared};
+use crate::scheduler::{worker, Shared, WorkerStart};
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Release;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 /// The role of the workers a runtime starts at build.
 pub(crate) const ROLE_WORKER: &str = "worker";
+/// The role of a thread started to take over a stuck worker's seat.
+pub(crate) const ROLE_REPLACEMENT: &str = "replacement";
 
-/// Starts one more worker thread for `role`, named `{name}-{index}`.
-///
-/// Errors if every worker slot the runtime has room for is in use, if the
-/// runtime is shutting down, or with the OS error if the thread cannot be
-/// started (its slot is then lost; the runtime keeps the workers it has).
-pub(crate) fn start_worker(shared: &Arc<Shared>, role: &'static str, name: &str) -> io::Result<()> {
-    let Some(start) = shared.claim_worker(role) else {
-        return Err(io::Error::other(
-            "cannot start a worker: the runtime is shutting down, or every worker slot it has \
-             room for is in use",
-        ));
+/// Starts the thread of worker `index` at build, named `{name}-{index}`,
+/// holding its seat in generation 0.
+pub(crate) fn start_worker(shared: &Arc<Shared>, index: usize) -> io::Result<()> {
+    let slot = shared.admit.books().add_worker(ROLE_WORKER);
+    let start = WorkerStart {
+        index,
+        generation: 0,
+        slot,
     };
-    let index = start.index;
-    let mut threads = shared.threads.lock();
+    let name = format!("{}-{index}", shared.thread_name);
+    shared.thread_started();
     let thread_shared = shared.clone();
-    let thread = thread::Builder::new()
-        .name(format!("{name}-{index}"))
-        .spawn(move || {
-            let _runtime = context::enter_runtime(&thread_shared);
-            bulwark_io::driver::set_thread_timer_shard(Some(index));
-            worker::run(thread_shared, start)
-        })?;
-    threads.push(thread);
-    Ok(())
+    match thread::Builder::new()
+        .name(name)
+        .spawn(move || serve(thread_shared, start))
+    {
+        Ok(thread) => {
+            shared.keep_thread(thread);
+            Ok(())
+        }
+        Err(e) => {
+            shared.thread_ended();
+            Err(e)
+        }
+    }
+}
+
+/// Starts a thread that takes over seat `index` from its holder of
+/// generation `generation`, which is stuck inside a poll. Returns false if
+/// the seat could not be taken (the poll ended meanwhile, or its task was
+/// queueing work that instant): the thread then ends at once, and the
+/// watchdog tries again at its next look if the worker is still stuck.
+///
+/// The thread is started first and told to go only once the seat is taken,
+/// so a thread that cannot start leaves the seat with its holder.
+pub(crate) fn start_replacement(
+    shared: &Arc<Shared>,
+    index: usize,
+    generation: u64,
+) -> io::Result<bool> {
+    if shared.is_shutdown() {
+        return Ok(false);
+    }
+    let books = shared.admit.books();
+    let slot = books.add_worker(ROLE_REPLACEMENT);
+    let (go_tx, go_rx) = mpsc::sync_channel::<Option<u64>>(1);
+    let name = format!("{}-{index}r", shared.thread_name);
+    shared.thread_started();
+    let thread_shared = shared.clone();
+    let thread_slot = slot.clone();
+    let spawned = thread::Builder::new()
+        .name(name)
+        .spawn(move || match go_rx.recv() {
+            Ok(Some(generation)) => serve(
+                thread_shared,
+                WorkerStart {
+                    index,
+                    generation,
+                    slot: thread_slot,
+                },
+            ),
+            _ => {
+                thread_shared.admit.books().retire_worker(&thread_slot);
+                thread_shared.thread_ended();
+            }
+        });
+    let thread = match spawned {
+        Ok(thread) => thread,
+        Err(e) => {
+            books.retire_worker(&slot);
+            shared.thread_ended();
+            return Err(e);
+        }
+    };
+    let taken = shared.remotes[index].seat.take(generation);
+    if taken.is_some() {
+        // The watchdog now watches the replacement for this seat.
+        shared.remotes[index].occupant.store(slot.index(), Release);
+    }
+    // The thread waits on this; it cannot be gone.
+    let _ = go_tx.send(taken);
+    shared.keep_thread(thread);
+    Ok(taken.is_some())
+}
+
+/// A worker thread's life: enters the runtime, serves its seat, and when it
+/// ends, gives its slot in the books back for the next replacement if it
+/// lost the seat (the replacement has its own).
+fn serve(shared: Arc<Shared>, start: WorkerStart) {
+    let index = start.index;
+    let slot = start.slot.clone();
+    shared.remotes[index].occupant.store(slot.index(), Release);
+    let held = {
+        let _runtime = context::enter_runtime(&shared);
+        bulwark_io::driver::set_thread_timer_shard(Some(index));
+        worker::run(shared.clone(), start)
+    };
+    if !held {
+        shared.admit.books().retire_worker(&slot);
+    }
+    shared.thread_ended();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Runtime;
-    use std::sync::mpsc;
-    use std::time::Duration;
+    use crate::runtime::{Runtime, Watchdog};
+    use std::time::{Duration, Instant};
 
-    /// A worker started after build takes work while every original worker
-    /// is stuck in a poll: the watchdog's replacement, in miniature.
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A replacement takes over the seat of a worker stuck in a poll, LIFO
+    /// slot included: the task its stuck task spawned last (which no other
+    /// worker could steal) runs before the stuck poll returns, and the stuck
+    /// thread exits once it does.
     #[test]
-    fn a_worker_started_after_build_runs_tasks_while_the_others_are_stuck() {
-        let rt = Runtime::builder().worker_threads(1).build().unwrap();
+    fn a_replacement_serves_a_stuck_workers_lifo_slot_and_the_stuck_thread_exits() {
+        // Compensating, but too slow to step in itself: this test does.
+        let rt = Runtime::builder()
+            .worker_threads(1)
+            .thread_name("thr-test")
+            .watchdog(Watchdog::new(Duration::from_secs(600)))
+            .build()
+            .unwrap();
         let shared = rt.handle().shared.clone();
         let (release_tx, release_rx) = mpsc::channel::<()>();
-        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (child_tx, child_rx) = mpsc::channel::<()>();
         let stuck = rt.spawn(async move {
-            started_tx.send(()).unwrap();
+            // Into this worker's LIFO slot: only its seat's holder runs it.
+            drop(crate::spawn(async move { child_tx.send(()).unwrap() }));
             let _ = release_rx.recv_timeout(Duration::from_secs(20));
         });
-        started_rx
+        let mut generation = None;
+        wait_for("the stuck task's poll", || {
+            generation = shared.remotes[0].seat.lent_generation();
+            generation.is_some()
+        });
+        assert!(
+            child_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "the child ran while its worker was stuck, with no replacement"
+        );
+        assert!(start_replacement(&shared, 0, generation.unwrap()).unwrap());
+        assert_eq!(shared.live_threads(), 2);
+        child_rx
             .recv_timeout(Duration::from_secs(10))
-            .expect("the stuck task to start");
-        start_worker(&shared, "replacement", "test-extra").expect("room for one more");
-        assert_eq!(shared.workers(), 2);
+            .expect("the replacement to run the child from the LIFO slot");
+        release_tx.send(()).unwrap();
+        rt.block_on(stuck).unwrap();
+        wait_for("the replaced thread to exit", || shared.live_threads() == 1);
         let roles: Vec<_> = shared
             .admit
             .books()
@@ -73,26 +182,23 @@ mod tests {
             .map(|w| w.role())
             .collect();
         assert_eq!(roles, ["worker", "replacement"]);
-        let (done_tx, done_rx) = mpsc::channel();
-        let _other = rt.spawn(async move { done_tx.send(()).unwrap() });
-        done_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the new worker to run a task while the first is stuck");
-        release_tx.send(()).unwrap();
-        rt.block_on(stuck).unwrap();
+        // The runtime goes on serving on its one seat.
+        assert_eq!(rt.block_on(rt.spawn(async { 5 })).unwrap(), 5);
     }
 
+    /// A seat whose holder is between polls (here: asleep) is not taken.
     #[test]
-    fn starting_more_workers_than_there_is_room_for_is_an_error() {
-        let rt = Runtime::builder().worker_threads(1).build().unwrap();
+    fn an_idle_worker_is_not_replaced() {
+        let rt = Runtime::builder()
+            .worker_threads(1)
+            .watchdog(Watchdog::new(Duration::from_secs(600)))
+            .build()
+            .unwrap();
         let shared = rt.handle().shared.clone();
-        let mut started = 0;
-        while start_worker(&shared, "replacement", "test-extra").is_ok() {
-            started += 1;
-            assert!(started <= 64, "no bound on workers started after build");
-        }
-        assert_eq!(started, 4, "one worker leaves room for four more");
+        assert_eq!(shared.remotes[0].seat.lent_generation(), None);
+        assert!(!start_replacement(&shared, 0, 0).unwrap());
+        wait_for("the unneeded thread to end", || shared.live_threads() == 1);
         drop(rt);
-        assert!(start_worker(&shared, "replacement", "test-extra").is_err());
+        assert!(!start_replacement(&shared, 0, 0).unwrap());
     }
 }

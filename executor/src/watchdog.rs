@@ -1,5 +1,6 @@
 //! The poll-time watchdog: a thread of its own (not a worker) that sees a
-//! poll holding its worker past a threshold, and reports it.
+//! poll holding its worker past a threshold, reports it, and hands the
+//! stuck worker's seat to a replacement thread.
 //!
 //! It reads the worker slots of the books (`bulwark_metrics::WorkerSlot`)
 //! every quarter of the threshold. A slot whose `polls_started` has not
@@ -12,12 +13,25 @@
 //! poll makes anyway: no clock is read on the poll path (Seastar's stall
 //! detector, with Go's sysmon as the separate thread).
 //!
-//! Module order: after `threads` (it starts a thread and hands it to the
+//! # Compensation
+//!
+//! With compensation on (the default), a stalled worker's seat (its queue,
+//! LIFO slot, deferred tasks and parker: `scheduler/seat.rs`) is taken from
+//! it and given to a new thread, which serves the tasks queued behind the
+//! blocker at once and takes the worker's turns in the driver. The stuck
+//! thread finds out when its poll returns and exits, so the runtime is back
+//! to one thread per worker. Go's sysmon hands a P off a thread blocked in a
+//! system call the same way; .NET's thread pool adds threads when its
+//! workers block. The threads added are bounded (`max_extra_workers`).
+//!
+//! Module order: after `threads` (it starts threads and hands them to the
 //! runtime's list), before `spawn`.
 
 use crate::scheduler::Shared;
+use crate::threads;
 use bulwark_metrics::{Books, Source};
 use std::io;
+use std::sync::atomic::Ordering::Acquire;
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +45,12 @@ use std::time::{Duration, Instant};
 /// the recent ones are listed by `Handle::stalls` and counted in
 /// `Snapshot::stalls`.
 ///
+/// With compensation on (the default), the stuck worker's role (its queue,
+/// its LIFO slot, its share of waiting in the IO driver) is handed at once to
+/// a replacement thread, so the tasks queued behind the blocker run while
+/// it blocks; the stuck thread exits when its poll returns. Counted in
+/// `Snapshot::compensations`.
+///
 /// # Examples
 ///
 /// ```
@@ -38,16 +58,23 @@ use std::time::{Duration, Instant};
 /// use std::time::Duration;
 ///
 /// let rt = Runtime::builder()
-///     .watchdog(Watchdog::new(Duration::from_millis(50)))
+///     .watchdog(Watchdog::new(Duration::from_millis(50)).max_extra_workers(8))
 ///     .build()
 ///     .unwrap();
 /// # drop(rt);
+/// let report_only = Runtime::builder()
+///     .watchdog(Watchdog::default().compensate(false))
+///     .build()
+///     .unwrap();
+/// # drop(report_only);
 /// let quiet = Runtime::builder().watchdog(Watchdog::off()).build().unwrap();
 /// # drop(quiet);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watchdog {
     threshold: Option<Duration>,
+    compensate: bool,
+    max_extra_workers: Option<usize>,
 }
 
 impl Watchdog {
@@ -59,21 +86,64 @@ impl Watchdog {
 
     /// A watchdog that reports polls longer than `threshold` (at least
     /// [`MIN_THRESHOLD`](Self::MIN_THRESHOLD); a shorter one is raised to
-    /// it).
+    /// it), and compensates for them.
     pub fn new(threshold: Duration) -> Watchdog {
         Watchdog {
             threshold: Some(threshold.max(Self::MIN_THRESHOLD)),
+            compensate: true,
+            max_extra_workers: None,
         }
     }
 
-    /// No watchdog: no thread, no reports.
+    /// No watchdog: no thread, no reports, no compensation.
     pub fn off() -> Watchdog {
-        Watchdog { threshold: None }
+        Watchdog {
+            threshold: None,
+            compensate: false,
+            max_extra_workers: None,
+        }
+    }
+
+    /// Whether a stuck worker's role is handed to a replacement thread
+    /// (default: yes). Off, stalls are only reported, and the tasks queued
+    /// behind a blocker wait for it (or for another worker to steal them).
+    pub fn compensate(mut self, on: bool) -> Watchdog {
+        self.compensate = on;
+        self
+    }
+
+    /// The most threads that may run beyond the runtime's workers: threads
+    /// whose seat a replacement took, still stuck in their poll. At the
+    /// bound, further stalls are reported but not compensated until a stuck
+    /// poll returns.
+    ///
+    /// The default is the number of workers, and at least 4: every worker
+    /// can be replaced once at the same time, with room for a burst on a
+    /// small runtime, while a runtime whose every poll blocks (a deadlock on
+    /// a lock, a dependency that hangs a synchronous call) grows by that many
+    /// threads, not one per poll. Each stuck thread keeps its stack (2 MiB
+    /// reserved, a few pages resident) and whatever its poll holds; a stuck
+    /// poll that spins on the CPU shares the cores with the workers. `0`
+    /// turns compensation off.
+    pub fn max_extra_workers(mut self, n: usize) -> Watchdog {
+        self.max_extra_workers = Some(n);
+        self
     }
 
     /// The threshold, or `None` if off.
     pub fn threshold(&self) -> Option<Duration> {
         self.threshold
+    }
+
+    /// Whether it compensates (and is on).
+    pub fn is_compensating(&self) -> bool {
+        self.threshold.is_some() && self.compensate && self.max_extra_workers != Some(0)
+    }
+
+    /// The bound on extra threads for a runtime of `workers` workers (see
+    /// [`max_extra_workers`](Self::max_extra_workers)).
+    pub fn extra_workers_for(&self, workers: usize) -> usize {
+        self.max_extra_workers.unwrap_or(workers.max(4))
     }
 }
 
@@ -93,11 +163,20 @@ pub(crate) fn start(shared: &Arc<Shared>, watchdog: Watchdog) -> io::Result<()> 
     };
     let weak = Arc::downgrade(shared);
     let books = shared.admit.books().clone();
+    let compensation = watchdog.is_compensating().then(|| Compensation {
+        max_threads: shared.workers() + watchdog.extra_workers_for(shared.workers()),
+    });
     let thread = thread::Builder::new()
         .name("bulwark-watchdog".to_string())
-        .spawn(move || run(weak, books, threshold))?;
-    shared.threads.lock().push(thread);
+        .spawn(move || run(weak, books, threshold, compensation))?;
+    shared.keep_thread(thread);
     Ok(())
+}
+
+/// How far the watchdog may compensate.
+struct Compensation {
+    /// Worker threads at most: the workers and the extra ones.
+    max_threads: usize,
 }
 
 /// What the watchdog remembers of one worker between reads.
@@ -109,11 +188,20 @@ struct SlotWatch {
     first_seen: Option<Instant>,
     /// The stall reported for it: its number.
     reported: Option<u64>,
+    /// Its seat was handed to a replacement (or that was refused at the
+    /// bound, already said).
+    compensated: bool,
 }
 
-fn run(shared: Weak<Shared>, books: Arc<Books>, threshold: Duration) {
+fn run(
+    shared: Weak<Shared>,
+    books: Arc<Books>,
+    threshold: Duration,
+    compensation: Option<Compensation>,
+) {
     let tick = threshold / 4;
     let mut watch: Vec<SlotWatch> = Vec::new();
+    let mut said_at_bound = false;
     loop {
         thread::sleep(tick);
         let Some(shared) = shared.upgrade() else {
@@ -168,6 +256,74 @@ fn run(shared: Weak<Shared>, books: Arc<Books>, threshold: Duration) {
             }
             seen.poll = open;
             seen.first_seen = open.map(|_| now);
+            seen.compensated = false;
+        }
+        if let Some(c) = &compensation {
+            compensate(&shared, &books, c, &mut watch, &mut said_at_bound);
+        }
+    }
+}
+
+/// Hands each seat whose holder is in a reported stall to a replacement
+/// thread, within the bound.
+fn compensate(
+    shared: &Arc<Shared>,
+    books: &Books,
+    c: &Compensation,
+    watch: &mut [SlotWatch],
+    said_at_bound: &mut bool,
+) {
+    for (index, remote) in shared.remotes.iter().enumerate() {
+        let holder = remote.occupant.load(Acquire);
+        let Some(seen) = watch.get_mut(holder) else {
+            continue;
+        };
+        if seen.reported.is_none() || seen.compensated {
+            continue;
+        }
+        // The holder's generation if it is in a poll now: the stalled one,
+        // unless it returned since the read above (then `take` may hand over
+        // a seat whose poll is not stuck; the thread it replaces exits after
+        // that poll, and nothing is lost but a thread start).
+        let Some(generation) = remote.seat.lent_generation() else {
+            continue;
+        };
+        if shared.live_threads() >= c.max_threads {
+            if !*said_at_bound {
+                *said_at_bound = true;
+                tracing::warn!(
+                    target: "bulwark::watchdog",
+                    worker = index,
+                    max_threads = c.max_threads,
+                    "a stuck worker is not compensated: the runtime is at its bound of extra \
+                     worker threads (Watchdog::max_extra_workers)",
+                );
+            }
+            continue;
+        }
+        *said_at_bound = false;
+        match threads::start_replacement(shared, index, generation) {
+            Ok(true) => {
+                seen.compensated = true;
+                books.count_compensation();
+                tracing::info!(
+                    target: "bulwark::watchdog",
+                    worker = index,
+                    "a replacement thread took over the stuck worker's queue",
+                );
+            }
+            // The holder was queueing work, or its poll just returned: look
+            // again next tick.
+            Ok(false) => {}
+            Err(e) => {
+                seen.compensated = true;
+                tracing::error!(
+                    target: "bulwark::watchdog",
+                    worker = index,
+                    error = %e,
+                    "could not start a replacement for a stuck worker",
+                );
+            }
         }
     }
 }

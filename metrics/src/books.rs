@@ -31,6 +31,10 @@ pub struct Books {
     /// Every worker slot ever added, in registration order (never removed,
     /// so a retired worker's counts still add up in a snapshot).
     workers: Mutex<Vec<Arc<WorkerSlot>>>,
+    /// Slots whose thread has ended early (a worker whose seat a replacement
+    /// took): reused by the next worker added in the same role, so threads
+    /// that come and go do not grow the list.
+    retired: Mutex<Vec<Arc<WorkerSlot>>>,
     source: Mutex<Option<Weak<dyn Source>>>,
     shedding: AtomicBool,
     pause_accept: AtomicBool,
@@ -38,6 +42,7 @@ pub struct Books {
     scope_deadlines: AtomicU64,
     stalls_seen: AtomicU64,
     stalls: Stalls,
+    compensations: AtomicU64,
     rejected_ceiling: AtomicU64,
     rejected_shedding: AtomicU64,
     accept_backoffs: AtomicU64,
@@ -73,6 +78,7 @@ impl Books {
             kinds: Mutex::new(vec![tasks.clone()]),
             tasks,
             workers: Mutex::new(Vec::new()),
+            retired: Mutex::new(Vec::new()),
             source: Mutex::new(None),
             shedding: AtomicBool::new(false),
             pause_accept: AtomicBool::new(pause_accept),
@@ -80,6 +86,7 @@ impl Books {
             scope_deadlines: AtomicU64::new(0),
             stalls_seen: AtomicU64::new(0),
             stalls: Stalls::default(),
+            compensations: AtomicU64::new(0),
             rejected_ceiling: AtomicU64::new(0),
             rejected_shedding: AtomicU64::new(0),
             accept_backoffs: AtomicU64::new(0),
@@ -129,14 +136,29 @@ impl Books {
     }
 
     /// Adds the slot of a new worker thread playing `role` (`"worker"`,
-    /// `"replacement"`...). Its index is the number of slots added before;
-    /// workers may be added at any time, e.g. a replacement for a worker
-    /// stuck in a poll.
+    /// `"replacement"`...): a retired slot of the same role if there is one
+    /// (its counts go on adding up), else a new one, whose index is the
+    /// number of slots added before. Workers may be added at any time, e.g.
+    /// a replacement for a worker stuck in a poll.
     pub fn add_worker(&self, role: &'static str) -> Arc<WorkerSlot> {
+        {
+            let mut retired = self.retired.lock();
+            if let Some(pos) = retired.iter().position(|s| s.role() == role) {
+                return retired.swap_remove(pos);
+            }
+        }
         let mut workers = self.workers.lock();
         let slot = Arc::new(WorkerSlot::new(role, workers.len()));
         workers.push(slot.clone());
         slot
+    }
+
+    /// The thread of `slot` has ended for good: the slot may be handed to the
+    /// next worker added in its role. It stays listed (and counted) in
+    /// [`workers`](Books::workers).
+    pub fn retire_worker(&self, slot: &Arc<WorkerSlot>) {
+        slot.set_parked(false);
+        self.retired.lock().push(slot.clone());
     }
 
     /// Every worker slot, in registration order.
@@ -247,6 +269,17 @@ impl Books {
     /// oldest first.
     pub fn stalls(&self) -> Vec<StallReport> {
         self.stalls.list()
+    }
+
+    /// Counts a compensation: the watchdog handed a stuck worker's seat to a
+    /// replacement thread.
+    pub fn count_compensation(&self) {
+        self.compensations.fetch_add(1, Relaxed);
+    }
+
+    /// Compensations since the runtime was built.
+    pub fn compensations(&self) -> u64 {
+        self.compensations.load(Relaxed)
     }
 
     /// Stalls the watchdog has seen since the runtime was built.

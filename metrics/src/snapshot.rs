@@ -109,6 +109,13 @@ pub struct Snapshot {
     pub scope_deadlines_exceeded: u64,
     /// Polls the watchdog saw hold their worker past its threshold.
     pub stalls: u64,
+    /// Times the watchdog handed a stuck worker's seat (its queue, LIFO
+    /// slot and share of the driver) to a replacement thread.
+    pub compensations: u64,
+    /// Worker threads running now: one per worker, plus those whose seat a
+    /// replacement took and whose stuck poll has not returned yet. Back to
+    /// the number of workers once every stuck poll has returned.
+    pub worker_threads: usize,
     /// Spawns rejected by admission (at the ceiling, or shed).
     pub tasks_rejected: u64,
     /// Tasks spawned and not yet finished (waiting for admission included).
@@ -195,6 +202,7 @@ impl Snapshot {
             shedding_transitions: books.shedding_transitions(),
             scope_deadlines_exceeded: books.scope_deadlines(),
             stalls: books.stalls_seen(),
+            compensations: books.compensations(),
             blocking_threads: blocking.threads,
             blocking_threads_idle: blocking.idle,
             blocking_queue_depth: blocking.queue_depth,

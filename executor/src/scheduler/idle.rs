@@ -28,7 +28,7 @@ pub(crate) struct Idle {
     state: AtomicUsize,
     /// Indices of parked workers.
     sleepers: Mutex<Vec<usize>>,
-    /// Workers started so far; grows when a worker starts after build.
+    /// The runtime's workers (seats).
     num_workers: AtomicUsize,
 }
 
@@ -124,15 +124,6 @@ impl Idle {
             }
             None => false,
         }
-    }
-
-    /// A worker starts after build: counted as awake (and not searching)
-    /// from now on.
-    pub(crate) fn add_worker(&self) {
-        // Under the sleepers lock, as every change of `unparked` is.
-        let _sleepers = self.sleepers.lock();
-        self.num_workers.fetch_add(1, SeqCst);
-        self.state.fetch_add(1 << UNPARKED_SHIFT, SeqCst);
     }
 
     /// Shutdown: counts every sleeper as awake again.

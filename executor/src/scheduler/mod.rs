@@ -29,6 +29,7 @@
 //! work wakes the next, and the last to park checks every queue once more.
 
 pub(crate) mod idle;
+pub(crate) mod seat;
 pub(crate) mod worker;
 
 use crate::admission::{Admitted, Admitter, Ticket};
@@ -42,12 +43,12 @@ use bulwark_metrics::{SharedCounters, Snapshot, Source, TaskInfo, TaskState, Wor
 use crossbeam_deque::{Injector, Stealer, Worker};
 use idle::Idle;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use seat::Seat;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
-use worker::WorkerCx;
+use worker::{Role, WorkerCx};
 
 /// LIFO-slot polls in a row before a worker takes from its queue (tokio: 3).
 pub(crate) const MAX_LIFO_POLLS: u32 = 3;
@@ -60,17 +61,20 @@ pub(crate) type Queued = Notified<Sched>;
 /// What every worker and every handle share.
 pub(crate) struct Shared {
     pub(crate) injector: Injector<Queued>,
-    /// One per worker the runtime may ever have: those started at build,
-    /// and room for workers started later (a watchdog's replacement).
+    /// One per worker: its seat (the role a thread plays), and what other
+    /// threads may touch of it.
     pub(crate) remotes: Box<[Remote]>,
-    /// Workers started so far: `remotes[..active]` belong to running (or
-    /// finished) worker threads.
-    pub(crate) active: AtomicUsize,
-    /// The queues and parkers of the workers not started yet, in index
-    /// order; taken by [`Shared::claim_worker`].
-    spare: Mutex<VecDeque<(usize, Worker<Queued>, Parker)>>,
-    /// The join handles of every worker thread started, for shutdown.
+    /// Worker threads running now: one per seat, plus those that lost their
+    /// seat to a replacement and have not returned from their poll yet.
+    live_threads: AtomicUsize,
+    /// The join handles of the runtime's threads (workers, the watchdog),
+    /// for shutdown.
     pub(crate) threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The prefix of worker thread names (`Builder::thread_name`).
+    pub(crate) thread_name: String,
+    /// Whether the watchdog may hand a stuck worker's seat to a replacement:
+    /// if not, workers never lend their seat, and a poll pays nothing for it.
+    pub(crate) compensating: bool,
     pub(crate) idle: Idle,
     pub(crate) registry: Registry<Sched>,
     pub(crate) shutdown: AtomicBool,
@@ -95,24 +99,30 @@ pub(crate) struct Sched {
     pub(crate) links: Links<Sched>,
 }
 
-/// What other threads may touch of one worker.
+/// One worker's seat and what other threads may touch of it.
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<Queued>,
     pub(crate) unparker: Unparker,
+    /// The worker's role (queues, parker), held by one thread at a time.
+    pub(crate) seat: Seat<Role>,
+    /// The books' index of the slot of the thread holding the seat: where
+    /// the watchdog sees whether the holder is stuck.
+    pub(crate) occupant: AtomicUsize,
 }
 
-/// What a worker thread needs to start: its queue, its parker, and its slot
-/// in the books.
+/// What a worker thread needs to start: the seat it holds (and in which
+/// generation), and its slot in the books.
 pub(crate) struct WorkerStart {
     pub(crate) index: usize,
-    pub(crate) local: Worker<Queued>,
-    pub(crate) parker: Parker,
+    pub(crate) generation: u64,
     pub(crate) slot: Arc<WorkerSlot>,
 }
 
 /// The parts `Shared::new` is built from.
 pub(crate) struct Parts {
-    pub(crate) capacity: usize,
+    pub(crate) workers: usize,
+    pub(crate) thread_name: String,
+    pub(crate) compensating: bool,
     pub(crate) registry_shards: usize,
     pub(crate) counters: Arc<SharedCounters>,
     pub(crate) blocking: Arc<blocking::Pool>,
@@ -123,27 +133,30 @@ pub(crate) struct Parts {
 }
 
 impl Shared {
-    /// The shared state of a runtime with room for `parts.capacity` workers,
-    /// none started yet.
+    /// The shared state of a runtime of `parts.workers` workers, none
+    /// started yet: each seat is held by generation 0, the thread that
+    /// [`start_worker`](crate::threads::start_worker) will start for it.
     pub(crate) fn new(parts: Parts) -> Shared {
-        let mut remotes = Vec::with_capacity(parts.capacity);
-        let mut spare = VecDeque::with_capacity(parts.capacity);
-        for index in 0..parts.capacity {
-            let local = Worker::new_fifo();
-            let parker = Parker::with_driver(parts.driver.clone());
-            remotes.push(Remote {
-                stealer: local.stealer(),
-                unparker: parker.unparker(),
-            });
-            spare.push_back((index, local, parker));
-        }
+        let remotes = (0..parts.workers)
+            .map(|index| {
+                let local = Worker::new_fifo();
+                let parker = Parker::with_driver(parts.driver.clone());
+                Remote {
+                    stealer: local.stealer(),
+                    unparker: parker.unparker(),
+                    seat: Seat::new(Role::new(index, local, parker)),
+                    occupant: AtomicUsize::new(index),
+                }
+            })
+            .collect();
         Shared {
             injector: Injector::new(),
-            remotes: remotes.into_boxed_slice(),
-            active: AtomicUsize::new(0),
-            spare: Mutex::new(spare),
+            remotes,
+            live_threads: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
-            idle: Idle::new(0),
+            thread_name: parts.thread_name,
+            compensating: parts.compensating,
+            idle: Idle::new(parts.workers),
             registry: Registry::new(parts.registry_shards),
             shutdown: Default::default(),
             counters: parts.counters,
@@ -155,36 +168,33 @@ impl Shared {
         }
     }
 
-    /// Takes the next worker's queue and parker and registers its slot in
-    /// the books (as `role`), for a thread about to run it. `None` when every
-    /// worker slot is in use, or the runtime is shutting down.
-    pub(crate) fn claim_worker(&self, role: &'static str) -> Option<WorkerStart> {
-        let mut spare = self.spare.lock();
-        if self.is_shutdown() {
-            return None;
-        }
-        let (index, local, parker) = spare.pop_front()?;
-        let slot = self.admit.books().add_worker(role);
-        debug_assert_eq!(
-            slot.index(),
-            index,
-            "books and scheduler number workers alike"
-        );
-        self.idle.add_worker();
-        // Release: a stealer that sees the new count sees the queue made
-        // for it (it was made at build; this orders nothing else).
-        self.active.store(index + 1, Release);
-        Some(WorkerStart {
-            index,
-            local,
-            parker,
-            slot,
-        })
+    /// The runtime's workers: its seats.
+    pub(crate) fn workers(&self) -> usize {
+        self.remotes.len()
     }
 
-    /// Workers started so far.
-    pub(crate) fn workers(&self) -> usize {
-        self.active.load(Acquire)
+    /// Worker threads running now (see the field).
+    pub(crate) fn live_threads(&self) -> usize {
+        self.live_threads.load(Acquire)
+    }
+
+    /// A worker thread is about to start (or has, for the count's sake).
+    pub(crate) fn thread_started(&self) {
+        self.live_threads.fetch_add(1, Release);
+    }
+
+    /// A worker thread ends (or never started).
+    pub(crate) fn thread_ended(&self) {
+        self.live_threads.fetch_sub(1, Release);
+    }
+
+    /// Keeps the join handle of a thread just started; forgets those of
+    /// threads that have finished (replaced workers come and go), so the
+    /// list stays as long as the threads alive.
+    pub(crate) fn keep_thread(&self, thread: std::thread::JoinHandle<()>) {
+        let mut threads = self.threads.lock();
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
     }
 
     /// Queues a task from its runtime's worker if this thread is one (its
@@ -288,6 +298,7 @@ impl Shared {
             self.driver.handle().stats(),
         );
         s.children_waiting = self.fanout.waiting();
+        s.worker_threads = self.live_threads();
         s.wasted_subtasks = self.fanout.wasted();
         s
     }

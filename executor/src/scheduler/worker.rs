@@ -1,9 +1,18 @@
 //! A worker thread: its queues, its run loop, its way to sleep.
 //!
-//! The `Core` (local queue, LIFO slot, tick, searching flag) belongs to the
-//! worker thread alone and sits in a `RefCell`: the run loop borrows it to
-//! pick a task and releases it before polling, so the task's wakes and spawns
-//! can borrow it again to queue locally.
+//! A worker's role (its `Core`: local queue, LIFO slot, deferred list,
+//! tick, searching flag; and its parker, its share of sleeping in the
+//! driver) lives in its seat (`seat.rs`), not on the thread: the thread holds
+//! the seat, and while a poll of it is stuck past the watchdog's threshold, a
+//! replacement thread may take the seat over and serve the queue at once.
+//! The thread whose poll was taken over finds out when the poll returns, and
+//! exits.
+//!
+//! Between polls the holder borrows its `Core` through a `RefCell`: the run
+//! loop borrows it to pick a task and releases it before polling. Inside a
+//! poll the seat is lent, and the task's wakes and spawns reach the core
+//! through [`Seat::with_lent`](super::seat::Seat::with_lent), or, once the
+//! seat is taken, go to the injector.
 
 use super::{
     is_worker_of, Queued, Sched, Shared, WorkerStart, GLOBAL_QUEUE_INTERVAL, MAX_LIFO_POLLS,
@@ -22,15 +31,54 @@ thread_local! {
     static CURRENT: Cell<*const WorkerCx> = const { Cell::new(std::ptr::null()) };
 }
 
+/// A worker's role: what its seat holds, and what a replacement takes over.
+pub(crate) struct Role {
+    core: RefCell<Core>,
+    /// Where the holder sleeps: in the driver when it is free (this worker's
+    /// share of turning it), else on a condvar. Its unparker is the seat's.
+    parker: Parker,
+}
+
+impl Role {
+    /// The role of worker `index`, with its queue and parker.
+    pub(crate) fn new(index: usize, local: Worker<Queued>, parker: Parker) -> Role {
+        Role {
+            core: RefCell::new(Core {
+                local,
+                lifo: None,
+                deferred: Vec::new(),
+                lifo_polls: 0,
+                tick: 0,
+                // Any non-zero seed; distinct per worker so victims differ.
+                rng: 0x9E37_79B9u32.wrapping_mul(index as u32 + 1) | 1,
+                searching: false,
+            }),
+            parker,
+        }
+    }
+}
+
 /// The per-thread context of one worker, on the worker thread's stack for the
 /// life of its loop.
 pub(crate) struct WorkerCx {
     pub(crate) shared: Arc<Shared>,
+    /// The seat this thread holds (or held, once taken over).
     index: usize,
+    /// The seat's generation this thread holds it in.
+    generation: u64,
+    /// The seat's role. Touched only while this thread holds the seat:
+    /// between polls directly, inside a poll through the seat.
+    role: *const Role,
+    /// Whether this worker lends its seat during polls (the watchdog
+    /// compensates), so that a replacement may take it.
+    lends: bool,
+    /// True while this thread has lent its seat: a task's poll runs.
+    lent: Cell<bool>,
+    /// The seat was taken over while a poll ran: this thread no longer
+    /// holds it, and leaves its loop.
+    seat_lost: Cell<bool>,
     /// This worker's slot in the books: its counters, and what it polls.
     slot: Arc<WorkerSlot>,
-    core: RefCell<Core>,
-    parker: Parker,
     /// True while this worker turns the driver: the tasks it wakes pile onto
     /// its own queue, and it wakes a helper once afterwards rather than once
     /// per task (a turn can wake dozens).
@@ -85,29 +133,27 @@ impl Drop for WorkerGuard {
     }
 }
 
-/// A worker thread's body. The caller has entered the runtime's context.
-pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) {
+/// A worker thread's body: serves the seat it holds until shutdown, or
+/// until a replacement takes the seat over while one of its polls runs.
+/// Returns true if it still held the seat at the end (and so drained it).
+/// The caller has entered the runtime's context.
+pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) -> bool {
     let WorkerStart {
         index,
-        local,
-        parker,
+        generation,
         slot,
     } = start;
+    let role: *const Role = shared.remotes[index].seat.value();
+    let lends = shared.compensating;
     let cx = WorkerCx {
+        lends,
         shared,
         index,
+        generation,
+        role,
+        lent: Cell::new(false),
+        seat_lost: Cell::new(false),
         slot,
-        core: RefCell::new(Core {
-            local,
-            lifo: None,
-            deferred: Vec::new(),
-            lifo_polls: 0,
-            tick: 0,
-            // Any non-zero seed; distinct per worker so victims differ.
-            rng: 0x9E37_79B9u32.wrapping_mul(index as u32 + 1) | 1,
-            searching: false,
-        }),
-        parker,
         in_driver: Cell::new(false),
         pushed_in_driver: Cell::new(0),
         now: Cell::new(crate::clock::now()),
@@ -119,12 +165,52 @@ pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) {
     // Off the worker context first, so wakes from the drops below go to the
     // injector, which shutdown drains.
     drop(worker);
+    if cx.seat_lost.get() {
+        // The queues are the replacement's now.
+        return false;
+    }
     cx.drain();
+    true
 }
 
 impl WorkerCx {
     fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// This worker's role, held between polls (and inside them when the
+    /// seat is not lent).
+    #[inline]
+    fn role(&self) -> &Role {
+        debug_assert!(!self.lent.get() && !self.seat_lost.get());
+        // SAFETY: `role` points into the seat in `shared`, which this
+        // context keeps alive; this thread holds the seat unless it is lent
+        // (`lent`), and loses it only while lent, after which it leaves
+        // its loop without calling this again; nothing else touches a held
+        // role.
+        unsafe { &*self.role }
+    }
+
+    /// The core, between polls.
+    #[inline]
+    fn core(&self) -> &RefCell<Core> {
+        &self.role().core
+    }
+
+    /// Runs `f` with the core from wherever this thread is: between polls
+    /// directly, inside one through the lent seat. `None` if the seat was
+    /// taken over.
+    #[inline]
+    fn with_core<R>(&self, f: impl FnOnce(&RefCell<Core>) -> R) -> Option<R> {
+        if self.lent.get() {
+            self.shared.remotes[self.index]
+                .seat
+                .with_lent(self.generation, |role| f(&role.core))
+        } else if self.seat_lost.get() {
+            None
+        } else {
+            Some(f(self.core()))
+        }
     }
 
     pub(crate) fn counters(&self) -> &WorkerCounters {
@@ -157,30 +243,49 @@ impl WorkerCx {
     /// Queues a task from this worker: into the LIFO slot, or (a yield) on
     /// the deferred list, behind everything else this worker could run.
     pub(crate) fn schedule_local(&self, task: Queued, is_yield: bool) {
-        let Ok(mut core) = self.core.try_borrow_mut() else {
-            // The loop itself holds the core (a drop during `drain`): the
-            // injector takes it.
-            self.shared().schedule_remote(task);
-            return;
-        };
-        let pushed = if is_yield {
-            // Not stealable until flushed; the flush wakes a helper.
-            core.deferred.push(task);
-            false
-        } else if let Some(prev) = core.lifo.replace(task) {
-            core.local.push(prev);
-            true
-        } else {
-            // A task in the LIFO slot cannot be stolen: nobody to wake.
-            false
-        };
-        drop(core);
-        if pushed {
-            if self.in_driver.get() {
-                self.pushed_in_driver.set(self.pushed_in_driver.get() + 1);
+        let mut task = Some(task);
+        let pushed = self.with_core(|core| {
+            // Taken out only here, once the core is ours to use.
+            let task = task.take().expect("queued once");
+            let Ok(mut core) = core.try_borrow_mut() else {
+                // The loop itself holds the core (a drop during `drain`).
+                return Err(task);
+            };
+            Ok(if is_yield {
+                // Not stealable until flushed; the flush wakes a helper.
+                core.deferred.push(task);
+                false
+            } else if let Some(prev) = core.lifo.replace(task) {
+                core.local.push(prev);
+                true
             } else {
-                self.shared().notify_parked();
+                // A task in the LIFO slot cannot be stolen: nobody to wake.
+                false
+            })
+        });
+        let pushed = match pushed {
+            Some(Ok(pushed)) => pushed,
+            // The injector takes it: the seat was taken over, or the core is
+            // busy.
+            Some(Err(task)) => return self.shared().schedule_remote(task),
+            None => {
+                return self
+                    .shared()
+                    .schedule_remote(task.take().expect("not queued"))
             }
+        };
+        if pushed {
+            self.pushed_somewhere_stealable();
+        }
+    }
+
+    /// A task was pushed where other workers can steal it: wake one now, or
+    /// once this driver turn ends.
+    fn pushed_somewhere_stealable(&self) {
+        if self.in_driver.get() {
+            self.pushed_in_driver.set(self.pushed_in_driver.get() + 1);
+        } else {
+            self.shared().notify_parked();
         }
     }
 
@@ -189,16 +294,23 @@ impl WorkerCx {
     /// a budgeted family start, so they run in the order they were spawned
     /// (the LIFO slot would run the last one first).
     pub(crate) fn schedule_back(&self, task: Queued) {
-        let Ok(core) = self.core.try_borrow_mut() else {
-            self.shared().schedule_remote(task);
-            return;
-        };
-        core.local.push(task);
-        drop(core);
-        if self.in_driver.get() {
-            self.pushed_in_driver.set(self.pushed_in_driver.get() + 1);
-        } else {
-            self.shared().notify_parked();
+        let mut task = Some(task);
+        let pushed = self.with_core(|core| {
+            let task = task.take().expect("queued once");
+            match core.try_borrow_mut() {
+                Ok(core) => {
+                    core.local.push(task);
+                    Ok(())
+                }
+                Err(_) => Err(task),
+            }
+        });
+        match pushed {
+            Some(Ok(())) => self.pushed_somewhere_stealable(),
+            Some(Err(task)) => self.shared().schedule_remote(task),
+            None => self
+                .shared()
+                .schedule_remote(task.take().expect("not queued")),
         }
     }
 
@@ -219,7 +331,7 @@ impl WorkerCx {
     }
 
     fn run_loop(&self) {
-        while !self.shared().is_shutdown() {
+        while !self.shared().is_shutdown() && !self.seat_lost.get() {
             if let Some(task) = self.next_task() {
                 self.run_task(task);
             } else if let Some(task) = self.steal_work() {
@@ -231,7 +343,7 @@ impl WorkerCx {
     }
 
     fn run_task(&self, task: Queued) {
-        let was_searching = std::mem::replace(&mut self.core.borrow_mut().searching, false);
+        let was_searching = std::mem::replace(&mut self.core().borrow_mut().searching, false);
         if was_searching && self.shared().idle.transition_worker_from_searching() {
             // The last searcher found work; there may be more, so another
             // worker takes up the search.
@@ -249,10 +361,23 @@ impl WorkerCx {
         }
         self.slot.begin_poll(header.id.as_u64(), header.location);
         self.polling.set((header.id.as_u64(), task.scheduler()));
+        let seat = &self.shared.remotes[self.index].seat;
+        if self.lends {
+            self.lent.set(true);
+            seat.lend(self.generation);
+        }
         // The task catches its own panics (poll, destructors, wakes at its
         // end); this is the last line, so that nothing foreign can unwind out
         // of the loop and take this worker's queue with it.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| task.run()));
+        if self.lends {
+            self.lent.set(false);
+        }
+        if self.lends && !seat.reclaim(self.generation) {
+            // Stuck long enough for the watchdog to hand the seat to a
+            // replacement, which serves it already: this thread is done.
+            self.seat_lost.set(true);
+        }
         self.slot.end_poll();
     }
 
@@ -260,7 +385,7 @@ impl WorkerCx {
     /// injector, for fairness).
     fn next_task(&self) -> Option<Queued> {
         let shared = self.shared();
-        let mut core = self.core.borrow_mut();
+        let mut core = self.core().borrow_mut();
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_QUEUE_INTERVAL == 0 {
             // Maintenance: sockets and timers are served even while every
@@ -270,7 +395,7 @@ impl WorkerCx {
             self.now.set(crate::clock::now());
             self.with_driver_turn(|| shared.driver.poll_nonblocking());
             self.flush_deferred();
-            core = self.core.borrow_mut();
+            core = self.core().borrow_mut();
             if let Some(task) = steal_one(|| shared.injector.steal()) {
                 return Some(task);
             }
@@ -284,7 +409,7 @@ impl WorkerCx {
             core.local.push(task);
             drop(core);
             shared.notify_parked();
-            core = self.core.borrow_mut();
+            core = self.core().borrow_mut();
         }
         core.lifo_polls = 0;
         if let Some(task) = core.local.pop() {
@@ -305,7 +430,7 @@ impl WorkerCx {
     /// from the injector. Only while allowed to search (see `idle`).
     fn steal_work(&self) -> Option<Queued> {
         let shared = self.shared();
-        let mut core = self.core.borrow_mut();
+        let mut core = self.core().borrow_mut();
         if !core.searching {
             if !shared.idle.transition_worker_to_searching() {
                 return None;
@@ -332,7 +457,7 @@ impl WorkerCx {
     /// other workers can steal them. False if there were none.
     fn flush_deferred(&self) -> bool {
         let moved = {
-            let mut core = self.core.borrow_mut();
+            let mut core = self.core().borrow_mut();
             let core = &mut *core;
             let n = core.deferred.len();
             for task in core.deferred.drain(..) {
@@ -354,7 +479,7 @@ impl WorkerCx {
         // admits from the wait list is seen below and run, not slept on.
         bulwark_metrics::ledger::release_reserved();
         let was_searching = {
-            let mut core = self.core.borrow_mut();
+            let mut core = self.core().borrow_mut();
             if core.lifo.is_some() || !core.local.is_empty() {
                 return;
             }
@@ -375,7 +500,7 @@ impl WorkerCx {
         let _unpark = Unparked(&self.slot);
         loop {
             self.in_driver.set(true);
-            self.parker.park();
+            self.role().parker.park();
             self.now.set(crate::clock::now());
             let pushed = self.end_driver_turn();
             if shared.is_shutdown() {
@@ -386,7 +511,7 @@ impl WorkerCx {
                 // queue. Awake, but not searching, unless someone had already
                 // woken it to search; then one helper for what it can steal.
                 let listed = shared.idle.unpark_worker_by_id(self.index);
-                self.core.borrow_mut().searching = !listed;
+                self.core().borrow_mut().searching = !listed;
                 if pushed {
                     shared.notify_parked();
                 }
@@ -394,14 +519,14 @@ impl WorkerCx {
             }
             if shared.idle.was_unparked(self.index) {
                 // Woken by `worker_to_notify`, which counted us as searching.
-                self.core.borrow_mut().searching = true;
+                self.core().borrow_mut().searching = true;
                 return;
             }
         }
     }
 
     fn has_local_work(&self) -> bool {
-        let core = self.core.borrow();
+        let core = self.core().borrow();
         core.lifo.is_some() || !core.local.is_empty() || !core.deferred.is_empty()
     }
 
@@ -410,7 +535,7 @@ impl WorkerCx {
     fn drain(&self) {
         let mut left = Vec::new();
         {
-            let mut core = self.core.borrow_mut();
+            let mut core = self.core().borrow_mut();
             left.extend(core.lifo.take());
             left.append(&mut core.deferred);
             while let Some(task) = core.local.pop() {

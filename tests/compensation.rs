@@ -1,0 +1,239 @@
+//! The watchdog's compensation: a worker stuck in a poll has its seat (its
+//! queue, LIFO slot and share of the driver) handed to a replacement thread,
+//! so the work queued behind it runs while it blocks; the stuck thread exits
+//! when its poll returns, and the runtime's threads come back to one per
+//! worker. The number of threads never passes the bound.
+//!
+//! The runtimes here have 2 workers and a blocker on each: with one worker
+//! still free, work stealing already runs most of what waits behind a
+//! blocker (all but its LIFO slot, which `threads.rs` tests), so the
+//! difference compensation makes shows when every worker is stuck. Each test
+//! names its runtime's threads, and counts those.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use bulwark::runtime::{Runtime, Watchdog};
+use common::{builder, wait_until, within};
+
+const THRESHOLD: Duration = Duration::from_millis(50);
+const BLOCK: Duration = Duration::from_secs(2);
+const SHORT_TASKS: usize = 1_000;
+
+/// This runtime's worker threads, replacements included: `{name}-{index}`
+/// and `{name}-{index}r` (not its blocking pool's, `{name}-blocking-{n}`).
+fn worker_threads(name: &str) -> usize {
+    common::threads_named(name)
+        .iter()
+        .filter(|comm| {
+            comm.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|rest| {
+                    let digits = rest.strip_suffix('r').unwrap_or(rest);
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                })
+        })
+        .count()
+}
+
+fn runtime(name: &str, watchdog: Watchdog) -> Runtime {
+    let mut b = builder(2);
+    b.thread_name(name).watchdog(watchdog);
+    b.build().expect("runtime")
+}
+
+/// What the work around two 2 s blockers had done when the first blocker
+/// returned.
+struct Seen {
+    short_done: usize,
+    ticks: usize,
+}
+
+/// Blocks both workers for 2 s, and meanwhile spawns 1,000 short tasks and a
+/// task ticking every 10 ms; returns what they had done by the time the
+/// blockers returned.
+fn two_blockers_and_work_around_them(rt: &Runtime) -> Seen {
+    let short_done = Arc::new(AtomicUsize::new(0));
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let (started_tx, started_rx) = mpsc::channel();
+    let (seen_tx, seen_rx) = mpsc::channel();
+    let blockers: Vec<_> = (0..2)
+        .map(|_| {
+            let started_tx = started_tx.clone();
+            let seen_tx = seen_tx.clone();
+            let (short_done, ticks) = (short_done.clone(), ticks.clone());
+            bulwark::task::Builder::new()
+                .name("blocker")
+                .spawn_on(
+                    async move {
+                        started_tx.send(bulwark::task::id()).unwrap();
+                        std::thread::sleep(BLOCK);
+                        let _ = seen_tx.send(Seen {
+                            short_done: short_done.load(SeqCst),
+                            ticks: ticks.load(SeqCst),
+                        });
+                    },
+                    rt.handle(),
+                )
+                .expect("spawn a blocker")
+        })
+        .collect();
+    for _ in 0..2 {
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("both blockers to start, one on each worker");
+    }
+    let interval = {
+        let ticks = ticks.clone();
+        rt.spawn(async move {
+            let mut interval = bulwark::time::interval(Duration::from_millis(10));
+            loop {
+                interval.tick().await;
+                ticks.fetch_add(1, SeqCst);
+            }
+        })
+    };
+    let short: Vec<_> = (0..SHORT_TASKS)
+        .map(|_| {
+            let short_done = short_done.clone();
+            rt.spawn(async move {
+                short_done.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    let seen = seen_rx
+        .recv_timeout(BLOCK + Duration::from_secs(20))
+        .expect("a blocker to return");
+    for blocker in blockers {
+        rt.block_on(blocker).expect("the blockers finish");
+    }
+    for task in short {
+        rt.block_on(task)
+            .expect("every short task finishes in the end");
+    }
+    interval.abort();
+    seen
+}
+
+#[test]
+fn with_compensation_the_work_behind_blocked_workers_runs_before_they_return() {
+    within(90, "compensation around two blockers", || {
+        let name = "cmp-on";
+        let rt = runtime(name, Watchdog::new(THRESHOLD));
+        let seen = two_blockers_and_work_around_them(&rt);
+        assert_eq!(
+            seen.short_done, SHORT_TASKS,
+            "every short task ran while both workers' polls blocked"
+        );
+        // About 190 ticks fit in the 1.9 s; a tenth of them is plenty of
+        // proof on a noisy machine.
+        assert!(
+            seen.ticks >= 19,
+            "the interval ticked only {} times while the workers blocked",
+            seen.ticks
+        );
+        let stalls = rt.handle().stalls();
+        assert!(stalls.len() >= 2, "both blockers reported: {stalls:?}");
+        for stall in &stalls[..2] {
+            assert_eq!(stall.task_name.as_deref(), Some("blocker"), "{stall:?}");
+            assert!(
+                stall.reported_after >= THRESHOLD && stall.reported_after <= 2 * THRESHOLD,
+                "reported after {:?}, not within 2x the {THRESHOLD:?} threshold",
+                stall.reported_after
+            );
+        }
+        let m = rt.metrics();
+        assert!(m.compensations >= 2, "compensations: {}", m.compensations);
+        // The replaced threads exit once their polls have returned: back to
+        // one thread per worker (and the watchdog, and the blocking pool,
+        // which this runtime never used).
+        wait_until(10, "the replaced threads to exit", || {
+            worker_threads(name) == 2 && rt.metrics().worker_threads == 2
+        });
+        assert!(
+            common::threads_named(&format!("{name}-blocking")).is_empty(),
+            "no blocking threads were asked for"
+        );
+        // And the runtime serves as before.
+        let n = rt.block_on(async {
+            let handles: Vec<_> = (0..100).map(|i| bulwark::spawn(async move { i })).collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(n, 4950);
+    });
+}
+
+#[test]
+fn without_compensation_the_work_behind_blocked_workers_waits() {
+    within(90, "two blockers with compensation off", || {
+        let name = "cmp-off";
+        let rt = runtime(name, Watchdog::new(THRESHOLD).compensate(false));
+        let seen = two_blockers_and_work_around_them(&rt);
+        assert_eq!(
+            seen.short_done, 0,
+            "nothing runs while both workers block and nobody takes over"
+        );
+        assert_eq!(seen.ticks, 0, "the interval waits too");
+        assert!(
+            rt.handle().stalls().len() >= 2,
+            "the stalls are still reported"
+        );
+        assert_eq!(rt.metrics().compensations, 0);
+        assert_eq!(worker_threads(name), 2);
+    });
+}
+
+#[test]
+fn a_hundred_polls_blocking_at_once_never_pass_the_thread_bound() {
+    within(120, "100 blocking polls", || {
+        let name = "cmp-bound";
+        let extra = 4;
+        let rt = runtime(
+            name,
+            Watchdog::new(Duration::from_millis(25)).max_extra_workers(extra),
+        );
+        let done = Arc::new(AtomicUsize::new(0));
+        let blockers: Vec<_> = (0..100)
+            .map(|_| {
+                let done = done.clone();
+                rt.spawn(async move {
+                    std::thread::sleep(Duration::from_millis(100));
+                    done.fetch_add(1, SeqCst);
+                })
+            })
+            .collect();
+        let mut most = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while done.load(SeqCst) < 100 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 60 s for 100 polls of 100 ms ({} done)",
+                done.load(SeqCst)
+            );
+            most = most.max(worker_threads(name));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for b in blockers {
+            rt.block_on(b).expect("each blocker finishes");
+        }
+        assert!(
+            most <= 2 + extra,
+            "{most} worker threads at once, over the bound of 2 workers + {extra}"
+        );
+        let m = rt.metrics();
+        assert!(
+            m.compensations > 0,
+            "blocked workers were compensated: {m:?}"
+        );
+        wait_until(10, "the replaced threads to exit", || {
+            worker_threads(name) == 2
+        });
+    });
+}
