@@ -29,10 +29,14 @@
 //!
 //! - A poll-time watchdog that reports a poll holding its worker past 25 ms
 //!   ([`runtime::Watchdog`], [`runtime::Handle::stalls`]).
+//! - Lost-task detection: a task left waiting with no waker is reported
+//!   and, by policy, cancelled ([`runtime::LostTask`],
+//!   [`runtime::Handle::lost_tasks`]); tasks idle past a threshold are
+//!   listed ([`runtime::Builder::idle_report`],
+//!   [`runtime::Handle::idle_tasks`]).
 //!
-//! The watchdog's compensation (a replacement worker), lost-task detection,
-//! leak-tracked resources and the metrics endpoint are not built yet; see
-//! the README.
+//! The watchdog's compensation (a replacement worker), leak-tracked
+//! resources and the metrics endpoint are not built yet; see the README.
 //!
 //! # Example
 //!
@@ -61,7 +65,7 @@ pub use bulwark_executor::Runtime;
 /// The runtime, its builder and handle (as `tokio::runtime`).
 pub mod runtime {
     pub use bulwark_executor::runtime::{
-        Admission, Builder, EnterGuard, Handle, Runtime, TryCurrentError, Watchdog,
+        Admission, Builder, EnterGuard, Handle, LostTask, Runtime, TryCurrentError, Watchdog,
         DEFAULT_MAX_TASKS,
     };
 }

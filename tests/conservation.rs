@@ -1,7 +1,7 @@
 //! Nothing is lost: once every handle has resolved, each spawn is counted
 //! in exactly one way it ended (completed, panicked, cancelled, deadline
-//! exceeded, rejected) and no task is live, whatever mix of endings a run
-//! had. A task queued by `Admission::Wait` that is aborted or passes its
+//! exceeded, cancelled as lost, rejected) and no task is live, whatever mix
+//! of endings a run had. A task queued by `Admission::Wait` that is aborted or passes its
 //! deadline ends at once, without waiting for a permit it will never use.
 
 mod common;
@@ -17,7 +17,7 @@ use common::{builder, wait_until, within, DropCounter};
 use tokio::sync::oneshot;
 
 /// Asserts spawned == completed + panicked + cancelled + deadline_exceeded +
-/// rejected, and that nothing is live, admitted or waiting.
+/// lost_cancelled + rejected, and that nothing is live, admitted or waiting.
 fn assert_conserved(m: &Snapshot) {
     assert_eq!(
         m.tasks_spawned,
@@ -25,8 +25,10 @@ fn assert_conserved(m: &Snapshot) {
             + m.tasks_panicked
             + m.tasks_cancelled
             + m.tasks_deadline_exceeded
+            + m.tasks_lost_cancelled
             + m.tasks_rejected,
-        "spawned != completed + panicked + cancelled + deadline_exceeded + rejected: {m:?}"
+        "spawned != completed + panicked + cancelled + deadline_exceeded + lost_cancelled + \
+         rejected: {m:?}"
     );
     assert_eq!(m.tasks_live, 0, "tasks_live at quiescence: {m:?}");
     assert_eq!(
@@ -43,6 +45,7 @@ struct Endings {
     panicked: u64,
     cancelled: u64,
     deadline_exceeded: u64,
+    lost: u64,
     rejected: u64,
 }
 
@@ -53,6 +56,7 @@ impl Endings {
             Err(e) if e.is_panic() => self.panicked += 1,
             Err(e) if e.is_cancelled() => self.cancelled += 1,
             Err(e) if e.is_deadline_exceeded() => self.deadline_exceeded += 1,
+            Err(e) if e.is_lost() => self.lost += 1,
             Err(e) if e.is_rejected() => self.rejected += 1,
             Err(e) => panic!("a JoinError of no known kind: {e}"),
         }
@@ -64,6 +68,7 @@ impl Endings {
             panicked: m.tasks_panicked,
             cancelled: m.tasks_cancelled,
             deadline_exceeded: m.tasks_deadline_exceeded,
+            lost: m.tasks_lost_cancelled,
             rejected: m.tasks_rejected,
         }
     }
@@ -246,6 +251,7 @@ fn every_spawn_is_counted_once_across_completion_panic_abort_deadline_and_reject
             panicked: PANICKING,
             cancelled: ABORTED,
             deadline_exceeded: EXPIRING,
+            lost: 0,
             rejected: REJECTED + REFUSED,
         };
         assert_eq!(seen, expected, "what the handles said");
@@ -415,4 +421,86 @@ fn resolve_soon<T: Send + 'static>(
             Err(_) => panic!("waited 2 s for {what}"),
         }
     })
+}
+
+/// Under `LostTask::Cancel`, tasks cancelled as lost are one more way to
+/// end, counted once next to the others: completed, panicked, aborted, past
+/// a deadline while a waker was kept, and lost.
+#[test]
+fn lost_tasks_cancelled_are_counted_once_among_the_other_endings() {
+    within(30, "a run with lost tasks to settle", || {
+        let rt = builder(2)
+            .on_lost_task(bulwark::runtime::LostTask::Cancel)
+            .build()
+            .expect("build the runtime");
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut seen = Endings::default();
+        // Kept alive to the end: the senders the waiting tasks' wakers sit
+        // behind, so those tasks wait without being lost.
+        let mut senders = Vec::new();
+        let mut joins: Vec<JoinHandle<()>> = Vec::new();
+        for i in 0..20u64 {
+            let guard = DropCounter::new(&drops);
+            let join = match i % 5 {
+                0 => rt.spawn(async move {
+                    let _guard = guard;
+                    task::yield_now().await;
+                }),
+                1 => rt.spawn(async move {
+                    let _guard = guard;
+                    task::yield_now().await;
+                    if i < 1_000 {
+                        panic!("conservation boom {i}");
+                    }
+                }),
+                2 => {
+                    let (tx, rx) = oneshot::channel::<()>();
+                    senders.push(tx);
+                    let join = rt.spawn(async move {
+                        let _guard = guard;
+                        let _ = rx.await;
+                    });
+                    join.abort();
+                    join
+                }
+                3 => {
+                    let (tx, rx) = oneshot::channel::<()>();
+                    senders.push(tx);
+                    task::Builder::new()
+                        .timeout(Duration::from_millis(30))
+                        .spawn_on(
+                            async move {
+                                let _guard = guard;
+                                let _ = rx.await;
+                            },
+                            rt.handle(),
+                        )
+                        .expect("spawn an expiring task")
+                }
+                _ => rt.spawn(async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await
+                }),
+            };
+            joins.push(join);
+        }
+        for join in joins {
+            seen.count(&resolve_soon(&rt, join, "a task of the lost run"));
+        }
+        let expected = Endings {
+            completed: 4,
+            panicked: 4,
+            cancelled: 4,
+            deadline_exceeded: 4,
+            lost: 4,
+            rejected: 0,
+        };
+        assert_eq!(seen, expected, "what the handles said");
+        let m = rt.metrics();
+        assert_eq!(Endings::from_metrics(&m), expected, "what the metrics say");
+        assert_eq!(m.tasks_lost, 4, "lost tasks found: {m:?}");
+        assert_conserved(&m);
+        assert_eq!(drops.load(SeqCst), 20, "every future dropped once");
+        drop(senders);
+    });
 }

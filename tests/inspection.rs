@@ -20,9 +20,17 @@ fn tasks_and_counts_are_readable_while_every_worker_is_stuck() {
         || {
             let rt = builder(2).build().unwrap();
             let handle = rt.handle().clone();
+            // Waits on a channel whose sender this test keeps: idle, not lost
+            // (a bare `pending()` keeps no waker, and would be listed lost).
+            let (_keep, wait) = tokio::sync::oneshot::channel::<()>();
             let idle = task::Builder::new()
                 .name("idler")
-                .spawn_on(std::future::pending::<()>(), &handle)
+                .spawn_on(
+                    async move {
+                        let _ = wait.await;
+                    },
+                    &handle,
+                )
                 .unwrap();
             wait_until(10, "the idle task to be polled once", || {
                 rt.metrics().polls >= 1

@@ -930,6 +930,12 @@ mod loom_tests {
             // As `Sched` does.
             self.admit.on_cancel(task);
         }
+
+        fn on_lost(&self, _: &Task<Self>) {}
+
+        fn idle_stamp(&self) -> Option<u64> {
+            None
+        }
     }
 
     impl Admitted for TestSched {

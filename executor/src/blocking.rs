@@ -250,6 +250,17 @@ impl Schedule for BlockingSchedule {
         // A blocking task waits only in the pool's queue, where a thread
         // finds it (or shutdown does).
     }
+
+    fn on_lost(&self, _task: &Task<Self>) {
+        // A blocking task finishes in its first poll, so it never waits and
+        // is never lost; counted all the same, should that ever change.
+        SharedCounters::bump(&self.pool.counters.lost);
+    }
+
+    fn idle_stamp(&self) -> Option<u64> {
+        // Never idle (see `on_lost`).
+        None
+    }
 }
 
 /// A closure as a future that completes on its first poll.
@@ -293,5 +304,6 @@ pub(crate) fn count_shared(counters: &SharedCounters, how: Finish) {
         Finish::Cancelled => &counters.cancelled,
         Finish::DeadlineExceeded => &counters.deadline_exceeded,
         Finish::Rejected => &counters.rejected,
+        Finish::Lost => &counters.lost_cancelled,
     });
 }

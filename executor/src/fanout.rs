@@ -444,7 +444,10 @@ pub(crate) fn on_finish<S: Fanned>(sched: &S, ended: Ended, how: Finish) {
     if let Some(family) = &links.parent {
         family.child_ended(sched, ended, how);
     }
-    if matches!(how, Finish::Cancelled | Finish::DeadlineExceeded) {
+    if matches!(
+        how,
+        Finish::Cancelled | Finish::DeadlineExceeded | Finish::Lost
+    ) {
         if let Some(own) = links.children.get() {
             own.fail(sched.fanout());
         }

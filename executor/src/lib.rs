@@ -21,7 +21,8 @@
 //!    children), the cap on waiting children, wasted work.
 //! 4. `blocking`: the blocking pool, with a `Schedule` of its own.
 //! 5. `scheduler`: the shared runtime state, the workers, the idle protocol,
-//!    and `Sched`, the scheduler value each task carries.
+//!    `Sched`, the scheduler value each task carries, and `lost`: what the
+//!    runtime does with tasks that can never finish (lost, long idle).
 //! 6. `context`: which runtime a thread is in.
 //! 7. [`scope`]: `scope_deadline`, a deadline for part of a task's work.
 //! 8. `threads`: starting worker threads, one per seat at build, and a

@@ -6,6 +6,7 @@ use crate::admission::Admitter;
 use crate::blocking::{self, join_until};
 use crate::context;
 use crate::fanout::Fanout;
+pub use crate::scheduler::lost::LostTask;
 use crate::scheduler::{Parts, Shared};
 use crate::spawn::{spawn_task, Mode, SpawnSpec};
 use crate::task::{JoinHandle, TaskMeta};
@@ -51,6 +52,8 @@ pub struct Builder {
     max_children_per_task: Option<usize>,
     max_waiting_children: Option<usize>,
     watchdog: Watchdog,
+    lost_task: LostTask,
+    idle_report: Option<Duration>,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -85,6 +88,8 @@ impl Builder {
             pause_accept: true,
             max_children_per_task: None,
             max_waiting_children: None,
+            lost_task: LostTask::Report,
+            idle_report: None,
         }
     }
 
@@ -157,6 +162,30 @@ impl Builder {
     /// [`Watchdog`].
     pub fn watchdog(&mut self, watchdog: Watchdog) -> &mut Self {
         self.watchdog = watchdog;
+        self
+    }
+
+    /// What to do with a *lost* task: one waiting with no `Waker` left, so
+    /// that nothing can wake it again (default [`LostTask::Report`]). Either
+    /// way it is counted (`Snapshot::tasks_lost`), reported once as a
+    /// `tracing` warning (target `bulwark::lost_task`) with its name and
+    /// spawn site, and listed ([`Handle::lost_tasks`]);
+    /// [`LostTask::Cancel`] also drops its future and resolves its
+    /// `JoinHandle` to a `JoinError` with `is_lost()`.
+    pub fn on_lost_task(&mut self, policy: LostTask) -> &mut Self {
+        self.lost_task = policy;
+        self
+    }
+
+    /// Turns on the idle report (default: off): [`Handle::idle_tasks`] lists
+    /// the tasks that have waited without being woken for longer than
+    /// `threshold`, with how long, as a hung dependency or a deadlock looks.
+    /// While it is on, each poll that returns `Pending` records the worker's
+    /// coarse time in its task (one relaxed store); while it is off nothing
+    /// is recorded and the list is empty. A zero threshold lists every
+    /// waiting task.
+    pub fn idle_report(&mut self, threshold: Duration) -> &mut Self {
+        self.idle_report = Some(threshold);
         self
     }
 
@@ -254,6 +283,8 @@ impl Builder {
                 self.max_children_per_task,
                 self.max_waiting_children.unwrap_or(self.max_tasks),
             ),
+            lost_task: self.lost_task,
+            idle_report: self.idle_report,
         }));
         // The books reach the runtime through a `Weak`: a reader on another
         // thread (the metrics endpoint) never keeps it alive.
@@ -537,6 +568,24 @@ impl Handle {
     /// task registry's shard locks, which no poll takes.
     pub fn tasks(&self) -> Vec<TaskInfo> {
         self.shared.tasks()
+    }
+
+    /// The live tasks found lost (waiting, with no waker left to wake
+    /// them) and kept by [`LostTask::Report`]: state `TaskState::Lost`.
+    /// Under [`LostTask::Cancel`] lost tasks end at once, so this is
+    /// empty but for a moment. Reads as [`tasks`](Self::tasks) does.
+    pub fn lost_tasks(&self) -> Vec<TaskInfo> {
+        crate::scheduler::lost::lost_tasks(&self.shared)
+    }
+
+    /// The tasks waiting without a wake for longer than the idle report's
+    /// threshold ([`Builder::idle_report`]), longest first, each with its
+    /// `idle_for`: what a deadlock or a hung dependency looks like. Lost
+    /// tasks kept by [`LostTask::Report`] are among them once idle that
+    /// long. Empty (and free: no task is looked at) while the report is
+    /// off. Reads as [`tasks`](Self::tasks) does.
+    pub fn idle_tasks(&self) -> Vec<TaskInfo> {
+        crate::scheduler::lost::idle_tasks(&self.shared)
     }
 
     /// The deadline given to tasks spawned without one

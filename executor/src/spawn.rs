@@ -12,6 +12,7 @@ use crate::blocking;
 use crate::clock;
 use crate::context;
 use crate::fanout::{Family, Links};
+use crate::scheduler::lost::LostTask;
 use crate::scheduler::{worker, Sched, Shared};
 use crate::task::{self, deadline_waker, Id, JoinHandle, Task, TaskMeta};
 use bulwark_metrics::ledger::WaitSlot;
@@ -161,6 +162,7 @@ where
                 Some(cx) => cx.coarse_now(),
                 None => clock::now(),
             },
+            cancel_if_lost: shared.lost_task == LostTask::Cancel,
         };
         let sched = Sched {
             shared: shared.clone(),

@@ -491,6 +491,7 @@ mod tests {
                 location: "src/main.rs:10:5".into(),
                 state: TaskState::Idle,
                 age: Duration::from_secs(3),
+                idle_for: None,
             }]
         }
     }

@@ -48,6 +48,9 @@ pub struct WorkerCounters {
     pub deadline_exceeded: Counter,
     /// Spawns from this worker rejected by admission.
     pub rejected: Counter,
+    /// Tasks cancelled on this worker because they were lost (no waker
+    /// left), under the cancel policy.
+    pub lost_cancelled: Counter,
     /// Tasks taken from another worker's queue.
     pub steals: Counter,
     /// Times this worker went to sleep for want of work.
@@ -70,6 +73,12 @@ pub struct SharedCounters {
     pub deadline_exceeded: AtomicU64,
     /// Spawns from outside the workers rejected by admission.
     pub rejected: AtomicU64,
+    /// Tasks cancelled off the workers because they were lost.
+    pub lost_cancelled: AtomicU64,
+    /// Tasks found lost (idle with no waker left), under either policy:
+    /// found by whichever thread drops a task's last waker, so counted here
+    /// rather than per worker (it is rare).
+    pub lost: AtomicU64,
 }
 
 impl SharedCounters {

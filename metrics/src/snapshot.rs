@@ -85,8 +85,9 @@ pub struct DriverSnapshot {
 /// Counts are read one at a time without stopping the workers, so a snapshot
 /// taken while tasks run may be off by the tasks in flight. At quiescence
 /// nothing is lost: `tasks_spawned == tasks_completed + tasks_panicked +
-/// tasks_cancelled + tasks_deadline_exceeded + tasks_rejected` and
-/// `tasks_live == 0`.
+/// tasks_cancelled + tasks_deadline_exceeded + tasks_lost_cancelled +
+/// tasks_rejected` and `tasks_live == 0`. (`tasks_lost` counts detections,
+/// not outcomes: it is not in the sum.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -103,6 +104,16 @@ pub struct Snapshot {
     pub tasks_cancelled: u64,
     /// Tasks dropped at their deadline.
     pub tasks_deadline_exceeded: u64,
+    /// Tasks found *lost*: waiting, with every waker for them dropped, so
+    /// that nothing could wake them again. Counted once per task, under
+    /// either policy (`LostTask::Report` or `Cancel`). A detection, not how
+    /// a task ended: not in the conservation sum (a lost task under
+    /// `Report` still ends some other way, at shutdown at the latest).
+    pub tasks_lost: u64,
+    /// Tasks cancelled because they were lost (`LostTask::Cancel`): their
+    /// future was dropped and their `JoinHandle` resolved to a `JoinError`
+    /// with `is_lost()`. An outcome, in the conservation sum.
+    pub tasks_lost_cancelled: u64,
     /// Deadline scopes (`task::scope_deadline`, a request served by
     /// `bulwark::hyper::serve_connection`) whose deadline passed before their
     /// future finished. Not tasks: not in the conservation sum.
@@ -191,6 +202,8 @@ impl Snapshot {
             tasks_panicked: shared.panicked.load(Relaxed),
             tasks_cancelled: shared.cancelled.load(Relaxed),
             tasks_deadline_exceeded: shared.deadline_exceeded.load(Relaxed),
+            tasks_lost: shared.lost.load(Relaxed),
+            tasks_lost_cancelled: shared.lost_cancelled.load(Relaxed),
             tasks_rejected: shared.rejected.load(Relaxed),
             tasks_admitted_live: tasks.live(),
             tasks_admitted_peak: tasks.peak(),
@@ -230,6 +243,7 @@ impl Snapshot {
             s.tasks_panicked += w.panicked.get();
             s.tasks_cancelled += w.cancelled.get();
             s.tasks_deadline_exceeded += w.deadline_exceeded.get();
+            s.tasks_lost_cancelled += w.lost_cancelled.get();
             s.tasks_rejected += w.rejected.get();
             s.steals += w.steals.get();
             s.parks += w.parks.get();
@@ -238,6 +252,7 @@ impl Snapshot {
             + s.tasks_panicked
             + s.tasks_cancelled
             + s.tasks_deadline_exceeded
+            + s.tasks_lost_cancelled
             + s.tasks_rejected;
         s.tasks_live = s.tasks_spawned.saturating_sub(finished);
         s

@@ -22,9 +22,14 @@ pub enum TaskState {
     Scheduled,
     /// Inside a poll on a worker now.
     Running,
-    /// Cancelled (aborted, past its deadline, or shut down) and not yet
-    /// dropped: its future is dropped at its next turn on a worker.
+    /// Cancelled (aborted, past its deadline, lost under
+    /// `LostTask::Cancel`, or shut down) and not yet dropped: its future is
+    /// dropped at its next turn on a worker.
     Cancelling,
+    /// Lost: waiting, and every waker for it was dropped, so nothing can
+    /// wake it again (`LostTask::Report` keeps it, listed as this, until it
+    /// is aborted, passes its deadline, or the runtime shuts down).
+    Lost,
 }
 
 /// One live task, for `/tasks` and idle reports.
@@ -40,6 +45,12 @@ pub struct TaskInfo {
     pub state: TaskState,
     /// Time since it was spawned.
     pub age: Duration,
+    /// Time since it last went idle (its last poll returned `Pending`), for
+    /// a task that is [`Idle`](TaskState::Idle) or [`Lost`](TaskState::Lost)
+    /// while the runtime's idle report is on (`Builder::idle_report`);
+    /// `None` otherwise. Coarse: it may read long by up to one worker
+    /// maintenance tick's polls.
+    pub idle_for: Option<Duration>,
 }
 
 /// A runtime seen from outside its threads: the executor implements this.

@@ -29,6 +29,7 @@
 //! work wakes the next, and the last to park checks every queue once more.
 
 pub(crate) mod idle;
+pub(crate) mod lost;
 pub(crate) mod seat;
 pub(crate) mod worker;
 
@@ -42,6 +43,7 @@ use bulwark_io::{DriverSlot, Parker, Unparker};
 use bulwark_metrics::{SharedCounters, Snapshot, Source, TaskInfo, TaskState, WorkerSlot};
 use crossbeam_deque::{Injector, Stealer, Worker};
 use idle::Idle;
+use lost::LostTask;
 use parking_lot::Mutex;
 use seat::Seat;
 use std::sync::atomic::AtomicUsize;
@@ -89,6 +91,10 @@ pub(crate) struct Shared {
     pub(crate) default_deadline: Option<std::time::Duration>,
     /// Fan-out budgets: the per-task default, the cap on waiting children.
     pub(crate) fanout: Fanout,
+    /// What to do with a lost task (`Builder::on_lost_task`).
+    pub(crate) lost_task: LostTask,
+    /// The idle report's threshold (`Builder::idle_report`); `None`: off.
+    pub(crate) idle_report: Option<std::time::Duration>,
 }
 
 /// The scheduler value each task of the runtime carries: the runtime, the
@@ -130,6 +136,8 @@ pub(crate) struct Parts {
     pub(crate) admit: Admitter<Sched>,
     pub(crate) default_deadline: Option<std::time::Duration>,
     pub(crate) fanout: Fanout,
+    pub(crate) lost_task: LostTask,
+    pub(crate) idle_report: Option<std::time::Duration>,
 }
 
 impl Shared {
@@ -165,6 +173,8 @@ impl Shared {
             admit: parts.admit,
             default_deadline: parts.default_deadline,
             fanout: parts.fanout,
+            lost_task: parts.lost_task,
+            idle_report: parts.idle_report,
         }
     }
 
@@ -320,11 +330,11 @@ impl Source for Shared {
 }
 
 /// What a live task is, as `/tasks` lists it.
-fn task_info(task: &Task<Sched>) -> TaskInfo {
+pub(crate) fn task_info(task: &Task<Sched>) -> TaskInfo {
     let header = task.header();
     let state = header.state.load();
     let location = header.location;
-    TaskInfo {
+    let mut info = TaskInfo {
         id: header.id.as_u64(),
         name: header.name.as_deref().map(String::from),
         location: format!(
@@ -342,11 +352,16 @@ fn task_info(task: &Task<Sched>) -> TaskInfo {
             TaskState::WaitingAdmission
         } else if state.is_notified() {
             TaskState::Scheduled
+        } else if state.is_lost() {
+            TaskState::Lost
         } else {
             TaskState::Idle
         },
         age: crate::clock::since(header.spawned_at),
-    }
+        idle_for: None,
+    };
+    info.idle_for = lost::idle_for(&task.scheduler().shared, task, info.state);
+    info
 }
 
 impl Schedule for Sched {
@@ -375,6 +390,7 @@ impl Schedule for Sched {
                     Finish::Cancelled => c.cancelled.bump(),
                     Finish::DeadlineExceeded => c.deadline_exceeded.bump(),
                     Finish::Rejected => c.rejected.bump(),
+                    Finish::Lost => c.lost_cancelled.bump(),
                 }
             }
             None => blocking::count_shared(&shared.counters, how),
@@ -398,6 +414,20 @@ impl Schedule for Sched {
     fn cancelled_unqueued(&self, task: &Task<Self>) {
         self.shared.admit.on_cancel(task);
         fanout::on_cancel(task);
+    }
+
+    fn on_lost(&self, task: &Task<Self>) {
+        lost::report(&self.shared, task);
+    }
+
+    #[inline]
+    fn idle_stamp(&self) -> Option<u64> {
+        // Off (the default): one load and a branch per `Pending` poll. On:
+        // the worker's coarse time, no clock read.
+        self.shared.idle_report?;
+        Some(worker::with_local(&self.shared, |local| {
+            local.map_or_else(crate::clock::now, |cx| cx.coarse_now())
+        }))
     }
 }
 

@@ -20,10 +20,13 @@ pub(crate) struct TaskMeta {
     pub(crate) deadline: Option<Instant>,
     /// When it was spawned (`clock::now`, or a worker's coarse time).
     pub(crate) spawned_at: u64,
+    /// The runtime's policy for a lost task: cancel it (else only report).
+    pub(crate) cancel_if_lost: bool,
 }
 
 impl TaskMeta {
-    /// A fresh id, a name and a spawn site, spawned now; no deadline.
+    /// A fresh id, a name and a spawn site, spawned now; no deadline; a
+    /// lost task is only reported.
     pub(crate) fn new(name: Option<&str>, location: &'static Location<'static>) -> TaskMeta {
         TaskMeta {
             id: Id::next(),
@@ -31,6 +34,7 @@ impl TaskMeta {
             location,
             deadline: None,
             spawned_at: crate::clock::now(),
+            cancel_if_lost: false,
         }
     }
 }
@@ -77,6 +81,12 @@ pub(crate) struct Header {
     pub(crate) deadline_nanos: AtomicU64,
     /// When the task was spawned (`clock` nanoseconds), for its age.
     pub(crate) spawned_at: u64,
+    /// When the task last went idle (`clock` nanoseconds, coarse), for the
+    /// idle report; 0 if never recorded. Written only while the report is
+    /// on (`Schedule::idle_stamp`), by the thread that holds `RUNNING`, just
+    /// before its poll ends; read by listings. Relaxed: a metric, read
+    /// alone.
+    pub(crate) idle_since: AtomicU64,
     /// The wheel entry of the deadline, set at the task's first `Pending`
     /// (or at spawn, for a task queued for admission or already past its
     /// deadline). Written before the task is published or while `RUNNING`;
@@ -135,7 +145,7 @@ impl<F: Future, S> Cell<F, S> {
     ) -> Box<Self> {
         Box::new(Cell {
             header: Header {
-                state: State::new(),
+                state: State::new(meta.cancel_if_lost),
                 vtable,
                 id: meta.id,
                 registry_key: UnsafeCell::new(usize::MAX),
@@ -146,6 +156,7 @@ impl<F: Future, S> Cell<F, S> {
                     meta.deadline.map_or(u64::MAX, crate::clock::nanos_at),
                 ),
                 spawned_at: meta.spawned_at,
+                idle_since: AtomicU64::new(0),
                 deadline_timer: UnsafeCell::new(None),
                 cancel_reason: AtomicU8::new(reason::UNSET),
             },

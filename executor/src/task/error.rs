@@ -6,7 +6,8 @@ use std::fmt;
 
 /// A task ended without producing its output: it panicked, it was cancelled
 /// (aborted, or dropped when its runtime shut down), it was dropped at its
-/// deadline, or admission rejected it.
+/// deadline, admission rejected it, or it was cancelled because it was lost
+/// (no waker was left to wake it, under `LostTask::Cancel`).
 ///
 /// Its `Display` names the task (id, and name if it has one) and the reason.
 pub struct JoinError {
@@ -19,6 +20,7 @@ enum Repr {
     Cancelled,
     DeadlineExceeded,
     Rejected(&'static str),
+    Lost,
     Panic(Payload),
 }
 
@@ -64,6 +66,16 @@ impl JoinError {
         }
     }
 
+    /// The task was lost (idle with no waker left) and the runtime's policy
+    /// cancelled it.
+    pub(crate) fn lost(id: Id, name: Option<&str>) -> JoinError {
+        JoinError {
+            id,
+            name: name.map(Into::into),
+            repr: Repr::Lost,
+        }
+    }
+
     pub(crate) fn panic(id: Id, name: Option<&str>, payload: Box<dyn Any + Send>) -> JoinError {
         JoinError {
             id,
@@ -89,6 +101,16 @@ impl JoinError {
     /// ceiling, or shedding load. Its future was dropped unpolled.
     pub fn is_rejected(&self) -> bool {
         matches!(self.repr, Repr::Rejected(_))
+    }
+
+    /// True if the task was cancelled because it was *lost*: it was waiting
+    /// (its last poll returned `Pending`) and every `Waker` for it had been
+    /// dropped, so nothing could ever wake it again. Only with the runtime
+    /// policy `LostTask::Cancel` (`runtime::Builder::on_lost_task`); its
+    /// future was dropped, so what it held was released. `is_cancelled()`
+    /// is false for it, as for a deadline.
+    pub fn is_lost(&self) -> bool {
+        matches!(self.repr, Repr::Lost)
     }
 
     /// True if the task panicked.
@@ -146,6 +168,10 @@ impl fmt::Display for JoinError {
             Repr::Cancelled => f.write_str(" was cancelled"),
             Repr::DeadlineExceeded => f.write_str(" was dropped at its deadline"),
             Repr::Rejected(why) => write!(f, " was rejected: {why}"),
+            Repr::Lost => f.write_str(
+                " was cancelled because no waker was left to wake it (a lost task: \
+                 pending, and every waker for it was dropped)",
+            ),
             Repr::Panic(p) => match panic_message(p) {
                 Some(msg) => write!(f, " panicked with message {msg:?}"),
                 None => f.write_str(" panicked"),
@@ -160,6 +186,7 @@ impl fmt::Debug for JoinError {
             Repr::Cancelled => write!(f, "JoinError::Cancelled({:?})", self.id),
             Repr::DeadlineExceeded => write!(f, "JoinError::DeadlineExceeded({:?})", self.id),
             Repr::Rejected(why) => write!(f, "JoinError::Rejected({:?}, {why:?})", self.id),
+            Repr::Lost => write!(f, "JoinError::Lost({:?})", self.id),
             Repr::Panic(p) => match panic_message(p) {
                 Some(msg) => write!(f, "JoinError::Panic({:?}, {msg:?}, ...)", self.id),
                 None => write!(f, "JoinError::Panic({:?}, ...)", self.id),

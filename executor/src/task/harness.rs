@@ -103,20 +103,41 @@ where
                 unsafe { *self.stage() = Stage::Finished(output) };
                 self.complete(how);
             }
-            Poll::Pending => match self.arm_deadline_then_idle() {
-                ToIdle::Ok => {}
-                ToIdle::OkNotified => {
-                    // The running reference becomes the Notified's. Nothing
-                    // here reads the cell after handing it over.
-                    let task = Task::<S>::from_raw(self.raw());
-                    S::yield_now(task.into_notified());
+            Poll::Pending => {
+                if let Some(now) = self.cell().scheduler.idle_stamp() {
+                    // Before the transition, while RUNNING is ours: no other
+                    // poll of this task can store a later time first.
+                    header.idle_since.store(now, Relaxed);
                 }
-                ToIdle::OkDealloc => self.dealloc(),
-                ToIdle::Cancelled => {
-                    let how = self.cancel_task();
-                    self.complete(how);
+                match self.arm_deadline_then_idle() {
+                    ToIdle::Ok => {}
+                    ToIdle::OkNotified => {
+                        // The running reference becomes the Notified's.
+                        // Nothing here reads the cell after handing it over.
+                        let task = Task::<S>::from_raw(self.raw());
+                        S::yield_now(task.into_notified());
+                    }
+                    ToIdle::OkDealloc => self.dealloc(),
+                    ToIdle::Cancelled => {
+                        let how = self.cancel_task();
+                        self.complete(how);
+                    }
+                    ToIdle::Lost => {
+                        // Idle now; the running reference was kept so the
+                        // cell outlives the report.
+                        self.report_lost();
+                        if self.header().state.ref_dec() {
+                            self.dealloc();
+                        }
+                    }
+                    ToIdle::LostCancelled => {
+                        // Still RUNNING, with CANCELLED and LOST set.
+                        self.report_lost();
+                        let how = self.cancel_task();
+                        self.complete(how);
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -200,8 +221,13 @@ where
         // The caller set (or was granted) RUNNING: the stage is ours.
         let dropped = self.drop_stage_in_place();
         let (id, name) = (header.id, header.name.as_deref());
+        // Cancelled for being lost, if LOST is set under the cancel policy
+        // (the state word knows; no reason is stored for it, so an abort
+        // racing the detection cannot relabel it).
+        let lost = header.state.load().is_lost_and_cancelled();
         let (err, how) = match (dropped, header.cancel_reason()) {
             (Err(p), _) => (JoinError::panic(id, name, p), Finish::Panicked),
+            (Ok(()), _) if lost => (JoinError::lost(id, name), Finish::Lost),
             (Ok(()), reason::DEADLINE) => (
                 JoinError::deadline_exceeded(id, name),
                 Finish::DeadlineExceeded,
@@ -258,6 +284,15 @@ where
         if cell.header.state.transition_to_terminal(refs) {
             self.dealloc();
         }
+    }
+
+    /// Tells the scheduler the task was found lost. The caller holds a
+    /// reference. The scheduler's report is foreign-facing code (a `tracing`
+    /// subscriber): a panic in it must not unwind through whoever dropped
+    /// the last waker.
+    fn report_lost(&self) {
+        let me = ManuallyDrop::new(Task::<S>::from_raw(self.raw()));
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| self.cell().scheduler.on_lost(&me)));
     }
 
     fn dealloc(self) {
@@ -470,6 +505,20 @@ where
     let harness = Harness::<F, S>::from_raw(ptr);
     let task = ManuallyDrop::new(Task::<S>::from_raw(harness.raw()));
     harness.cell().scheduler.cancelled_unqueued(&task);
+}
+
+/// Reports the task lost to its scheduler.
+///
+/// # Safety
+///
+/// `ptr` is a live `Cell<F, S>` and the caller owns a reference to it.
+pub(super) unsafe fn report_lost<F, S>(ptr: NonNull<Header>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    Harness::<F, S>::from_raw(ptr).report_lost();
 }
 
 /// A waker woken by value: schedule, drop the reference, or free the task.

@@ -20,10 +20,21 @@
 //! # State
 //!
 //! See `state`: flag bits `RUNNING`, `COMPLETE`, `NOTIFIED`,
-//! `JOIN_INTEREST`, `JOIN_WAKER`, `CANCELLED` and a reference count. A task
-//! starts with three references: the registry's (the runtime's list of live
-//! tasks, so shutdown can reach idle tasks), the first `Notified`'s, and the
-//! `JoinHandle`'s. Each waker holds one more.
+//! `JOIN_INTEREST`, `JOIN_WAKER`, `CANCELLED`, `LOST`, `CANCEL_IF_LOST`, a
+//! count of live wakers and a reference count. A task starts with three
+//! references: the registry's (the runtime's list of live tasks, so shutdown
+//! can reach idle tasks), the first `Notified`'s, and the `JoinHandle`'s.
+//! Each waker holds one more, and counts as a live waker; the deadline
+//! timer's waker holds a reference but is not a live waker.
+//!
+//! # Lost tasks
+//!
+//! A task left idle with no live waker can never be woken: it is *lost*.
+//! The state word sees it exactly once (the last waker's drop, or the end
+//! of a poll that kept no waker), and the task's scheduler hears of it
+//! through `Schedule::on_lost`. Under the runtime's cancel policy the same
+//! transition cancels the task; it then ends as `Finish::Lost` and its
+//! `JoinHandle` resolves to a `JoinError` with `is_lost()`.
 //!
 //! # Who touches what
 //!
@@ -109,6 +120,20 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// scheduler holds its `Notified` where no worker looks (an admission
     /// wait list), queue it now so its future is dropped at once.
     fn cancelled_unqueued(&self, task: &Task<Self>);
+
+    /// The task was found lost: idle, with no waker left to wake it. Called
+    /// once per task, by whichever thread found it (a worker at the end of
+    /// a poll, or any thread dropping the last waker), while it holds a
+    /// reference. Count and report it; nothing else: under the cancel
+    /// policy the task module has already cancelled it (it ends as
+    /// [`Finish::Lost`]).
+    fn on_lost(&self, task: &Task<Self>);
+
+    /// The time to record as the moment the task goes idle (a poll is about
+    /// to return `Pending`), in `clock` nanoseconds, or `None` to record
+    /// nothing (the idle report is off). Called once per such poll, on the
+    /// thread that polls: it must be cheap.
+    fn idle_stamp(&self) -> Option<u64>;
 }
 
 /// How a task ended, for the books.
@@ -119,6 +144,9 @@ pub(crate) enum Finish {
     Cancelled,
     DeadlineExceeded,
     Rejected,
+    /// Cancelled because it was lost (no waker left), under the cancel
+    /// policy.
+    Lost,
 }
 
 /// One counted reference to a task, as held by the registry.

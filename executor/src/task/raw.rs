@@ -27,6 +27,9 @@ pub(crate) struct Vtable {
     /// or sits in a queue, or waits somewhere only its scheduler knows):
     /// tells the scheduler. The caller owns a reference.
     pub(crate) cancelled_unqueued: unsafe fn(NonNull<Header>),
+    /// The task was found lost: tells the scheduler (count, log). The
+    /// caller owns a reference.
+    pub(crate) report_lost: unsafe fn(NonNull<Header>),
     /// Where the scheduler sits in the cell, from its start (the header).
     pub(crate) scheduler_offset: usize,
 }
@@ -45,6 +48,7 @@ where
         drop_join_handle: harness::drop_join_handle::<F, S>,
         shutdown: harness::shutdown::<F, S>,
         cancelled_unqueued: harness::cancelled_unqueued::<F, S>,
+        report_lost: harness::report_lost::<F, S>,
         scheduler_offset: std::mem::offset_of!(Cell<F, S>, scheduler),
     }
 }
@@ -134,6 +138,13 @@ impl RawTask {
             // SAFETY: the caller owns a reference.
             unsafe { (header.vtable.cancelled_unqueued)(self.ptr) }
         }
+    }
+
+    /// The task was found lost (by the transition that set `LOST`): tells
+    /// its scheduler. The caller owns a reference.
+    pub(crate) fn report_lost(self) {
+        // SAFETY: the caller owns a reference.
+        unsafe { (self.header().vtable.report_lost)(self.ptr) }
     }
 
     /// `JoinHandle::abort`.

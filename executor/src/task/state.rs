@@ -1,4 +1,5 @@
-//! A task's state word: flag bits and a reference count in one `AtomicUsize`.
+//! A task's state word: flag bits, a count of live wakers and a reference
+//! count in one `AtomicU64`.
 //!
 //! Every change is a `transition_to_*` function that returns what the caller
 //! must do next; callers never poke bits. Orderings: transitions that hand the
@@ -7,43 +8,95 @@
 //! before a transition is seen by whoever observes it. Reference increments are
 //! `Relaxed` (a new reference is made from an existing one, as `Arc::clone`);
 //! decrements are `AcqRel` so the thread that frees the cell sees every write.
+//!
+//! # Layout
+//!
+//! ```text
+//! bits 0..8    flags: RUNNING COMPLETE NOTIFIED JOIN_INTEREST JOIN_WAKER
+//!              CANCELLED LOST CANCEL_IF_LOST
+//! bits 8..32   live wakers (24 bits)
+//! bits 32..64  references (32 bits)
+//! ```
+//!
+//! A `u64` on every target (the crate already needs 64-bit atomics for its
+//! clocks), so 32-bit targets get the same room as 64-bit ones.
+//!
+//! # Lost tasks
+//!
+//! A task is *lost* when it is pending, not scheduled, not running, and no
+//! `Waker` for it exists any more: nothing can wake it again. Every waker is
+//! a reference *and* a count in the waker field; the borrowed waker a poll
+//! hands the future (`waker_ref`) is neither, and the deadline timer's waker
+//! is a reference but not a waker (a timer that cancels the task does not
+//! wake it). The loss is seen exactly once, by whichever of two transitions
+//! observes "no waker, idle" on the word itself:
+//!
+//! - the last waker's drop, if the task is idle then
+//!   ([`State::transition_to_waker_dropped`]);
+//! - the end of a poll that leaves no waker behind
+//!   ([`State::transition_to_idle`]).
+//!
+//! Both set `LOST` in the same CAS that makes the decision, and neither
+//! fires once `LOST`, `CANCELLED`, `NOTIFIED` or `COMPLETE` is set. The
+//! policy (report only, or cancel too) is the `CANCEL_IF_LOST` bit, fixed at
+//! spawn, so the transition needs no lookup.
 
-use crate::sync::AtomicUsize;
+use crate::sync::AtomicU64;
 use std::fmt;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 /// The task is being polled (or cancelled) by one thread, which alone may
 /// touch the future.
-const RUNNING: usize = 1 << 0;
+const RUNNING: u64 = 1 << 0;
 /// The task has finished: the stage holds its output (or nothing, once read).
 /// Never cleared.
-const COMPLETE: usize = 1 << 1;
+const COMPLETE: u64 = 1 << 1;
 /// The task has been submitted to a queue, or must be resubmitted when the
 /// running poll ends. At most one `Notified` exists while this is set.
-const NOTIFIED: usize = 1 << 2;
+const NOTIFIED: u64 = 1 << 2;
 /// A `JoinHandle` exists; whoever clears this while `COMPLETE` is set drops
 /// the output.
-const JOIN_INTEREST: usize = 1 << 3;
+const JOIN_INTEREST: u64 = 1 << 3;
 /// The join waker slot holds a waker the runtime may read. While clear and the
 /// task not complete, only the `JoinHandle` may write the slot.
-const JOIN_WAKER: usize = 1 << 4;
+const JOIN_WAKER: u64 = 1 << 4;
 /// The task must be cancelled: its future dropped without another poll.
-const CANCELLED: usize = 1 << 5;
+const CANCELLED: u64 = 1 << 5;
+/// The task was found lost (idle with no waker left). Set once, by the
+/// transition that found it, never cleared: the loss is reported once.
+const LOST: u64 = 1 << 6;
+/// The runtime's policy for this task when it is lost: cancel it (set with
+/// `LOST` in the same transition: `CANCELLED`), not only report it. Fixed at
+/// spawn. With it, `LOST` means the task was cancelled *because* it was
+/// lost: the loss is found only while `CANCELLED` is clear.
+const CANCEL_IF_LOST: u64 = 1 << 7;
 
-const REF_SHIFT: usize = 6;
-/// One reference: held by the registry, the `JoinHandle`, each waker and the
-/// one `Notified` (or the worker running the task).
-const REF_ONE: usize = 1 << REF_SHIFT;
+const WAKER_SHIFT: u32 = 8;
+/// One live waker (a clone of the task's waker, not the borrowed one a poll
+/// hands the future, not the deadline timer's).
+const WAKER_ONE: u64 = 1 << WAKER_SHIFT;
+const WAKER_MASK: u64 = ((1 << 24) - 1) << WAKER_SHIFT;
+
+const REF_SHIFT: u32 = 32;
+/// One reference: held by the registry, the `JoinHandle`, each waker (the
+/// deadline timer's too) and the one `Notified` (or the worker running the
+/// task).
+const REF_ONE: u64 = 1 << REF_SHIFT;
+
+/// The top bit of each count: an increment that finds it set aborts, as
+/// `Arc` does past `isize::MAX`, leaving the other half of the field as
+/// headroom for increments racing the one that aborts.
+const OVERFLOW: u64 = (1 << 63) | (1 << (REF_SHIFT - 1));
 
 /// A fresh task: notified (it is about to be queued), with a join handle, and
-/// three references: registry, `Notified`, `JoinHandle`.
-const INITIAL: usize = NOTIFIED | JOIN_INTEREST | (3 * REF_ONE);
+/// three references: registry, `Notified`, `JoinHandle`. No waker yet.
+const INITIAL: u64 = NOTIFIED | JOIN_INTEREST | (3 * REF_ONE);
 
-pub(crate) struct State(AtomicUsize);
+pub(crate) struct State(AtomicU64);
 
 /// A copy of the state word.
 #[derive(Clone, Copy)]
-pub(crate) struct Snapshot(usize);
+pub(crate) struct Snapshot(u64);
 
 #[must_use]
 pub(crate) enum ToRunning {
@@ -68,6 +121,13 @@ pub(crate) enum ToIdle {
     OkDealloc,
     /// Cancelled during the poll: still running; drop the future now.
     Cancelled,
+    /// The poll left no waker behind and nothing woke the task: it is lost
+    /// (`LOST` is set, once). Idle, and the running reference is *kept*:
+    /// report the loss, then drop that reference.
+    Lost,
+    /// As `Lost`, under the cancel policy: still running, `CANCELLED` set;
+    /// report the loss, then drop the future now (as for `Cancelled`).
+    LostCancelled,
 }
 
 #[must_use]
@@ -79,9 +139,29 @@ pub(crate) enum ToNotified {
     Dealloc,
 }
 
+/// What the caller of [`State::transition_to_waker_dropped`] does next.
+#[must_use]
+pub(crate) enum WakerDropped {
+    /// The waker's reference was dropped; nothing else to do.
+    Done,
+    /// The waker's reference was the last: free the task.
+    Dealloc,
+    /// It was the last waker of an idle task: the task is lost (`LOST` set,
+    /// once). The waker's reference is *kept*, so the cell outlives the
+    /// report: report, then drop that reference.
+    Lost,
+    /// As `Lost`, under the cancel policy: `CANCELLED | NOTIFIED` were set
+    /// with `LOST`, and the waker's reference became a `Notified`'s: report,
+    /// then submit it (a worker drops the future).
+    LostCancelled,
+}
+
 impl State {
-    pub(crate) fn new() -> State {
-        State(AtomicUsize::new(INITIAL))
+    /// A fresh task (see `INITIAL`); `cancel_if_lost` is the runtime's
+    /// policy for a lost task, fixed for the task's life.
+    pub(crate) fn new(cancel_if_lost: bool) -> State {
+        let policy = if cancel_if_lost { CANCEL_IF_LOST } else { 0 };
+        State(AtomicU64::new(INITIAL | policy))
     }
 
     pub(crate) fn load(&self) -> Snapshot {
@@ -124,23 +204,39 @@ impl State {
         })
     }
 
-    /// The poll returned `Pending`.
+    /// The poll returned `Pending`. Also where a poll that leaves no waker
+    /// behind is found lost: a waker dropped during the poll saw `RUNNING`
+    /// and left the question to this CAS.
     pub(crate) fn transition_to_idle(&self) -> ToIdle {
         self.fetch_update(|mut s| {
             debug_assert!(s.is_running());
             if s.is_cancelled() {
                 return (None, ToIdle::Cancelled);
             }
-            s.0 &= !RUNNING;
-            let out = if s.is_notified() {
-                ToIdle::OkNotified
-            } else {
-                s.ref_dec();
-                if s.ref_count() == 0 {
-                    ToIdle::OkDealloc
-                } else {
-                    ToIdle::Ok
+            if s.is_notified() {
+                s.0 &= !RUNNING;
+                return (Some(s), ToIdle::OkNotified);
+            }
+            if s.waker_count() == 0 && !s.is_lost() {
+                // Nothing can wake it: lost. (A task found lost before was
+                // never polled again, only cancelled; `!is_lost` keeps the
+                // report to one all the same.)
+                s.0 |= LOST;
+                if s.cancels_if_lost() {
+                    // Stays RUNNING: the caller drops the future in place.
+                    s.0 |= CANCELLED;
+                    return (Some(s), ToIdle::LostCancelled);
                 }
+                // Idle, keeping the running reference for the report.
+                s.0 &= !RUNNING;
+                return (Some(s), ToIdle::Lost);
+            }
+            s.0 &= !RUNNING;
+            s.ref_dec();
+            let out = if s.ref_count() == 0 {
+                ToIdle::OkDealloc
+            } else {
+                ToIdle::Ok
             };
             (Some(s), out)
         })
@@ -156,14 +252,17 @@ impl State {
 
     /// Drops `count` references; true if they were the last.
     pub(crate) fn transition_to_terminal(&self, count: usize) -> bool {
-        let prev = Snapshot(self.0.fetch_sub(count * REF_ONE, AcqRel));
+        let prev = Snapshot(self.0.fetch_sub(count as u64 * REF_ONE, AcqRel));
         debug_assert!(prev.ref_count() >= count, "task reference count underflow");
         prev.ref_count() == count
     }
 
-    /// A waker is woken by value: its reference is consumed.
+    /// A waker is woken by value: its reference and its waker count are
+    /// consumed. (Never a loss: it leaves the task notified, running or
+    /// complete.)
     pub(crate) fn transition_to_notified_by_val(&self) -> ToNotified {
         self.fetch_update(|mut s| {
+            s.waker_dec();
             if s.is_running() {
                 // The running worker resubmits; this reference goes.
                 s.0 |= NOTIFIED;
@@ -200,6 +299,35 @@ impl State {
                 s.ref_inc();
                 (Some(s), ToNotified::Submit)
             }
+        })
+    }
+
+    /// A waker is dropped (not woken): its reference and its waker count
+    /// go, unless it was the last waker of an idle task, which is then lost
+    /// (see the module docs). One CAS, as the plain decrement it replaces
+    /// is one RMW.
+    pub(crate) fn transition_to_waker_dropped(&self) -> WakerDropped {
+        self.fetch_update(|mut s| {
+            s.waker_dec();
+            let idle = s.0 & (RUNNING | NOTIFIED | COMPLETE | CANCELLED | LOST) == 0;
+            if s.waker_count() == 0 && idle {
+                // Keep the reference: the reporter reads the cell.
+                s.0 |= LOST;
+                if s.cancels_if_lost() {
+                    // The reference becomes the Notified's, as an abort's
+                    // new reference does in `transition_to_notified_and_cancel`.
+                    s.0 |= CANCELLED | NOTIFIED;
+                    return (Some(s), WakerDropped::LostCancelled);
+                }
+                return (Some(s), WakerDropped::Lost);
+            }
+            s.ref_dec();
+            let out = if s.ref_count() == 0 {
+                WakerDropped::Dealloc
+            } else {
+                WakerDropped::Done
+            };
+            (Some(s), out)
         })
     }
 
@@ -266,10 +394,21 @@ impl State {
         })
     }
 
+    /// A new reference that is not a waker (the deadline timer's).
     pub(crate) fn ref_inc(&self) {
-        let prev = self.0.fetch_add(REF_ONE, Relaxed);
-        // As Arc: an overflow would free a live task; abort rather than risk it.
-        if prev > isize::MAX as usize {
+        self.inc(REF_ONE);
+    }
+
+    /// A new waker: a reference and a waker count, in one RMW.
+    pub(crate) fn waker_inc(&self) {
+        self.inc(REF_ONE | WAKER_ONE);
+    }
+
+    fn inc(&self, by: u64) {
+        let prev = self.0.fetch_add(by, Relaxed);
+        // As Arc: an overflow would free a live task (or, for the waker
+        // count, carry into the references); abort rather than risk it.
+        if prev & OVERFLOW != 0 {
             std::process::abort();
         }
     }
@@ -299,8 +438,25 @@ impl Snapshot {
     pub(crate) fn is_cancelled(self) -> bool {
         self.0 & CANCELLED != 0
     }
+    /// The task was found lost (once; never cleared).
+    pub(crate) fn is_lost(self) -> bool {
+        self.0 & LOST != 0
+    }
+    /// The runtime cancels this task if it is lost.
+    pub(crate) fn cancels_if_lost(self) -> bool {
+        self.0 & CANCEL_IF_LOST != 0
+    }
+    /// The task was cancelled because it was lost: under the cancel policy,
+    /// `LOST` is only ever set together with `CANCELLED`, while `CANCELLED`
+    /// was clear, so no other cancellation came first.
+    pub(crate) fn is_lost_and_cancelled(self) -> bool {
+        self.0 & (LOST | CANCEL_IF_LOST) == LOST | CANCEL_IF_LOST
+    }
+    pub(crate) fn waker_count(self) -> usize {
+        ((self.0 & WAKER_MASK) >> WAKER_SHIFT) as usize
+    }
     pub(crate) fn ref_count(self) -> usize {
-        self.0 >> REF_SHIFT
+        (self.0 >> REF_SHIFT) as usize
     }
     fn ref_inc(&mut self) {
         self.0 += REF_ONE;
@@ -308,6 +464,11 @@ impl Snapshot {
     fn ref_dec(&mut self) {
         debug_assert!(self.ref_count() > 0);
         self.0 -= REF_ONE;
+    }
+    fn waker_dec(&mut self) {
+        debug_assert!(self.waker_count() > 0, "task waker count underflow");
+        debug_assert!(self.ref_count() > 0);
+        self.0 -= WAKER_ONE;
     }
 }
 
@@ -318,8 +479,11 @@ impl fmt::Debug for Snapshot {
             .field("complete", &self.is_complete())
             .field("notified", &self.is_notified())
             .field("cancelled", &self.is_cancelled())
+            .field("lost", &self.is_lost())
+            .field("cancel_if_lost", &self.cancels_if_lost())
             .field("join_interested", &self.is_join_interested())
             .field("join_waker", &self.is_join_waker_set())
+            .field("wakers", &self.waker_count())
             .field("refs", &self.ref_count())
             .finish()
     }
@@ -331,7 +495,7 @@ mod tests {
 
     #[test]
     fn lifecycle_counts_references() {
-        let s = State::new();
+        let s = State::new(false);
         assert_eq!(s.load().ref_count(), 3);
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
         // Woken by reference while running: no new reference, resubmit later.
@@ -342,26 +506,121 @@ mod tests {
         assert!(matches!(s.transition_to_idle(), ToIdle::OkNotified));
         assert_eq!(s.load().ref_count(), 3);
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        // The poll keeps a waker (a clone): a reference and a live waker.
+        s.waker_inc();
+        assert_eq!((s.load().ref_count(), s.load().waker_count()), (4, 1));
         assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
-        assert_eq!(s.load().ref_count(), 2);
+        assert_eq!(s.load().ref_count(), 3);
         // Woken while idle: a new reference for the Notified.
         assert!(matches!(
             s.transition_to_notified_by_ref(),
             ToNotified::Submit
         ));
-        assert_eq!(s.load().ref_count(), 3);
+        assert_eq!(s.load().ref_count(), 4);
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        // The waker goes while the task runs: not lost, the poll decides.
+        assert!(matches!(
+            s.transition_to_waker_dropped(),
+            WakerDropped::Done
+        ));
         let prev = s.transition_to_complete();
         assert!(prev.is_join_interested());
         assert!(s.load().is_complete() && !s.load().is_running());
+        assert!(!s.load().is_lost());
         assert!(!s.transition_to_terminal(2));
         assert!(s.transition_to_terminal(1));
     }
 
     #[test]
-    fn abort_of_idle_task_submits_once() {
-        let s = State::new();
+    fn waker_counts_follow_clones_wakes_and_drops() {
+        let s = State::new(false);
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        s.waker_inc();
+        s.waker_inc();
+        // The deadline timer's reference is not a waker.
+        s.ref_inc();
+        assert_eq!((s.load().ref_count(), s.load().waker_count()), (6, 2));
+        assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
+        // Woken by value: the reference becomes the Notified's, the waker
+        // count drops.
+        assert!(matches!(
+            s.transition_to_notified_by_val(),
+            ToNotified::Submit
+        ));
+        assert_eq!((s.load().ref_count(), s.load().waker_count()), (5, 1));
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
+        assert_eq!((s.load().ref_count(), s.load().waker_count()), (4, 1));
+        // The last waker of an idle task: lost, the reference kept.
+        assert!(matches!(
+            s.transition_to_waker_dropped(),
+            WakerDropped::Lost
+        ));
+        let lost = s.load();
+        assert!(lost.is_lost() && !lost.is_cancelled() && !lost.is_notified());
+        assert_eq!((lost.ref_count(), lost.waker_count()), (4, 0));
+        assert!(!lost.is_lost_and_cancelled());
+        assert!(!s.ref_dec());
+    }
+
+    #[test]
+    fn a_poll_that_keeps_no_waker_is_lost() {
+        // Report: idle, LOST, the running reference kept for the report.
+        let s = State::new(false);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        assert!(matches!(s.transition_to_idle(), ToIdle::Lost));
+        let lost = s.load();
+        assert!(lost.is_lost() && !lost.is_running() && lost.ref_count() == 3);
+        assert!(!s.ref_dec());
+        // An abort later cancels it as an abort, not as lost.
+        assert!(s.transition_to_notified_and_cancel());
+        assert!(matches!(s.transition_to_running(), ToRunning::Cancelled));
+        assert!(!s.load().is_lost_and_cancelled());
+
+        // Cancel: still running, cancelled because lost.
+        let s = State::new(true);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        assert!(matches!(s.transition_to_idle(), ToIdle::LostCancelled));
+        let lost = s.load();
+        assert!(lost.is_running() && lost.is_cancelled() && lost.is_lost_and_cancelled());
+        assert_eq!(lost.ref_count(), 3);
+
+        // Woken during the poll: resubmitted, not lost.
+        let s = State::new(true);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        assert!(matches!(
+            s.transition_to_notified_by_ref(),
+            ToNotified::DoNothing
+        ));
+        assert!(matches!(s.transition_to_idle(), ToIdle::OkNotified));
+        assert!(!s.load().is_lost());
+    }
+
+    #[test]
+    fn the_last_waker_of_an_idle_task_cancels_it_under_the_cancel_policy() {
+        let s = State::new(true);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        s.waker_inc();
+        assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
+        assert!(matches!(
+            s.transition_to_waker_dropped(),
+            WakerDropped::LostCancelled
+        ));
+        let lost = s.load();
+        assert!(lost.is_notified() && lost.is_cancelled() && lost.is_lost_and_cancelled());
+        // The waker's reference became the Notified's: registry, join
+        // handle, Notified.
+        assert_eq!(lost.ref_count(), 3);
+        // A later abort finds it cancelled already.
+        assert!(!s.transition_to_notified_and_cancel());
+        assert!(matches!(s.transition_to_running(), ToRunning::Cancelled));
+    }
+
+    #[test]
+    fn abort_of_idle_task_submits_once() {
+        let s = State::new(false);
+        assert!(matches!(s.transition_to_running(), ToRunning::Success));
+        s.waker_inc();
         assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
         assert!(s.transition_to_notified_and_cancel());
         assert!(!s.transition_to_notified_and_cancel());
@@ -370,12 +629,12 @@ mod tests {
 
     #[test]
     fn shutdown_claims_only_idle_tasks() {
-        let s = State::new();
+        let s = State::new(false);
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
         assert!(!s.transition_to_shutdown());
         assert!(matches!(s.transition_to_idle(), ToIdle::Cancelled));
 
-        let s = State::new();
+        let s = State::new(false);
         assert!(s.transition_to_shutdown());
         // The queued Notified then finds it taken.
         assert!(matches!(s.transition_to_running(), ToRunning::Failed));
@@ -383,7 +642,7 @@ mod tests {
 
     #[test]
     fn join_waker_handshake_fails_after_complete() {
-        let s = State::new();
+        let s = State::new(false);
         assert!(s.set_join_waker().is_ok());
         assert!(s.unset_join_waker().is_ok());
         assert!(matches!(s.transition_to_running(), ToRunning::Success));
@@ -405,8 +664,11 @@ mod loom_tests {
     #[test]
     fn loom_concurrent_wakes_submit_once() {
         loom::model(|| {
-            let s = Arc::new(State::new());
+            let s = Arc::new(State::new(false));
             assert!(matches!(s.transition_to_running(), ToRunning::Success));
+            // The two wakers, cloned during the poll.
+            s.waker_inc();
+            s.waker_inc();
             assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
             let submits = Arc::new(Count::new(0));
             let threads: Vec<_> = (0..2)
@@ -431,8 +693,10 @@ mod loom_tests {
     #[test]
     fn loom_wake_during_poll_is_not_lost() {
         loom::model(|| {
-            let s = Arc::new(State::new());
+            let s = Arc::new(State::new(false));
             assert!(matches!(s.transition_to_running(), ToRunning::Success));
+            // The waker, cloned during the poll, kept by the other thread.
+            s.waker_inc();
             let s2 = s.clone();
             let waker = loom::thread::spawn(move || {
                 matches!(s2.transition_to_notified_by_ref(), ToNotified::Submit)
@@ -453,8 +717,10 @@ mod loom_tests {
     #[test]
     fn loom_abort_and_shutdown_cancel_once() {
         loom::model(|| {
-            let s = Arc::new(State::new());
+            let s = Arc::new(State::new(false));
             assert!(matches!(s.transition_to_running(), ToRunning::Success));
+            // A waker kept somewhere: the task waits, not lost.
+            s.waker_inc();
             assert!(matches!(s.transition_to_idle(), ToIdle::Ok));
             let s2 = s.clone();
             let aborter = loom::thread::spawn(move || s2.transition_to_notified_and_cancel());
@@ -502,14 +768,16 @@ mod loom_tests {
     /// is dropped exactly once, and exactly one party acts on the abort
     /// (the runner sees `Cancelled`, or the aborter submits a `Notified`
     /// whose worker sees `Cancelled`). The task ends complete with only the
-    /// join handle's reference left.
+    /// join handle's reference left once the waker it kept is dropped.
     #[test]
     fn loom_abort_races_transition_to_idle() {
         loom::model(|| {
-            let s = Arc::new(State::new());
+            let s = Arc::new(State::new(false));
             let stage = Arc::new(Stage::new(FUTURE));
             let drops = Arc::new(Count::new(0));
             assert!(matches!(s.transition_to_running(), ToRunning::Success));
+            // The poll keeps a waker (a timer holds it, say).
+            s.waker_inc();
 
             let aborter = {
                 let (s, stage, drops) = (s.clone(), stage.clone(), drops.clone());
@@ -543,8 +811,14 @@ mod loom_tests {
                 }
                 ToIdle::OkNotified => panic!("an abort resubmitted by the runner"),
                 ToIdle::OkDealloc => panic!("freed with the join handle alive"),
+                ToIdle::Lost | ToIdle::LostCancelled => panic!("lost with a waker alive"),
             };
             let submitted = aborter.join().unwrap();
+            // The timer lets its waker go: the task is complete, not lost.
+            assert!(matches!(
+                s.transition_to_waker_dropped(),
+                WakerDropped::Done
+            ));
 
             assert!(
                 cancelled_by_runner ^ submitted,
@@ -563,19 +837,19 @@ mod loom_tests {
 
     /// The last holders let go at once: the runner (running and registry
     /// references, via `transition_to_terminal(2)`), the join handle
-    /// (`unset_join_interested`, then `ref_dec`) and a waker (`ref_dec`).
-    /// Exactly one of them frees the task, after every other access to the
+    /// (`unset_join_interested`, then `ref_dec`) and a waker
+    /// (`transition_to_waker_dropped`). Exactly one of them frees the task, after every other access to the
     /// stage (loom checks the ordering), and the output is dropped exactly
     /// once, by the runner or the join handle.
     #[test]
     fn loom_last_reference_frees_once() {
         loom::model(|| {
-            let s = Arc::new(State::new());
+            let s = Arc::new(State::new(false));
             let stage = Arc::new(Stage::new(FUTURE));
             let frees = Arc::new(Count::new(0));
             assert!(matches!(s.transition_to_running(), ToRunning::Success));
             // A waker cloned during the poll.
-            s.ref_inc();
+            s.waker_inc();
             assert_eq!(s.load().ref_count(), 4);
 
             let free = |stage: &Stage, frees: &Count| {
@@ -611,9 +885,12 @@ mod loom_tests {
             };
             let waker = {
                 let (s, stage, frees) = (s.clone(), stage.clone(), frees.clone());
-                loom::thread::spawn(move || {
-                    if s.ref_dec() {
-                        free(&stage, &frees);
+                loom::thread::spawn(move || match s.transition_to_waker_dropped() {
+                    WakerDropped::Dealloc => free(&stage, &frees),
+                    WakerDropped::Done => {}
+                    // Running or complete throughout: never lost.
+                    WakerDropped::Lost | WakerDropped::LostCancelled => {
+                        panic!("a running task found lost")
                     }
                 })
             };
@@ -641,7 +918,7 @@ mod loom_tests {
     #[test]
     fn loom_join_waker_handshake_never_misses() {
         loom::model(|| {
-            let s = Arc::new(State::new());
+            let s = Arc::new(State::new(false));
             let stage = Arc::new(Stage::new(FUTURE));
             // The join waker slot: 0 empty, else which waker.
             let slot = Arc::new(loom::cell::UnsafeCell::new(0u8));
@@ -701,6 +978,223 @@ mod loom_tests {
             if !ready {
                 assert_eq!(woken, 2, "the runner woke a replaced waker");
             }
+        });
+    }
+
+    /// What the harness does with each outcome of a lost-task model, as far
+    /// as the state and the stage go; counts detections and future drops.
+    struct Lost {
+        s: Arc<State>,
+        stage: Arc<Stage>,
+        detections: Arc<Count>,
+        drops: Arc<Count>,
+    }
+
+    impl Lost {
+        fn new(cancel_if_lost: bool) -> Lost {
+            Lost {
+                s: Arc::new(State::new(cancel_if_lost)),
+                stage: Arc::new(Stage::new(FUTURE)),
+                detections: Arc::new(Count::new(0)),
+                drops: Arc::new(Count::new(0)),
+            }
+        }
+
+        fn clone(&self) -> Lost {
+            Lost {
+                s: self.s.clone(),
+                stage: self.stage.clone(),
+                detections: self.detections.clone(),
+                drops: self.drops.clone(),
+            }
+        }
+
+        /// `Schedule::on_lost`: reads the cell, so the caller must hold a
+        /// reference (loom sees a read after a free as a race on the stage).
+        fn report(&self) {
+            self.detections.fetch_add(1, SeqCst);
+            self.stage.with(|p| {
+                // SAFETY: only checks the cell is not freed; the stage is
+                // never freed in these models while a reference is held.
+                unsafe { assert_ne!(*p, FREED, "reported a freed task") }
+            });
+        }
+
+        /// `Harness::cancel_task` then `complete`, by the thread holding
+        /// RUNNING.
+        fn cancel_in_place(&self) {
+            self.stage.with_mut(|p| {
+                // SAFETY: RUNNING is ours.
+                unsafe {
+                    assert_eq!(*p, FUTURE, "the future was dropped twice");
+                    *p = CONSUMED;
+                }
+            });
+            self.drops.fetch_add(1, SeqCst);
+            assert!(self.s.load().is_lost_and_cancelled());
+            assert!(
+                !complete(&self.s, &self.stage),
+                "freed with the join handle alive"
+            );
+        }
+
+        /// `drop_waker` in `waker.rs`.
+        fn drop_waker(&self) {
+            match self.s.transition_to_waker_dropped() {
+                WakerDropped::Done => {}
+                WakerDropped::Dealloc => panic!("freed with the join handle alive"),
+                WakerDropped::Lost => {
+                    self.report();
+                    assert!(!self.s.ref_dec());
+                }
+                WakerDropped::LostCancelled => {
+                    self.report();
+                    // The worker that dequeues the Notified (here, at once).
+                    assert!(matches!(
+                        self.s.transition_to_running(),
+                        ToRunning::Cancelled
+                    ));
+                    self.cancel_in_place();
+                }
+            }
+        }
+
+        /// The end of a poll that returned `Pending` (`poll_running`).
+        fn poll_end(&self) {
+            self.stage.with_mut(|p| {
+                // SAFETY: RUNNING is ours.
+                unsafe { assert_eq!(*p, FUTURE) }
+            });
+            match self.s.transition_to_idle() {
+                ToIdle::Ok | ToIdle::OkNotified => {}
+                ToIdle::Lost => {
+                    self.report();
+                    assert!(!self.s.ref_dec());
+                }
+                ToIdle::LostCancelled => {
+                    self.report();
+                    self.cancel_in_place();
+                }
+                ToIdle::Cancelled => panic!("nobody cancelled it"),
+                ToIdle::OkDealloc => panic!("freed with the join handle alive"),
+            }
+        }
+    }
+
+    /// The last waker is dropped on one thread while the poll that made it
+    /// ends on another: whichever sees "no waker, idle" on the word finds
+    /// the task lost, exactly once, under both policies. Under `Report` the
+    /// task ends idle and lost with the registry's and the join handle's
+    /// references; under `Cancel` its future is dropped exactly once and it
+    /// ends complete with the join handle's reference alone.
+    fn last_waker_drop_races_poll_end(cancel_if_lost: bool) {
+        loom::model(move || {
+            let m = Lost::new(cancel_if_lost);
+            assert!(matches!(m.s.transition_to_running(), ToRunning::Success));
+            // The poll clones its waker and hands it to another thread,
+            // which drops it without waking.
+            m.s.waker_inc();
+            let dropper = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.drop_waker())
+            };
+            m.poll_end();
+            dropper.join().unwrap();
+
+            assert_eq!(m.detections.load(SeqCst), 1, "found lost other than once");
+            let end = m.s.load();
+            assert!(end.is_lost() && end.waker_count() == 0, "{end:?}");
+            if cancel_if_lost {
+                assert_eq!(m.drops.load(SeqCst), 1);
+                assert!(end.is_complete() && !end.is_running(), "{end:?}");
+                assert_eq!(end.ref_count(), 1, "{end:?}");
+            } else {
+                assert_eq!(m.drops.load(SeqCst), 0);
+                assert!(!end.is_running() && !end.is_cancelled(), "{end:?}");
+                assert_eq!(end.ref_count(), 2, "{end:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn loom_last_waker_drop_races_poll_end_report() {
+        last_waker_drop_races_poll_end(false);
+    }
+
+    #[test]
+    fn loom_last_waker_drop_races_poll_end_cancel() {
+        last_waker_drop_races_poll_end(true);
+    }
+
+    /// An idle task with two wakers: one thread wakes it (by reference,
+    /// then drops that waker; or by value) while another drops the other
+    /// waker. The task was woken, so it is never found lost, and it is
+    /// submitted exactly once, whatever the order.
+    fn last_waker_drop_races_wake(by_val: bool) {
+        loom::model(move || {
+            let m = Lost::new(true);
+            assert!(matches!(m.s.transition_to_running(), ToRunning::Success));
+            m.s.waker_inc();
+            m.s.waker_inc();
+            m.poll_end();
+            assert_eq!(m.detections.load(SeqCst), 0);
+
+            let waker = {
+                let m = m.clone();
+                loom::thread::spawn(move || {
+                    let out = if by_val {
+                        m.s.transition_to_notified_by_val()
+                    } else {
+                        m.s.transition_to_notified_by_ref()
+                    };
+                    if !by_val {
+                        m.drop_waker();
+                    }
+                    matches!(out, ToNotified::Submit)
+                })
+            };
+            m.drop_waker();
+            let submitted = waker.join().unwrap();
+
+            assert_eq!(m.detections.load(SeqCst), 0, "a woken task found lost");
+            assert!(submitted, "the wake of an idle task submits it");
+            let end = m.s.load();
+            assert!(end.is_notified() && !end.is_lost() && !end.is_cancelled());
+            // Registry, join handle, the Notified.
+            assert_eq!((end.ref_count(), end.waker_count()), (3, 0), "{end:?}");
+        });
+    }
+
+    #[test]
+    fn loom_last_waker_drop_races_wake_by_ref() {
+        last_waker_drop_races_wake(false);
+    }
+
+    #[test]
+    fn loom_last_waker_drop_races_wake_by_val() {
+        last_waker_drop_races_wake(true);
+    }
+
+    /// The two last wakers of an idle task are dropped at once: the one
+    /// that drops last finds it lost, and only it.
+    #[test]
+    fn loom_two_last_wakers_dropped_at_once() {
+        loom::model(|| {
+            let m = Lost::new(false);
+            assert!(matches!(m.s.transition_to_running(), ToRunning::Success));
+            m.s.waker_inc();
+            m.s.waker_inc();
+            m.poll_end();
+            let other = {
+                let m = m.clone();
+                loom::thread::spawn(move || m.drop_waker())
+            };
+            m.drop_waker();
+            other.join().unwrap();
+            assert_eq!(m.detections.load(SeqCst), 1, "found lost other than once");
+            let end = m.s.load();
+            assert!(end.is_lost() && !end.is_notified());
+            assert_eq!((end.ref_count(), end.waker_count()), (2, 0), "{end:?}");
         });
     }
 }

@@ -1,7 +1,10 @@
-//! The waker of a task: a counted reference behind a `RawWaker`.
+//! The waker of a task: a counted reference behind a `RawWaker`, which also
+//! counts as a live waker (see `state`'s "Lost tasks"), and the deadline
+//! timer's waker, which is a reference but not a waker.
 
 use super::core::Header;
 use super::harness::{fire_deadline, wake_by_ref, wake_by_val};
+use super::state::WakerDropped;
 use super::RawTask;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
@@ -17,6 +20,8 @@ fn raw_task(data: *const ()) -> RawTask {
 
 /// A waker for the task being polled, borrowing the poller's reference
 /// instead of making one. `ManuallyDrop` so it never gives a reference back.
+/// It is not a live waker either: a future that keeps nothing of it (no
+/// clone) leaves the task with no way to be woken.
 pub(super) fn waker_ref(header: NonNull<Header>) -> ManuallyDrop<Waker> {
     let raw = RawWaker::new(header.as_ptr() as *const (), &VTABLE);
     // SAFETY: the vtable's functions uphold the RawWaker contract: clone
@@ -25,7 +30,8 @@ pub(super) fn waker_ref(header: NonNull<Header>) -> ManuallyDrop<Waker> {
 }
 
 unsafe fn clone(data: *const ()) -> RawWaker {
-    raw_task(data).header().state.ref_inc();
+    // A reference and a live waker, in one RMW.
+    raw_task(data).header().state.waker_inc();
     RawWaker::new(data, &VTABLE)
 }
 
@@ -39,16 +45,36 @@ unsafe fn wake_ref(data: *const ()) {
 
 unsafe fn drop_waker(data: *const ()) {
     let raw = raw_task(data);
-    if raw.header().state.ref_dec() {
-        raw.dealloc();
+    match raw.header().state.transition_to_waker_dropped() {
+        WakerDropped::Done => {}
+        WakerDropped::Dealloc => raw.dealloc(),
+        WakerDropped::Lost => {
+            // The waker's reference was kept for this report.
+            raw.report_lost();
+            if raw.header().state.ref_dec() {
+                raw.dealloc();
+            }
+        }
+        WakerDropped::LostCancelled => {
+            // Report while the reference is ours: once submitted, a worker
+            // may finish and free the task.
+            raw.report_lost();
+            raw.schedule();
+        }
     }
 }
 
 /// The waker the driver's wheel holds for a task's deadline: waking it
-/// cancels the task as deadline-exceeded. It holds a reference, like any
-/// waker, which the wheel drops when the entry is removed.
-static DEADLINE_VTABLE: RawWakerVTable =
-    RawWakerVTable::new(deadline_clone, deadline_wake, deadline_wake_ref, drop_waker);
+/// cancels the task as deadline-exceeded. It holds a reference, which the
+/// wheel drops when the entry is removed, but it is not a live waker: a timer
+/// that cancels the task never wakes it to make progress, so a task whose
+/// only waker is its deadline is lost.
+static DEADLINE_VTABLE: RawWakerVTable = RawWakerVTable::new(
+    deadline_clone,
+    deadline_wake,
+    deadline_wake_ref,
+    deadline_drop,
+);
 
 /// A deadline waker for the task at `header`. The caller must own a
 /// reference; the waker makes its own.
@@ -57,7 +83,7 @@ pub(crate) fn deadline_waker(header: NonNull<Header>) -> Waker {
     raw.header().state.ref_inc();
     let raw_waker = RawWaker::new(header.as_ptr() as *const (), &DEADLINE_VTABLE);
     // SAFETY: the vtable upholds the RawWaker contract as `VTABLE` does; the
-    // reference made above is released by `drop_waker` or `deadline_wake`.
+    // reference made above is released by `deadline_drop` or `deadline_wake`.
     unsafe { Waker::from_raw(raw_waker) }
 }
 
@@ -69,9 +95,16 @@ unsafe fn deadline_clone(data: *const ()) -> RawWaker {
 unsafe fn deadline_wake(data: *const ()) {
     fire_deadline(raw_task(data));
     // SAFETY: waking by value consumes the waker's reference.
-    unsafe { drop_waker(data) };
+    unsafe { deadline_drop(data) };
 }
 
 unsafe fn deadline_wake_ref(data: *const ()) {
     fire_deadline(raw_task(data));
+}
+
+unsafe fn deadline_drop(data: *const ()) {
+    let raw = raw_task(data);
+    if raw.header().state.ref_dec() {
+        raw.dealloc();
+    }
 }
