@@ -24,11 +24,12 @@
 //!
 //! # What runs
 //!
-//! Six runtimes, each with 4 worker threads, built once and alive for the
+//! Seven runtimes, each with 4 worker threads, built once and alive for the
 //! whole run (an idle runtime's workers are parked):
 //!
 //! - `bulwark`: `bulwark::Runtime::builder()` with its defaults (a task
-//!   ceiling of 1 000 000, `Admission::Reject`, no default deadline).
+//!   ceiling of 1 000 000, `Admission::Reject`, no default deadline, the
+//!   watchdog on with compensation, lost-task detection).
 //! - `bulwark-deadline`: `.default_deadline(Some(60 s))`: every task gets a
 //!   deadline timer.
 //! - `bulwark-adaptive`: `.admission(Admission::adaptive())`: CoDel shedding
@@ -36,7 +37,9 @@
 //! - `bulwark-guarded`: all three: `.max_tasks(100_000)`, adaptive, default
 //!   deadline 60 s.
 //! - `bulwark-no-ceiling`: `.max_tasks(usize::MAX)`: no ceiling and no permit
-//!   accounting, i.e. bulwark without guards.
+//!   accounting.
+//! - `bulwark-no-watchdog`: `.watchdog(Watchdog::off())`: no watchdog thread,
+//!   and workers do not lend their seat around each poll (no compensation).
 //! - `tokio`: tokio's multi-thread runtime.
 //!
 //! The workload code is written once in a macro instantiated for the
@@ -51,7 +54,7 @@
 //! # How it measures
 //!
 //! Per workload: 3 warm-up rounds, then `rounds` rounds. In round `r` every
-//! runtime runs one iteration, starting with runtime `r mod 6`, in forward
+//! runtime runs one iteration, starting with runtime `r mod 7`, in forward
 //! order on even rounds and backward on odd ones (so none always goes first,
 //! and none always follows the same neighbour). The time of an iteration is
 //! its wall time as seen from the driving thread, as in the bench. Between
@@ -563,6 +566,9 @@ fn build_variants() -> Vec<Variant> {
         }),
         bulwark("bulwark-no-ceiling", |b| {
             b.max_tasks(usize::MAX);
+        }),
+        bulwark("bulwark-no-watchdog", |b| {
+            b.watchdog(bulwark::runtime::Watchdog::off());
         }),
         Variant {
             name: "tokio",

@@ -317,6 +317,10 @@ fn serve(stack: &str, port: u16) {
                     "children_waiting": s.children_waiting,
                     "accept_pauses": s.accept_pauses,
                     "accept_backoffs": s.accept_backoffs,
+                    "stalls": s.stalls,
+                    "compensations": s.compensations,
+                    "lost": s.tasks_lost,
+                    "lost_cancelled": s.tasks_lost_cancelled,
                 })
                 .to_string()
             }));
@@ -355,13 +359,16 @@ pub const MAX_TASKS: usize = 10_000;
 
 /// bulwark's runtime with its guards: with the server loop's
 /// `serve_connection`, the only place the bulwark stack differs from
-/// tokio-naive.
+/// tokio-naive. The watchdog is on with its defaults (25 ms, compensation
+/// on); a task found lost (its last waker dropped: `/leak`'s detached task
+/// awaits `pending()`) is cancelled, so what it holds goes back at once.
 fn build_bulwark(admission: bulwark::runtime::Admission) -> bulwark::runtime::Runtime {
     bulwark::runtime::Runtime::builder()
         .worker_threads(WORKERS)
         .max_tasks(MAX_TASKS)
         .admission(admission)
         .default_deadline(Some(Duration::from_secs(2)))
+        .on_lost_task(bulwark::runtime::LostTask::Cancel)
         .build()
         .expect("bulwark runtime")
 }

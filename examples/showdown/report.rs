@@ -26,7 +26,7 @@ pub fn progress(c: &Cell) -> String {
 /// The table on stdout.
 pub fn table(cells: &[Cell]) {
     println!(
-        "| scenario | stack | goodput (rps) | p50 ms | p99 ms | p999 ms | errors | timeouts | peak RSS MB | peak fds | guards (rejected / task deadlines / request deadlines / shed transitions / peak tasks) |"
+        "| scenario | stack | goodput (rps) | p50 ms | p99 ms | p999 ms | errors | timeouts | peak RSS MB | peak fds | guards (rejected / task deadlines / request deadlines / shed transitions / peak tasks / stalls / compensations / lost tasks cancelled) |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for c in cells {
@@ -35,12 +35,15 @@ pub fn table(cells: &[Cell]) {
             .as_ref()
             .map(|g| {
                 format!(
-                    "{} / {} / {} / {} / {}",
+                    "{} / {} / {} / {} / {} / {} / {} / {}",
                     g["rejected"],
                     g["deadline_exceeded"],
                     g["request_deadlines_exceeded"],
                     g["shedding_transitions"],
-                    g["peak_live_tasks"]
+                    g["peak_live_tasks"],
+                    g["stalls"],
+                    g["compensations"],
+                    g["lost_cancelled"]
                 )
             })
             .unwrap_or_default();

@@ -176,7 +176,10 @@ fn run_thread(pool: Arc<Pool>, id: usize) {
     'work: loop {
         while let Some(task) = st.queue.pop_front() {
             drop(st);
-            task.run();
+            if let Some(task) = task.run() {
+                // Blocking tasks never wait: only if one did.
+                BlockingSchedule::yield_now(task);
+            }
             st = pool.state.lock();
         }
         if st.shutdown {

@@ -13,6 +13,11 @@ pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Atom
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
+
 /// `std::cell::UnsafeCell` with loom's access API (`with`, `with_mut`), so
 /// loom can check every access to a task's stage and join waker slot.
 #[cfg(not(loom))]

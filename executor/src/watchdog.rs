@@ -135,9 +135,21 @@ impl Watchdog {
         self.threshold
     }
 
-    /// Whether it compensates (and is on).
+    /// Whether it compensates: it is on, compensation is on, and the system
+    /// supports it ([`compensation_supported`](Self::compensation_supported)).
     pub fn is_compensating(&self) -> bool {
-        self.threshold.is_some() && self.compensate && self.max_extra_workers != Some(0)
+        self.threshold.is_some()
+            && self.compensate
+            && self.max_extra_workers != Some(0)
+            && Self::compensation_supported()
+    }
+
+    /// Whether this system lets the watchdog take a stuck worker's seat:
+    /// Linux 4.14 or later with `membarrier(2)` allowed (a container's
+    /// seccomp profile may forbid it). Elsewhere stalls are reported, and
+    /// not compensated.
+    pub fn compensation_supported() -> bool {
+        crate::scheduler::seat::supported()
     }
 
     /// The bound on extra threads for a runtime of `workers` workers (see
@@ -161,6 +173,12 @@ pub(crate) fn start(shared: &Arc<Shared>, watchdog: Watchdog) -> io::Result<()> 
     let Some(threshold) = watchdog.threshold else {
         return Ok(());
     };
+    if watchdog.compensate && !Watchdog::compensation_supported() {
+        tracing::warn!(
+            target: "bulwark::watchdog",
+            "stalls will be reported but not compensated: membarrier(2) is not available here",
+        );
+    }
     let weak = Arc::downgrade(shared);
     let books = shared.admit.books().clone();
     let compensation = watchdog.is_compensating().then(|| Compensation {
@@ -169,6 +187,7 @@ pub(crate) fn start(shared: &Arc<Shared>, watchdog: Watchdog) -> io::Result<()> 
     let thread = thread::Builder::new()
         .name("bulwark-watchdog".to_string())
         .spawn(move || run(weak, books, threshold, compensation))?;
+    let _ = shared.watchdog.set(thread.thread().clone());
     shared.keep_thread(thread);
     Ok(())
 }
@@ -203,7 +222,8 @@ fn run(
     let mut watch: Vec<SlotWatch> = Vec::new();
     let mut said_at_bound = false;
     loop {
-        thread::sleep(tick);
+        // Shutdown unparks it; an early wake-up only makes one look sooner.
+        thread::park_timeout(tick);
         let Some(shared) = shared.upgrade() else {
             return;
         };
@@ -281,13 +301,13 @@ fn compensate(
         if seen.reported.is_none() || seen.compensated {
             continue;
         }
-        // The holder's generation if it is in a poll now: the stalled one,
-        // unless it returned since the read above (then `take` may hand over
-        // a seat whose poll is not stuck; the thread it replaces exits after
-        // that poll, and nothing is lost but a thread start).
-        let Some(generation) = remote.seat.lent_generation() else {
+        // The holder is in a poll now: the stalled one, unless it returned
+        // since the read above (then `take` may hand over a seat whose poll
+        // is not stuck; the thread it replaces exits after that poll, and
+        // nothing is lost but a thread start).
+        if !remote.seat.is_lent() {
             continue;
-        };
+        }
         if shared.live_threads() >= c.max_threads {
             if !*said_at_bound {
                 *said_at_bound = true;
@@ -302,7 +322,7 @@ fn compensate(
             continue;
         }
         *said_at_bound = false;
-        match threads::start_replacement(shared, index, generation) {
+        match threads::start_replacement(shared, index) {
             Ok(true) => {
                 seen.compensated = true;
                 books.count_compensation();

@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     pub(crate) threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The prefix of worker thread names (`Builder::thread_name`).
     pub(crate) thread_name: String,
+    /// The watchdog's thread, if it has one: woken at shutdown so it need
+    /// not sleep out its tick.
+    pub(crate) watchdog: std::sync::OnceLock<std::thread::Thread>,
     /// Whether the watchdog may hand a stuck worker's seat to a replacement:
     /// if not, workers never lend their seat, and a poll pays nothing for it.
     pub(crate) compensating: bool,
@@ -116,11 +119,11 @@ pub(crate) struct Remote {
     pub(crate) occupant: AtomicUsize,
 }
 
-/// What a worker thread needs to start: the seat it holds (and in which
-/// generation), and its slot in the books.
+/// What a worker thread needs to start: the seat it holds (and its hold on
+/// it), and its slot in the books.
 pub(crate) struct WorkerStart {
     pub(crate) index: usize,
-    pub(crate) generation: u64,
+    pub(crate) holder: Arc<seat::Holder>,
     pub(crate) slot: Arc<WorkerSlot>,
 }
 
@@ -142,7 +145,7 @@ pub(crate) struct Parts {
 
 impl Shared {
     /// The shared state of a runtime of `parts.workers` workers, none
-    /// started yet: each seat is held by generation 0, the thread that
+    /// started yet: each seat's first holder is the thread that
     /// [`start_worker`](crate::threads::start_worker) will start for it.
     pub(crate) fn new(parts: Parts) -> Shared {
         let remotes = (0..parts.workers)
@@ -163,6 +166,7 @@ impl Shared {
             live_threads: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             thread_name: parts.thread_name,
+            watchdog: std::sync::OnceLock::new(),
             compensating: parts.compensating,
             idle: Idle::new(parts.workers),
             registry: Registry::new(parts.registry_shards),
@@ -293,6 +297,9 @@ impl Shared {
         self.idle.unpark_all();
         for r in self.remotes.iter() {
             r.unparker.unpark();
+        }
+        if let Some(watchdog) = self.watchdog.get() {
+            watchdog.unpark();
         }
     }
 

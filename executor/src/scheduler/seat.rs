@@ -4,128 +4,276 @@
 //!
 //! # The protocol
 //!
-//! One word says who may touch the seat's value: `generation << 2 | tag`.
-//! The generation names the holder: it grows by one at each takeover, so a
-//! holder that lost the seat can never mistake its successor's word for its
-//! own.
+//! Each thread that holds a seat has a [`Holder`] word of its own, which only
+//! it writes: `HELD` between polls, `LENT` inside a poll, `BUSY` inside a
+//! poll while it queues a task on its own core. The seat names its current
+//! holder. A taker (the watchdog, for a replacement thread) *claims* the
+//! holder, issues a process-wide memory barrier, and reads the holder's
+//! word: `LENT` means the holder is inside its poll and has not touched the
+//! core since lending it, so the seat is taken; anything else, the claim is
+//! released. A holder that finishes a poll (or starts to queue a task inside
+//! one) writes its word first and reads the claim after; if it finds one, it
+//! waits for the taker's verdict, and leaves the core alone if the seat was
+//! taken. A thread that lost its seat only ever writes its own word, so its
+//! late writes cannot disturb the new holder's.
 //!
-//! - `HELD`: the holder is between polls. Only it touches the value.
-//! - `LENT`: the holder is inside a poll ([`lend`](Seat::lend), a plain
-//!   store). The value may be taken ([`take`](Seat::take), a CAS from
-//!   `LENT`), and the holder itself touches it only through
-//!   [`with_lent`](Seat::with_lent), which flips the word to `BUSY` and back.
-//! - `BUSY`: the holder, inside a poll, is queueing a task on its own queue.
-//!   Nobody may take the value.
+//! # Why a process-wide barrier
 //!
-//! When the poll returns, the holder takes the value back with a CAS from its
-//! own `LENT` word ([`reclaim`](Seat::reclaim)). If that fails, the value
-//! was taken while the poll ran: the thread has lost its seat and must never
-//! touch the value again. Every hand-over is one successful CAS on the word,
-//! so exactly one thread holds the value at any time, and the Acquire of the
-//! CAS sees every write the previous holder made before its Release.
+//! The holder's store-then-load and the taker's store-then-load form
+//! Dekker's handshake, which needs a full fence on both sides. The holder's
+//! side runs around every poll, the taker's only when a poll has been stuck
+//! for the watchdog's threshold. So the holder's fence is only a compiler
+//! fence, and the taker's is `membarrier(2)` (Linux 4.14+, private
+//! expedited): it makes every running thread of the process execute a full
+//! fence before it returns, so for each holder either its store came before
+//! that fence (and the taker sees it), or its load comes after it (and sees
+//! the claim). This is the asymmetric fence of .NET's
+//! `FlushProcessWriteBuffers` and folly's `asymmetricHeavyBarrier`. A poll
+//! pays two plain stores and a load for the right to be taken over; an
+//! atomic read-modify-write per poll measured about 8% on a yield-heavy
+//! workload. Where `membarrier` is not available (another OS, a kernel or
+//! sandbox without it), [`supported`] is false and the runtime does not
+//! compensate.
 //!
-//! The cost on the poll path is one plain store and one uncontended CAS per
-//! poll, and a CAS and a store per task queued locally from inside a poll:
-//! the price of letting another thread take a worker's queue while the
-//! worker cannot hand it over itself. (Go's sysmon takes a P from a thread
-//! in a system call the same way: a CAS on the P's status, which the thread
-//! tries to CAS back when the call returns.)
+//! Under loom both fences are `fence(SeqCst)`, which is what the protocol
+//! assumes of them.
 
-use crate::sync::AtomicU64;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::{fence, AtomicU64, Mutex};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::Arc;
 
 const HELD: u64 = 0;
 const LENT: u64 = 1;
 const BUSY: u64 = 2;
-const TAG: u64 = 0b11;
-const GEN_SHIFT: u32 = 2;
 
-/// One worker role and the word that says who holds it. Aligned apart so
-/// the holder's per-poll stores never share a line with another seat.
+const TAKEN: u64 = 1;
+const RELEASED: u64 = 2;
+const VERDICT_SHIFT: u32 = 2;
+
+/// One thread's hold on a seat. Written by that thread (`state`) and by the
+/// taker (`claim`, `verdict`). Aligned apart: the holder stores to it on
+/// every poll.
 #[repr(align(128))]
+pub(crate) struct Holder {
+    state: AtomicU64,
+    /// 0, or the number of the taker's claim in flight.
+    claim: AtomicU64,
+    /// `number << 2 | TAKEN or RELEASED`: the taker's answer to its claim.
+    verdict: AtomicU64,
+}
+
+impl Holder {
+    fn new() -> Holder {
+        Holder {
+            state: AtomicU64::new(HELD),
+            claim: AtomicU64::new(0),
+            verdict: AtomicU64::new(0),
+        }
+    }
+
+    /// The holder begins a poll: the seat may be taken until
+    /// [`reclaim`](Self::reclaim).
+    #[inline]
+    pub(crate) fn lend(&self) {
+        // Release: a taker that reads LENT (Acquire) sees every change the
+        // holder made to the core before lending it.
+        self.state.store(LENT, Release);
+    }
+
+    /// The poll returned: keeps the seat, or false if it was taken; the
+    /// caller then must never touch the seat's value again.
+    #[inline]
+    pub(crate) fn reclaim(&self) -> bool {
+        self.state.store(HELD, Relaxed);
+        light_fence();
+        self.claim.load(Relaxed) == 0 || self.await_verdict()
+    }
+
+    /// Inside a poll, runs `f` on the seat's value unless the seat was
+    /// taken (then `None`, and `f` is not called).
+    #[inline]
+    pub(crate) fn with_lent<T, R>(&self, seat: &Seat<T>, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.state.store(BUSY, Relaxed);
+        light_fence();
+        if self.claim.load(Relaxed) != 0 && !self.await_verdict() {
+            return None;
+        }
+        // Lends the value again however `f` ends, so a panic in it cannot
+        // leave the seat looking busy to the watchdog for good.
+        struct Relend<'a>(&'a AtomicU64);
+        impl Drop for Relend<'_> {
+            fn drop(&mut self) {
+                self.0.store(LENT, Release);
+            }
+        }
+        let _relend = Relend(&self.state);
+        // SAFETY: this thread holds the seat (no verdict took it), and its
+        // word says BUSY, which no taker takes.
+        Some(f(unsafe { &*seat.value.get() }))
+    }
+
+    /// A claim is in flight: waits for the taker's verdict (it is a few
+    /// loads and a store away). True if the seat is still ours.
+    #[cold]
+    fn await_verdict(&self) -> bool {
+        let claim = self.claim.load(Relaxed);
+        if claim == 0 {
+            return true;
+        }
+        let mut spins = 0u32;
+        loop {
+            let v = self.verdict.load(Acquire);
+            if v >> VERDICT_SHIFT == claim {
+                return v & ((1 << VERDICT_SHIFT) - 1) == RELEASED;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                crate::sync::yield_now();
+            }
+        }
+    }
+}
+
+/// One worker role and who holds it.
 pub(crate) struct Seat<T> {
-    word: AtomicU64,
+    /// The current holder. Locked only by takers and to start a holder: the
+    /// holder itself keeps its own `Arc` and never looks here.
+    holder: Mutex<Arc<Holder>>,
+    /// Numbers the taker's claims (under the `holder` lock).
+    claims: AtomicU64,
     value: std::cell::UnsafeCell<T>,
 }
 
-// SAFETY: the value is only touched by the thread that holds the seat, as the
-// word says (module docs); every hand-over from one thread to another is a
-// successful CAS with Acquire after the previous holder's Release, so the
-// value moves between threads as if sent: `T: Send` is what that needs.
+// SAFETY: the value is only touched by the thread that holds the seat (module
+// docs); a hand-over from one thread to the next goes through the holder's
+// Release store of LENT and the taker's Acquire load of it, then a channel to
+// the new thread, so the value moves as if sent: `T: Send` is what that
+// needs.
 unsafe impl<T: Send> Sync for Seat<T> {}
 
-fn word(gen: u64, tag: u64) -> u64 {
-    (gen << GEN_SHIFT) | tag
-}
-
 impl<T> Seat<T> {
-    /// A seat held by generation 0, between polls.
+    /// A seat, with the holder that its first thread runs as.
     pub(crate) fn new(value: T) -> Seat<T> {
         Seat {
-            word: AtomicU64::new(word(0, HELD)),
+            holder: Mutex::new(Arc::new(Holder::new())),
+            claims: AtomicU64::new(0),
             value: std::cell::UnsafeCell::new(value),
         }
     }
 
-    /// The value. Only the holder may use the pointer, and inside a poll only
-    /// through [`with_lent`](Self::with_lent).
+    /// The current holder, for the thread about to run as it.
+    pub(crate) fn holder(&self) -> Arc<Holder> {
+        self.holder.lock().clone()
+    }
+
+    /// The value. Only the holder may use the pointer, and inside a poll
+    /// only through [`Holder::with_lent`].
     pub(crate) fn value(&self) -> *mut T {
         self.value.get()
     }
 
-    /// The holder of generation `gen` begins a poll: the value may be taken
-    /// until [`reclaim`](Self::reclaim).
-    #[inline]
-    pub(crate) fn lend(&self, gen: u64) {
-        // Release: a taker's Acquire sees every change the holder made.
-        self.word.store(word(gen, LENT), Release);
+    /// Whether the holder is inside a poll now (a hint: no claim is made).
+    pub(crate) fn is_lent(&self) -> bool {
+        self.holder.lock().state.load(Relaxed) == LENT
     }
 
-    /// The holder's poll returned: takes the value back. False if it was
-    /// taken meanwhile; the caller has lost the seat.
-    #[inline]
-    pub(crate) fn reclaim(&self, gen: u64) -> bool {
-        self.word
-            .compare_exchange(word(gen, LENT), word(gen, HELD), Relaxed, Relaxed)
-            .is_ok()
-    }
-
-    /// Inside a poll, the holder runs `f` on its value, unless the value was
-    /// taken (then `None`, and `f` is not called).
-    #[inline]
-    pub(crate) fn with_lent<R>(&self, gen: u64, f: impl FnOnce(&T) -> R) -> Option<R> {
-        self.word
-            .compare_exchange(word(gen, LENT), word(gen, BUSY), Acquire, Relaxed)
-            .ok()?;
-        // Lends the value again however `f` ends, so a panic in it cannot
-        // leave the seat unreclaimable.
-        struct Relend<'a>(&'a AtomicU64, u64);
-        impl Drop for Relend<'_> {
-            fn drop(&mut self) {
-                self.0.store(word(self.1, LENT), Release);
-            }
+    /// Takes the seat from a holder that is inside a poll, for a
+    /// replacement: returns the new holder, which the caller hands to the
+    /// thread that will run as it. `None` if the holder is between polls or
+    /// queueing a task this instant.
+    pub(crate) fn take(&self) -> Option<Arc<Holder>> {
+        let mut holder = self.holder.lock();
+        let claim = self.claims.fetch_add(1, Relaxed) + 1;
+        holder.claim.store(claim, Relaxed);
+        heavy_fence();
+        // Acquire: pairs with the holder's Release store of LENT.
+        if holder.state.load(Acquire) == LENT {
+            holder
+                .verdict
+                .store(claim << VERDICT_SHIFT | TAKEN, Release);
+            let next = Arc::new(Holder::new());
+            *holder = next.clone();
+            Some(next)
+        } else {
+            holder.claim.store(0, Relaxed);
+            holder
+                .verdict
+                .store(claim << VERDICT_SHIFT | RELEASED, Release);
+            None
         }
-        let _relend = Relend(&self.word, gen);
-        // SAFETY: the word is BUSY with our generation: nobody else may
-        // touch the value until `_relend` stores LENT again.
-        Some(f(unsafe { &*self.value.get() }))
+    }
+}
+
+/// The holder's side of the handshake: keeps the compiler from moving its
+/// load above its store; the CPU's reordering is the heavy fence's job.
+#[inline]
+fn light_fence() {
+    #[cfg(not(loom))]
+    std::sync::atomic::compiler_fence(SeqCst);
+    #[cfg(loom)]
+    fence(SeqCst);
+}
+
+/// The taker's side: a full fence on every running thread of the process.
+fn heavy_fence() {
+    #[cfg(not(loom))]
+    {
+        let done = membarrier::expedited();
+        debug_assert!(done, "a seat is taken only where membarrier works");
+        // Orders this thread's own accesses too.
+        fence(SeqCst);
+    }
+    #[cfg(loom)]
+    fence(SeqCst);
+}
+
+/// Whether seats can be taken over on this system: `membarrier(2)`'s
+/// private expedited command works here (checked, and registered, once).
+pub(crate) fn supported() -> bool {
+    #[cfg(not(loom))]
+    {
+        membarrier::registered()
+    }
+    #[cfg(loom)]
+    true
+}
+
+#[cfg(all(not(loom), target_os = "linux"))]
+mod membarrier {
+    use std::sync::OnceLock;
+
+    const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+    const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+
+    fn call(cmd: libc::c_int) -> bool {
+        // SAFETY: membarrier takes two integers and touches no memory of
+        // ours; an unknown or refused command is an error return.
+        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) == 0 }
     }
 
-    /// The generation of the holder if it is inside a poll now.
-    pub(crate) fn lent_generation(&self) -> Option<u64> {
-        let w = self.word.load(Relaxed);
-        (w & TAG == LENT).then_some(w >> GEN_SHIFT)
+    /// Registers the process for private expedited barriers, once.
+    pub(super) fn registered() -> bool {
+        static REGISTERED: OnceLock<bool> = OnceLock::new();
+        *REGISTERED
+            .get_or_init(|| call(CMD_REGISTER_PRIVATE_EXPEDITED) && call(CMD_PRIVATE_EXPEDITED))
     }
 
-    /// Takes the value from holder `gen` while it is inside a poll (for a
-    /// replacement). Returns the new generation, which the caller now holds
-    /// (between polls); `None` if the holder is not inside a poll, or is
-    /// using the value this instant.
-    pub(crate) fn take(&self, gen: u64) -> Option<u64> {
-        self.word
-            .compare_exchange(word(gen, LENT), word(gen + 1, HELD), Acquire, Relaxed)
-            .ok()
-            .map(|_| gen + 1)
+    /// A full fence on every running thread of the process.
+    pub(super) fn expedited() -> bool {
+        registered() && call(CMD_PRIVATE_EXPEDITED)
+    }
+}
+
+#[cfg(all(not(loom), not(target_os = "linux")))]
+mod membarrier {
+    pub(super) fn registered() -> bool {
+        false
+    }
+
+    pub(super) fn expedited() -> bool {
+        false
     }
 }
 
@@ -133,31 +281,55 @@ impl<T> Seat<T> {
 mod tests {
     use super::*;
 
+    fn seat() -> Option<(Seat<u32>, Arc<Holder>)> {
+        if !supported() {
+            eprintln!("membarrier is not available here: seats cannot be taken");
+            return None;
+        }
+        let seat = Seat::new(0u32);
+        let holder = seat.holder();
+        Some((seat, holder))
+    }
+
     #[test]
     fn a_taken_seat_cannot_be_reclaimed_or_used_by_its_old_holder() {
-        let seat = Seat::new(0u32);
-        assert_eq!(seat.lent_generation(), None, "held between polls");
-        assert_eq!(seat.take(0), None, "cannot take between polls");
-        seat.lend(0);
-        assert_eq!(seat.with_lent(0, |_| 1), Some(1));
-        assert_eq!(seat.lent_generation(), Some(0));
-        assert_eq!(seat.take(0), Some(1));
-        assert_eq!(seat.with_lent(0, |_| 1), None);
-        assert!(!seat.reclaim(0));
-        // The new holder works as the old one did.
-        seat.lend(1);
-        assert!(seat.reclaim(1));
+        let Some((seat, old)) = seat() else { return };
+        assert!(!seat.is_lent(), "held between polls");
+        assert!(seat.take().is_none(), "cannot take between polls");
+        old.lend();
+        assert_eq!(old.with_lent(&seat, |_| 1), Some(1));
+        assert!(seat.is_lent());
+        let new = seat.take().expect("taken inside a poll");
+        assert_eq!(old.with_lent(&seat, |_| 1), None);
+        assert!(!old.reclaim());
+        // The new holder works as the old one did; the old one's late
+        // writes go to its own word.
+        old.lend();
+        new.lend();
+        assert!(new.reclaim());
+        assert!(!seat.is_lent());
+    }
+
+    #[test]
+    fn a_released_claim_leaves_the_holder_its_seat() {
+        let Some((seat, holder)) = seat() else { return };
+        holder.lend();
+        assert!(holder.reclaim());
+        assert!(seat.take().is_none());
+        holder.lend();
+        assert!(holder.reclaim(), "the released claim does not count");
     }
 
     #[test]
     fn a_panic_inside_with_lent_lends_the_value_again() {
-        let seat = Seat::new(());
-        seat.lend(0);
+        let Some((seat, holder)) = seat() else { return };
+        holder.lend();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            seat.with_lent(0, |_| panic!("boom"));
+            holder.with_lent(&seat, |_| panic!("boom"));
         }));
         assert!(r.is_err());
-        assert!(seat.reclaim(0));
+        assert!(seat.is_lent());
+        assert!(holder.reclaim());
     }
 }
 
@@ -166,13 +338,12 @@ mod tests {
 /// `RUSTFLAGS="--cfg loom" cargo test -p bulwark-executor --lib loom_`.
 ///
 /// The value is a loom cell, which fails the model on any access from two
-/// threads not ordered by the protocol. Replace `reclaim`'s CAS with a plain
-/// store, or `take`'s CAS with a load and a store, and the model fails.
+/// threads not ordered by the protocol. Drop either fence, or read the
+/// claim before storing the holder's word, and the model fails.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
     use loom::cell::UnsafeCell;
-    use loom::sync::Arc;
 
     /// The holder's queue, as far as the model cares: a count of pushes.
     struct Queue(UnsafeCell<u32>);
@@ -185,18 +356,20 @@ mod loom_tests {
 
     #[test]
     fn loom_a_seat_has_one_holder_at_a_time() {
-        loom::model(|| {
-            let seat = Arc::new(Seat::new(Queue(UnsafeCell::new(0))));
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound.get_or_insert(3);
+        builder.check(|| {
+            let seat = loom::sync::Arc::new(Seat::new(Queue(UnsafeCell::new(0))));
+            let first = seat.holder();
             let holder = {
                 let seat = seat.clone();
                 loom::thread::spawn(move || {
-                    let gen = 0;
                     // Between polls, the holder's own.
                     unsafe { (*seat.value()).push() };
-                    seat.lend(gen);
+                    first.lend();
                     // Inside the poll: a wake queues locally.
-                    let _ = seat.with_lent(gen, Queue::push);
-                    if seat.reclaim(gen) {
+                    let _ = first.with_lent(&seat, Queue::push);
+                    if first.reclaim() {
                         unsafe { (*seat.value()).push() };
                         true
                     } else {
@@ -206,10 +379,7 @@ mod loom_tests {
             };
             // The watchdog's replacement takes the seat if the holder is in
             // its poll, and then uses the queue as its own.
-            let took = match seat.lent_generation() {
-                Some(gen) => seat.take(gen).is_some(),
-                None => false,
-            };
+            let took = seat.take().is_some();
             if took {
                 unsafe { (*seat.value()).push() };
             }

@@ -11,9 +11,10 @@
 //! Between polls the holder borrows its `Core` through a `RefCell`: the run
 //! loop borrows it to pick a task and releases it before polling. Inside a
 //! poll the seat is lent, and the task's wakes and spawns reach the core
-//! through [`Seat::with_lent`](super::seat::Seat::with_lent), or, once the
-//! seat is taken, go to the injector.
+//! through [`Holder::with_lent`], or, once the seat is taken, go to the
+//! injector.
 
+use super::seat::Holder;
 use super::{
     is_worker_of, Queued, Sched, Shared, WorkerStart, GLOBAL_QUEUE_INTERVAL, MAX_LIFO_POLLS,
 };
@@ -64,8 +65,8 @@ pub(crate) struct WorkerCx {
     pub(crate) shared: Arc<Shared>,
     /// The seat this thread holds (or held, once taken over).
     index: usize,
-    /// The seat's generation this thread holds it in.
-    generation: u64,
+    /// This thread's hold on the seat.
+    holder: Arc<Holder>,
     /// The seat's role. Touched only while this thread holds the seat:
     /// between polls directly, inside a poll through the seat.
     role: *const Role,
@@ -140,7 +141,7 @@ impl Drop for WorkerGuard {
 pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) -> bool {
     let WorkerStart {
         index,
-        generation,
+        holder,
         slot,
     } = start;
     let role: *const Role = shared.remotes[index].seat.value();
@@ -149,7 +150,7 @@ pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) -> bool {
         lends,
         shared,
         index,
-        generation,
+        holder,
         role,
         lent: Cell::new(false),
         seat_lost: Cell::new(false),
@@ -203,9 +204,8 @@ impl WorkerCx {
     #[inline]
     fn with_core<R>(&self, f: impl FnOnce(&RefCell<Core>) -> R) -> Option<R> {
         if self.lent.get() {
-            self.shared.remotes[self.index]
-                .seat
-                .with_lent(self.generation, |role| f(&role.core))
+            self.holder
+                .with_lent(&self.shared.remotes[self.index].seat, |role| f(&role.core))
         } else if self.seat_lost.get() {
             None
         } else {
@@ -361,24 +361,31 @@ impl WorkerCx {
         }
         self.slot.begin_poll(header.id.as_u64(), header.location);
         self.polling.set((header.id.as_u64(), task.scheduler()));
-        let seat = &self.shared.remotes[self.index].seat;
         if self.lends {
             self.lent.set(true);
-            seat.lend(self.generation);
+            self.holder.lend();
         }
         // The task catches its own panics (poll, destructors, wakes at its
         // end); this is the last line, so that nothing foreign can unwind out
         // of the loop and take this worker's queue with it.
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| task.run()));
+        let yielded = panic::catch_unwind(AssertUnwindSafe(|| task.run()))
+            .ok()
+            .flatten();
         if self.lends {
             self.lent.set(false);
         }
-        if self.lends && !seat.reclaim(self.generation) {
+        if self.lends && !self.holder.reclaim() {
             // Stuck long enough for the watchdog to hand the seat to a
             // replacement, which serves it already: this thread is done.
             self.seat_lost.set(true);
         }
         self.slot.end_poll();
+        if let Some(task) = yielded {
+            // Queued here, with the seat back (or on the injector if it is
+            // gone), rather than from inside the poll: no trip through the
+            // lent seat for the commonest wake of all.
+            self.schedule_local(task, true);
+        }
     }
 
     /// The next task from this worker's own queues (and now and then the

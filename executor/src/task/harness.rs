@@ -62,10 +62,12 @@ where
         self.cell().stage.with_mut(|stage| unsafe { &mut *stage })
     }
 
-    /// Consumes the `Notified` reference.
-    fn poll(self) {
+    /// Consumes the `Notified` reference. True if the task woke itself
+    /// during its poll (a yield): the caller then holds a new `Notified`
+    /// reference to it, to queue with `Schedule::yield_now`.
+    fn poll(self) -> bool {
         match self.header().state.transition_to_running() {
-            ToRunning::Success => self.poll_running(),
+            ToRunning::Success => return self.poll_running(),
             ToRunning::Cancelled => {
                 let how = self.cancel_task();
                 self.complete(how);
@@ -73,9 +75,10 @@ where
             ToRunning::Failed => {}
             ToRunning::Dealloc => self.dealloc(),
         }
+        false
     }
 
-    fn poll_running(self) {
+    fn poll_running(self) -> bool {
         let header = self.header();
         let waker = waker_ref(self.cell.cast());
         let mut cx = Context::from_waker(&waker);
@@ -112,10 +115,11 @@ where
                 match self.arm_deadline_then_idle() {
                     ToIdle::Ok => {}
                     ToIdle::OkNotified => {
-                        // The running reference becomes the Notified's.
+                        // The running reference becomes the Notified's, which
+                        // the caller queues once the poll is over (a worker:
+                        // after taking its seat back, with no CAS for it).
                         // Nothing here reads the cell after handing it over.
-                        let task = Task::<S>::from_raw(self.raw());
-                        S::yield_now(task.into_notified());
+                        return true;
                     }
                     ToIdle::OkDealloc => self.dealloc(),
                     ToIdle::Cancelled => {
@@ -139,6 +143,7 @@ where
                 }
             }
         }
+        false
     }
 
     /// A task with a deadline is about to go idle for the first time: set
@@ -370,14 +375,15 @@ fn poll_future<F: Future>(
 /// # Safety
 ///
 /// `ptr` is a live `Cell<F, S>`; the caller gives up its `Notified`
-/// reference.
-pub(super) unsafe fn poll<F, S>(ptr: NonNull<Header>)
+/// reference. If this returns true, the caller holds a new one (the task
+/// woke itself during the poll).
+pub(super) unsafe fn poll<F, S>(ptr: NonNull<Header>) -> bool
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    Harness::<F, S>::from_raw(ptr).poll();
+    Harness::<F, S>::from_raw(ptr).poll()
 }
 
 /// Queues the task on its scheduler.

@@ -255,11 +255,18 @@ impl<S: 'static> Drop for Task<S> {
 
 impl<S: 'static> Notified<S> {
     /// Polls the task (or cancels it, or drops this reference if it was
-    /// claimed meanwhile). Consumes the reference.
-    pub(crate) fn run(self) {
+    /// claimed meanwhile). Consumes the reference. Returns the task again if
+    /// it woke itself during the poll (`yield_now`): the caller queues it
+    /// with [`Schedule::yield_now`] once its own poll bookkeeping is done.
+    #[must_use = "a task that yielded must be queued again"]
+    pub(crate) fn run(self) -> Option<Notified<S>> {
         let raw = self.0.raw;
         std::mem::forget(self);
-        raw.poll();
+        if raw.poll() {
+            Some(Task::from_raw(raw).into_notified())
+        } else {
+            None
+        }
     }
 
     pub(crate) fn id(&self) -> Id {

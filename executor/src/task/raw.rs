@@ -10,8 +10,10 @@ use std::task::Waker;
 
 /// The typed operations of one `Cell<F, S>`, monomorphized per task type.
 pub(crate) struct Vtable {
-    /// Consumes a `Notified` reference: poll, cancel, or drop it.
-    pub(crate) poll: unsafe fn(NonNull<Header>),
+    /// Consumes a `Notified` reference: poll, cancel, or drop it. True if
+    /// the task woke itself while polled: the caller holds a new `Notified`
+    /// reference.
+    pub(crate) poll: unsafe fn(NonNull<Header>) -> bool,
     /// Consumes a reference made for submission and queues the task.
     pub(crate) schedule: unsafe fn(NonNull<Header>),
     /// Frees the cell; called by the holder of the last reference.
@@ -87,7 +89,9 @@ impl RawTask {
         unsafe { self.ptr.as_ref() }
     }
 
-    pub(crate) fn poll(self) {
+    /// True if the task woke itself: the caller then holds a `Notified`
+    /// reference to it.
+    pub(crate) fn poll(self) -> bool {
         // SAFETY: the caller gives up its Notified reference to the vtable.
         unsafe { (self.header().vtable.poll)(self.ptr) }
     }
