@@ -1,12 +1,19 @@
-//! What the watchdog's reports look like in a service's log:
-//! `cargo run --example reports`.
+//! What the watchdog's and the lost-task reports look like in a service's
+//! log: `cargo run --example reports`.
 //!
 //! A task named `report-builder` blocks its worker for 300 ms inside a poll
 //! (a synchronous call on a worker). The watchdog reports the stall once the
 //! poll has held the worker for its threshold (25 ms), hands the worker's
 //! queue to a replacement thread (so the other task keeps running), and
-//! reports the total when the poll returns. The events go through `tracing`,
-//! here to `tracing-subscriber`'s plain formatter.
+//! reports the total when the poll returns.
+//!
+//! Then a task named `forgotten-retry` waits on a future that drops its
+//! waker (a hand-written future with a bug): nothing can ever wake it. The
+//! runtime (`on_lost_task(LostTask::Cancel)`) reports it and drops its
+//! future, and its `JoinHandle` says why.
+//!
+//! The events go through `tracing`, here to `tracing-subscriber`'s plain
+//! formatter.
 
 use std::time::Duration;
 
@@ -19,6 +26,7 @@ fn main() {
 
     let rt = bulwark::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .on_lost_task(bulwark::runtime::LostTask::Cancel)
         .build()
         .expect("runtime");
     rt.block_on(async {
@@ -38,11 +46,25 @@ fn main() {
         }
         blocker.await.expect("the blocker finishes");
         println!("ticks while the worker was blocked: {ticks}");
+        // The watchdog's next look (every quarter of its threshold) sees the
+        // poll returned and reports its total.
+        bulwark::time::sleep(Duration::from_millis(20)).await;
+
+        let forgotten = bulwark::task::Builder::new()
+            .name("forgotten-retry")
+            .spawn(async {
+                let _buffer = vec![0u8; 64 * 1024];
+                // Pending, and the waker it was given is dropped: a bug.
+                std::future::poll_fn(|_cx| std::task::Poll::<()>::Pending).await;
+            })
+            .expect("spawn");
+        let err = forgotten.await.expect_err("cancelled as lost");
+        println!("JoinError: {err} (is_lost: {})", err.is_lost());
     });
     let m = rt.metrics();
     println!(
-        "stalls: {}, compensations: {}, worker threads now: {}",
-        m.stalls, m.compensations, m.worker_threads
+        "stalls: {}, compensations: {}, worker threads now: {}, lost tasks cancelled: {}",
+        m.stalls, m.compensations, m.worker_threads, m.tasks_lost_cancelled
     );
     for stall in rt.handle().stalls() {
         println!("{stall:?}");
