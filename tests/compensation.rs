@@ -2,7 +2,9 @@
 //! queue, LIFO slot and share of the driver) handed to a replacement thread,
 //! so the work queued behind it runs while it blocks; the stuck thread exits
 //! when its poll returns, and the runtime's threads come back to one per
-//! worker. The number of threads never passes the bound.
+//! worker. The number of threads never passes the bound, and the ceiling and
+//! deadlines hold while replacements serve (a deadline fires with both
+//! original workers stuck: the replacements turn the driver).
 //!
 //! The runtimes here have 2 workers and a blocker on each: with one worker
 //! still free, work stealing already runs most of what waits behind a
@@ -235,5 +237,88 @@ fn a_hundred_polls_blocking_at_once_never_pass_the_thread_bound() {
         wait_until(10, "the replaced threads to exit", || {
             worker_threads(name) == 2
         });
+    });
+}
+
+#[test]
+fn the_ceiling_and_deadlines_hold_while_replacements_serve() {
+    within(90, "guards under compensation", || {
+        let name = "cmp-guards";
+        let mut b = builder(2);
+        b.thread_name(name)
+            .watchdog(Watchdog::new(THRESHOLD))
+            .max_tasks(30);
+        let rt = b.build().expect("runtime");
+        let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (started_tx, started_rx) = mpsc::channel();
+        let blockers: Vec<_> = (0..2)
+            .map(|_| {
+                let started_tx = started_tx.clone();
+                let returned = returned.clone();
+                rt.spawn(async move {
+                    started_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(1500));
+                    returned.store(true, SeqCst);
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            started_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("both blockers to start");
+        }
+        wait_until(10, "both stuck workers to be replaced", || {
+            rt.metrics().compensations >= 2
+        });
+        // A deadline fires while both original workers are stuck: the
+        // replacements turn the driver.
+        let (_keep, never) = tokio::sync::oneshot::channel::<()>();
+        let timed = bulwark::task::Builder::new()
+            .timeout(Duration::from_millis(100))
+            .spawn_on(
+                async move {
+                    let _ = never.await;
+                },
+                rt.handle(),
+            )
+            .expect("spawn the timed task");
+        let err = rt.block_on(timed).expect_err("the timed task expires");
+        assert!(err.is_deadline_exceeded(), "{err}");
+        assert!(
+            !returned.load(SeqCst),
+            "the deadline fired only after the blockers returned"
+        );
+        // The ceiling: 30 live tasks at most, the rest refused at once.
+        let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+        let waiting: Vec<_> = (0..50)
+            .map(|_| {
+                let mut open = open_rx.clone();
+                rt.spawn(async move {
+                    let _ = open.wait_for(|open| *open).await;
+                })
+            })
+            .collect();
+        let m = rt.metrics();
+        assert!(m.tasks_rejected >= 20, "refused at the ceiling: {m:?}");
+        assert!(m.tasks_admitted_peak <= 30, "over the ceiling: {m:?}");
+        open_tx.send_replace(true);
+        for h in waiting {
+            let _ = rt.block_on(h);
+        }
+        for b in blockers {
+            rt.block_on(b).expect("the blockers finish");
+        }
+        let m = rt.metrics();
+        assert_eq!(
+            m.tasks_spawned,
+            m.tasks_completed
+                + m.tasks_panicked
+                + m.tasks_cancelled
+                + m.tasks_deadline_exceeded
+                + m.tasks_rejected
+                + m.tasks_lost_cancelled
+                + m.tasks_live,
+            "every spawn accounted for: {m:?}"
+        );
     });
 }
