@@ -313,7 +313,8 @@ fn compensate(
                 *said_at_bound = true;
                 tracing::warn!(
                     target: "bulwark::watchdog",
-                    worker = index,
+                    worker = holder,
+                    seat = index,
                     max_threads = c.max_threads,
                     "a stuck worker is not compensated: the runtime is at its bound of extra \
                      worker threads (Watchdog::max_extra_workers)",
@@ -328,7 +329,8 @@ fn compensate(
                 books.count_compensation();
                 tracing::info!(
                     target: "bulwark::watchdog",
-                    worker = index,
+                    worker = holder,
+                    seat = index,
                     "a replacement thread took over the stuck worker's queue",
                 );
             }
@@ -339,7 +341,8 @@ fn compensate(
                 seen.compensated = true;
                 tracing::error!(
                     target: "bulwark::watchdog",
-                    worker = index,
+                    worker = holder,
+                    seat = index,
                     error = %e,
                     "could not start a replacement for a stuck worker",
                 );
