@@ -153,6 +153,7 @@ pub mod net {
 
 #[cfg(feature = "hyper")]
 pub mod hyper;
+pub mod resource;
 
 /// What the runtime counts, as read by [`Runtime::metrics`], and the live
 /// tasks, as read by [`runtime::Handle::tasks`].

@@ -172,6 +172,7 @@ pub(crate) fn join_until(thread: thread::JoinHandle<()>, deadline: Option<Instan
 }
 
 fn run_thread(pool: Arc<Pool>, id: usize) {
+    crate::task::mark_blocking_thread();
     let mut st = pool.state.lock();
     'work: loop {
         while let Some(task) = st.queue.pop_front() {

@@ -54,6 +54,8 @@ pub struct Builder {
     watchdog: Watchdog,
     lost_task: LostTask,
     idle_report: Option<Duration>,
+    resource_budgets: Vec<(&'static str, usize)>,
+    resource_max_holds: Vec<(&'static str, Duration)>,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -90,7 +92,32 @@ impl Builder {
             max_waiting_children: None,
             lost_task: LostTask::Report,
             idle_report: None,
+            resource_budgets: Vec::new(),
+            resource_max_holds: Vec::new(),
         }
+    }
+
+    /// The most handles of the resource kind `kind` (`bulwark::resource`)
+    /// live at once: `try_track` past it is an error value, and
+    /// `track_wait` waits for room, first come first served. A kind with no
+    /// budget is unbounded (its handles are still tracked). A budget of
+    /// zero, or one of the runtime's own kinds (`"task"`), is refused by
+    /// [`build`](Self::build). Set twice, the last one counts.
+    pub fn resource_budget(&mut self, kind: &'static str, n: usize) -> &mut Self {
+        self.resource_budgets.retain(|(k, _)| *k != kind);
+        self.resource_budgets.push((kind, n));
+        self
+    }
+
+    /// How long a handle of the resource kind `kind` may be held before it
+    /// is reported as held too long: counted
+    /// (`Snapshot::resource_long_holds`), listed by [`Handle::leaks`] and
+    /// logged once (target `bulwark::resource`), and logged again when it
+    /// is returned. HikariCP's `leakDetectionThreshold`. Off by default.
+    pub fn resource_max_hold(&mut self, kind: &'static str, max: Duration) -> &mut Self {
+        self.resource_max_holds.retain(|(k, _)| *k != kind);
+        self.resource_max_holds.push((kind, max));
+        self
     }
 
     /// The hard ceiling on live tasks (default [`DEFAULT_MAX_TASKS`]): tasks
@@ -254,9 +281,26 @@ impl Builder {
             return Err(invalid("worker_threads must be at most 4096"));
         }
 
+        for &(kind, n) in &self.resource_budgets {
+            if n == 0 {
+                return Err(invalid("a resource budget must be at least 1"));
+            }
+            if kind == bulwark_metrics::ledger::TASK {
+                return Err(invalid(
+                    "\"task\" is the runtime's own kind: set its budget with max_tasks",
+                ));
+            }
+        }
+
         // Accept loops' spawns are roots, not children (see `fanout`).
         bulwark_io::context::set_accept_hook(crate::spawn::on_accept);
         let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
+        for &(kind, n) in &self.resource_budgets {
+            books.kind_or_register(kind).set_budget(n);
+        }
+        for &(kind, max) in &self.resource_max_holds {
+            books.holdings().set_max_hold(kind, max);
+        }
         // How `accept` tags the task permit it reserves for the next spawn.
         books.set_current_task(crate::admission::current_task);
         // One timer shard per worker: a worker sets and cancels its tasks'
@@ -560,6 +604,16 @@ impl Handle {
     /// total once the poll returned. Empty with `Watchdog::off()`.
     pub fn stalls(&self) -> Vec<StallReport> {
         self.shared.admit.books().stalls()
+    }
+
+    /// The tracked resource handles (`bulwark::resource`) that look leaked
+    /// now: orphans (alive after the task that held them finished) and
+    /// handles held past their kind's `max_hold`, each with its kind,
+    /// holder, age and the line that took it. Each is also logged once, as
+    /// the watchdog finds it (every 100 ms) or as this finds it. Works from
+    /// any thread.
+    pub fn leaks(&self) -> Vec<bulwark_metrics::LeakReport> {
+        crate::scheduler::leaks::scan(&self.shared)
     }
 
     /// The live tasks now: id, name, spawn site, state and age, as the

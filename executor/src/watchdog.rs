@@ -24,10 +24,14 @@
 //! system call the same way; .NET's thread pool adds threads when its
 //! workers block. The threads added are bounded (`max_extra_workers`).
 //!
+//! It also looks for leaked resource handles every 100 ms
+//! (`scheduler/leaks.rs`): orphans and handles held too long are reported
+//! from here, so nobody has to ask for them.
+//!
 //! Module order: after `threads` (it starts threads and hands them to the
 //! runtime's list), before `spawn`.
 
-use crate::scheduler::Shared;
+use crate::scheduler::{leaks, Shared};
 use crate::threads;
 use bulwark_metrics::{Books, Source};
 use std::io;
@@ -221,6 +225,7 @@ fn run(
     let tick = threshold / 4;
     let mut watch: Vec<SlotWatch> = Vec::new();
     let mut said_at_bound = false;
+    let mut last_leak_scan = Instant::now();
     loop {
         // Shutdown unparks it; an early wake-up only makes one look sooner.
         thread::park_timeout(tick);
@@ -280,6 +285,11 @@ fn run(
         }
         if let Some(c) = &compensation {
             compensate(&shared, &books, c, &mut watch, &mut said_at_bound);
+        }
+        if now.saturating_duration_since(last_leak_scan) >= leaks::SCAN_EVERY {
+            last_leak_scan = now;
+            // Reports what it finds; the list is for `Handle::leaks`.
+            drop(leaks::scan(&shared));
         }
     }
 }

@@ -35,6 +35,7 @@ pub struct Books {
     /// took): reused by the next worker added in the same role, so threads
     /// that come and go do not grow the list.
     retired: Mutex<Vec<Arc<WorkerSlot>>>,
+    holdings: crate::Holdings,
     source: Mutex<Option<Weak<dyn Source>>>,
     shedding: AtomicBool,
     pause_accept: AtomicBool,
@@ -79,6 +80,7 @@ impl Books {
             tasks,
             workers: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
+            holdings: crate::Holdings::default(),
             source: Mutex::new(None),
             shedding: AtomicBool::new(false),
             pause_accept: AtomicBool::new(pause_accept),
@@ -123,6 +125,25 @@ impl Books {
         let kind = Arc::new(Kind::new(name, budget));
         kinds.push(kind.clone());
         Ok(kind)
+    }
+
+    /// The live tracked resource handles (`bulwark::resource`).
+    pub fn holdings(&self) -> &crate::Holdings {
+        &self.holdings
+    }
+
+    /// The kind named `name`, registered now with no budget if it was not.
+    pub fn kind_or_register(&self, name: &str) -> Arc<Kind> {
+        if let Some(kind) = self.kind(name) {
+            return kind;
+        }
+        match self.register_kind(name.to_string(), usize::MAX) {
+            Ok(kind) => kind,
+            // Registered by another thread meanwhile.
+            Err(_) => self
+                .kind(name)
+                .unwrap_or_else(|| Arc::new(Kind::new(name.to_string(), usize::MAX))),
+        }
     }
 
     /// The kind named `name`, if registered.

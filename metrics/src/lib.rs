@@ -13,6 +13,8 @@
 //! - [`WorkerSlot`]: what one worker publishes (polls begun and ended, the
 //!   task in its poll, parked) for a watchdog to spot a stalled poll without
 //!   a clock on the hot path; it holds the worker's [`WorkerCounters`].
+//! - [`Holdings`]: every live tracked resource handle (kind, holder task,
+//!   where and when it was taken), for finding orphans and long holds.
 //! - [`Snapshot`]: a plain copy of all of it at one moment.
 //!
 //! Writes on the hot path go to a [`WorkerSlot`] owned by one worker thread:
@@ -27,6 +29,7 @@
 
 mod books;
 mod counters;
+mod holdings;
 pub mod ledger;
 mod snapshot;
 mod source;
@@ -36,6 +39,7 @@ mod worker;
 
 pub use books::{AcceptPaused, Books};
 pub use counters::{Counter, SharedCounters, WorkerCounters};
+pub use holdings::{Holding, Holdings, LeakKind, LeakReport, REPORTED_LONG, REPORTED_ORPHAN};
 pub use snapshot::{BlockingSnapshot, DriverSnapshot, KindSnapshot, Snapshot, WorkerSnapshot};
 pub use source::{Source, TaskInfo, TaskState};
 pub use stalls::{StallReport, STALLS_KEPT};

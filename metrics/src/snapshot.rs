@@ -123,6 +123,12 @@ pub struct Snapshot {
     /// Times the watchdog handed a stuck worker's seat (its queue, LIFO
     /// slot and share of the driver) to a replacement thread.
     pub compensations: u64,
+    /// Tracked resource handles live now (`bulwark::resource`).
+    pub resources_tracked: usize,
+    /// Tracked handles found alive after their holder task finished.
+    pub resource_orphans: u64,
+    /// Tracked handles found held longer than their kind's `max_hold`.
+    pub resource_long_holds: u64,
     /// Worker threads running now: one per worker, plus those whose seat a
     /// replacement took and whose stuck poll has not returned yet. Back to
     /// the number of workers once every stuck poll has returned.
@@ -216,6 +222,9 @@ impl Snapshot {
             scope_deadlines_exceeded: books.scope_deadlines(),
             stalls: books.stalls_seen(),
             compensations: books.compensations(),
+            resources_tracked: books.holdings().len(),
+            resource_orphans: books.holdings().orphans(),
+            resource_long_holds: books.holdings().long_holds(),
             blocking_threads: blocking.threads,
             blocking_threads_idle: blocking.idle,
             blocking_queue_depth: blocking.queue_depth,

@@ -29,6 +29,7 @@
 //! work wakes the next, and the last to park checks every queue once more.
 
 pub(crate) mod idle;
+pub(crate) mod leaks;
 pub(crate) mod lost;
 pub(crate) mod seat;
 pub(crate) mod worker;

@@ -114,6 +114,28 @@ pub fn try_id() -> Option<Id> {
     get().map(|cur| cur.id)
 }
 
+thread_local! {
+    /// Set on the blocking pool's threads, whose tasks are not listed with
+    /// the runtime's live tasks.
+    static BLOCKING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as one of a blocking pool's.
+pub(crate) fn mark_blocking_thread() {
+    BLOCKING_THREAD.with(|b| b.set(true));
+}
+
+/// The id of the async task being polled on this thread: as [`try_id`],
+/// but `None` inside a `spawn_blocking` closure. What a tracked resource
+/// (`bulwark::resource`) names as its holder, so that a handle taken by a
+/// blocking closure is never mistaken for an orphan.
+pub fn holder_id() -> Option<Id> {
+    if BLOCKING_THREAD.try_with(|b| b.get()).unwrap_or(false) {
+        return None;
+    }
+    try_id()
+}
+
 /// The deadline of the task being polled: when it will be dropped if it has
 /// not finished, or, inside a [`scope_deadline`](crate::scope::scope_deadline),
 /// the scope's deadline if that is earlier. `None` outside a task, or for a

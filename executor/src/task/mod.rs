@@ -67,7 +67,8 @@ mod state;
 mod waker;
 mod yield_now;
 
-pub use current::{deadline, id, lift_deadline, try_id};
+pub(crate) use current::mark_blocking_thread;
+pub use current::{deadline, holder_id, id, lift_deadline, try_id};
 pub(crate) use current::{enter_scope, restore_scope};
 pub use error::JoinError;
 pub use id::Id;

@@ -294,6 +294,19 @@ impl Kind {
         !self.is_closed() && !self.has_waiters.load(Relaxed) && self.take()
     }
 
+    /// Takes a permit whatever the budget: counts a handle that exists
+    /// already (`bulwark::resource::track` of a value the caller holds),
+    /// which refusing would not make go away. `live` may pass the budget;
+    /// later acquisitions wait or are refused until it is back under.
+    pub fn acquire_over_budget(self: &Arc<Self>) -> Permit {
+        let live = self.live.fetch_add(1, Relaxed) + 1;
+        self.admitted.fetch_add(1, Relaxed);
+        if live > self.peak.load(Relaxed) {
+            self.peak.fetch_max(live, Relaxed);
+        }
+        Permit::from_raw(self.clone())
+    }
+
     /// One CAS on `live` below the budget.
     fn take(&self) -> bool {
         let budget = self.budget.load(Relaxed);

@@ -1,0 +1,176 @@
+//! Leak-tracked resources (`bulwark::resource`): budgets refuse or wait, an
+//! orphan (a handle alive after its holder task ended) and a handle held too
+//! long are reported with the line that took them, a deliberate hand-over
+//! (`rebind`) and a blocking closure's handle are not orphans, and a
+//! deadline-cancelled task gives its handle back.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bulwark::resource::{self, LeakKind, Tracked};
+use common::{builder, wait_until, within};
+
+/// Where leaked handles go: a long-lived map, as a real leak would.
+static LEAKED: Mutex<Vec<Tracked<u32>>> = Mutex::new(Vec::new());
+
+#[test]
+fn a_handle_moved_into_a_global_vec_is_an_orphan_named_by_its_line() {
+    within(60, "an orphan report", || {
+        let rt = builder(2).build().expect("runtime");
+        let line = rt
+            .block_on(rt.spawn(async {
+                let line = line!() + 1;
+                let lease = resource::track("orphan-test", 7u32);
+                LEAKED.lock().unwrap().push(lease);
+                line
+            }))
+            .expect("the task ends");
+        wait_until(5, "the orphan to be listed", || {
+            rt.handle()
+                .leaks()
+                .iter()
+                .any(|l| l.kind == "orphan-test" && l.why == LeakKind::Orphan)
+        });
+        let leak = rt
+            .handle()
+            .leaks()
+            .into_iter()
+            .find(|l| l.kind == "orphan-test")
+            .expect("listed");
+        assert!(leak.site.file().ends_with("resources.rs"), "{leak:?}");
+        assert_eq!(leak.site.line(), line, "{leak:?}");
+        assert!(leak.holder.is_some());
+        assert_eq!(rt.metrics().resource_orphans, 1);
+        // Given back: no longer listed, and the kind's count is back to 0.
+        LEAKED.lock().unwrap().clear();
+        assert!(rt.handle().leaks().is_empty());
+        assert_eq!(rt.metrics().resources_tracked, 0);
+    });
+}
+
+#[test]
+fn budgets_refuse_with_the_value_back_and_waiters_are_served_in_order() {
+    within(60, "budgets", || {
+        let mut b = builder(2);
+        b.resource_budget("conn", 2);
+        let rt = b.build().expect("runtime");
+        rt.block_on(async {
+            let a = resource::try_track("conn", 1).expect("room for 1");
+            let b = resource::try_track("conn", 2).expect("room for 2");
+            let refused = resource::try_track("conn", 3).expect_err("the budget is 2");
+            assert_eq!(refused.budget(), 2);
+            assert!(refused.to_string().contains("`conn`"), "{refused}");
+            assert_eq!(refused.into_inner(), 3);
+            // Waiters: the first in line gets the first place freed.
+            let first = bulwark::spawn(resource::track_wait("conn", 10));
+            bulwark::time::sleep(Duration::from_millis(20)).await;
+            let second = bulwark::spawn(resource::track_wait("conn", 20));
+            bulwark::time::sleep(Duration::from_millis(20)).await;
+            // A waiter that gives up takes no place.
+            let quitter =
+                bulwark::time::timeout(Duration::from_millis(10), resource::track_wait("conn", 30))
+                    .await;
+            assert!(quitter.is_err(), "nothing was free");
+            drop(a);
+            let first = first.await.unwrap().expect("first waiter served");
+            assert_eq!(*first, 10);
+            drop(b);
+            let second = second.await.unwrap().expect("second waiter served");
+            assert_eq!(*second, 20);
+        });
+        assert_eq!(rt.metrics().resources_tracked, 0);
+    });
+}
+
+#[test]
+fn a_handle_held_past_max_hold_is_reported_and_a_rebound_one_is_no_orphan() {
+    within(60, "long holds and rebinding", || {
+        let mut b = builder(2);
+        b.resource_max_hold("slow", Duration::from_millis(50));
+        let rt = b.build().expect("runtime");
+        let lease = rt
+            .block_on(rt.spawn(async { resource::track("slow", ()) }))
+            .expect("the task ends");
+        // Handed to a task that lives on: not an orphan once rebound.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let keeper = rt.spawn(async move {
+            lease.rebind();
+            let _ = rx.await;
+            drop(lease);
+        });
+        wait_until(5, "the long hold to be listed", || {
+            rt.handle()
+                .leaks()
+                .iter()
+                .any(|l| l.why == LeakKind::HeldTooLong)
+        });
+        assert!(
+            rt.handle()
+                .leaks()
+                .iter()
+                .all(|l| l.why != LeakKind::Orphan),
+            "a rebound handle is not an orphan: {:?}",
+            rt.handle().leaks()
+        );
+        assert_eq!(rt.metrics().resource_long_holds, 1);
+        tx.send(()).unwrap();
+        rt.block_on(keeper).unwrap();
+        assert!(rt.handle().leaks().is_empty());
+    });
+}
+
+#[test]
+fn a_blocking_closures_handle_is_not_an_orphan() {
+    within(60, "a blocking closure's handle", || {
+        let rt = builder(2).build().expect("runtime");
+        let lease = rt
+            .block_on(rt.spawn_blocking(|| resource::track("blocking-test", 1u8)))
+            .expect("the closure ends");
+        assert_eq!(lease.holder(), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(rt.handle().leaks().is_empty(), "{:?}", rt.handle().leaks());
+        drop(lease);
+    });
+}
+
+#[test]
+fn a_deadline_cancelled_task_gives_its_handle_back() {
+    within(60, "a cancelled task's handle", || {
+        let mut b = builder(2);
+        b.resource_budget("pool", 1);
+        let rt = b.build().expect("runtime");
+        let holder = bulwark::task::Builder::new()
+            .timeout(Duration::from_millis(50))
+            .spawn_on(
+                async {
+                    let _lease = resource::track_wait("pool", ()).await.unwrap();
+                    std::future::pending::<()>().await;
+                },
+                rt.handle(),
+            )
+            .expect("spawn");
+        let err = rt.block_on(holder).expect_err("past its deadline");
+        assert!(err.is_deadline_exceeded() || err.is_lost(), "{err}");
+        rt.block_on(async {
+            let again = resource::try_track("pool", ()).expect("the place came back");
+            drop(again);
+        });
+        assert!(rt.handle().leaks().is_empty());
+    });
+}
+
+#[test]
+fn a_zero_budget_is_refused_at_build() {
+    let err = builder(1)
+        .resource_budget("none", 0)
+        .build()
+        .expect_err("a budget of 0");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let err = builder(1)
+        .resource_budget("task", 5)
+        .build()
+        .expect_err("the runtime's own kind");
+    assert!(err.to_string().contains("max_tasks"), "{err}");
+}
