@@ -60,7 +60,10 @@ use bulwark_executor::runtime::Handle;
 use bulwark_metrics::ledger::Permit;
 use bulwark_metrics::{Books, Holding};
 
+mod pool;
+
 pub use bulwark_metrics::{LeakKind, LeakReport};
+pub use pool::{Lease, Pool, PoolBuilder, PoolError, PoolStatus};
 
 /// A value of a tracked resource kind: derefs to it; dropping it gives its
 /// place in the kind's budget back. See the [module docs](self).
@@ -69,40 +72,49 @@ pub struct Tracked<T> {
     entry: Option<Entry>,
 }
 
-/// What a tracked handle holds of the books: its entry and its permit.
+/// What a handle holds: its place in the kind's budget, and its entry in
+/// the books (none for a pool's lease made outside a runtime).
 struct Entry {
-    books: Arc<Books>,
-    holding: Arc<Holding>,
+    tracking: Option<(Arc<Books>, Arc<Holding>)>,
     _permit: Permit,
 }
 
 impl Entry {
     fn new(
-        books: Arc<Books>,
+        books: Option<Arc<Books>>,
         kind: &'static str,
         permit: Permit,
         site: &'static Location<'static>,
     ) -> Entry {
-        let holder = bulwark_executor::task::holder_id().map(|id| id.as_u64());
-        let holding = books.holdings().insert(kind.into(), holder, site);
+        let tracking = books.map(|books| {
+            let holder = bulwark_executor::task::holder_id().map(|id| id.as_u64());
+            let holding = books.holdings().insert(kind.into(), holder, site);
+            (books, holding)
+        });
         Entry {
-            books,
-            holding,
+            tracking,
             _permit: permit,
         }
+    }
+
+    fn holding(&self) -> Option<&Arc<Holding>> {
+        self.tracking.as_ref().map(|(_, h)| h)
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.books.holdings().remove(&self.holding);
-        if self.holding.reported() != 0 {
+        let Some((books, holding)) = &self.tracking else {
+            return;
+        };
+        books.holdings().remove(holding);
+        if holding.reported() != 0 {
             tracing::warn!(
                 target: "bulwark::resource",
-                kind = self.holding.kind(),
-                holder_task = self.holding.holder(),
-                age_ms = self.holding.age().as_millis() as u64,
-                acquired_at = %self.holding.site(),
+                kind = holding.kind(),
+                holder_task = holding.holder(),
+                age_ms = holding.age().as_millis() as u64,
+                acquired_at = %holding.site(),
                 "a resource handle reported as leaked was returned",
             );
         }
@@ -121,7 +133,7 @@ pub fn track<T>(kind: &'static str, value: T) -> Tracked<T> {
     let site = Location::caller();
     let entry = current_books().map(|books| {
         let permit = books.kind_or_register(kind).acquire_over_budget();
-        Entry::new(books, kind, permit, site)
+        Entry::new(Some(books), kind, permit, site)
     });
     Tracked {
         value: Some(value),
@@ -144,7 +156,7 @@ pub fn try_track<T>(kind: &'static str, value: T) -> Result<Tracked<T>, OverBudg
     match k.try_acquire_permit() {
         Some(permit) => Ok(Tracked {
             value: Some(value),
-            entry: Some(Entry::new(books, kind, permit, site)),
+            entry: Some(Entry::new(Some(books), kind, permit, site)),
         }),
         None => Err(OverBudget {
             kind,
@@ -176,7 +188,7 @@ pub fn track_wait<T>(
         match k.acquire().await {
             Ok(permit) => Ok(Tracked {
                 value: Some(value),
-                entry: Some(Entry::new(books, kind, permit, site)),
+                entry: Some(Entry::new(Some(books), kind, permit, site)),
             }),
             Err(_) => Err(Closed { kind, value }),
         }
@@ -184,6 +196,32 @@ pub fn track_wait<T>(
 }
 
 impl<T> Tracked<T> {
+    /// A handle of a value whose place (`permit`) the caller already took:
+    /// tracked in `books` if given, else only holding the permit.
+    fn with_permit(
+        books: Option<Arc<Books>>,
+        kind: &'static str,
+        permit: Permit,
+        site: &'static Location<'static>,
+        value: T,
+    ) -> Tracked<T> {
+        Tracked {
+            value: Some(value),
+            entry: Some(Entry::new(books, kind, permit, site)),
+        }
+    }
+
+    /// Takes the value and the handle's entry apart: the caller puts the
+    /// value away, then drops the entry to give the place back.
+    fn split(mut self) -> (T, Option<Entry>) {
+        let entry = self.entry.take();
+        let value = self
+            .value
+            .take()
+            .expect("a Tracked holds its value until consumed");
+        (value, entry)
+    }
+
     /// The value, no longer tracked: its place in the budget is given back.
     pub fn into_inner(mut self) -> T {
         self.entry = None;
@@ -196,25 +234,29 @@ impl<T> Tracked<T> {
     /// hand-over made on purpose, so that the old holder's end does not make
     /// it an orphan.
     pub fn rebind(&self) {
-        if let Some(entry) = &self.entry {
+        if let Some(holding) = self.holding() {
             let holder = bulwark_executor::task::holder_id().map(|id| id.as_u64());
-            entry.holding.set_holder(holder);
+            holding.set_holder(holder);
         }
+    }
+
+    fn holding(&self) -> Option<&Arc<Holding>> {
+        self.entry.as_ref().and_then(Entry::holding)
     }
 
     /// The kind's name, if the handle is tracked (it was made in a runtime).
     pub fn kind(&self) -> Option<&str> {
-        self.entry.as_ref().map(|e| e.holding.kind())
+        self.holding().map(|h| h.kind())
     }
 
     /// The line that took the handle, if it is tracked.
     pub fn site(&self) -> Option<&'static Location<'static>> {
-        self.entry.as_ref().map(|e| e.holding.site())
+        self.holding().map(|h| h.site())
     }
 
     /// The id of the task holding it, if tracked and held by a task.
     pub fn holder(&self) -> Option<u64> {
-        self.entry.as_ref().and_then(|e| e.holding.holder())
+        self.holding().and_then(|h| h.holder())
     }
 }
 
