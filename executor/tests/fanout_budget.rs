@@ -119,15 +119,17 @@ fn max_children_holds_on_two_workers_and_order_stays_within_the_budget() {
     assert_eq!(sum, sum_to(1_000));
     let max = probe.max_live.load(SeqCst);
     assert!(max <= 10, "{max} children were live at once, budget 10");
-    // Children leave the queue strictly in order; two workers may poll the
-    // few that hold places in another order, never further apart than the
-    // budget.
+    // Children leave the queue strictly in order, so none is polled before
+    // all but 9 of those ahead of it have been: a child runs at most 9
+    // places early. It may run late by more: a worker the OS preempts with
+    // stolen children in its queue holds their places while the other
+    // worker cycles through the rest.
     let started = probe.started();
     assert_eq!(started.len(), 1_000);
     for (pos, &index) in started.iter().enumerate() {
         assert!(
-            pos.abs_diff(index) < 10,
-            "child {index} started at position {pos}"
+            index < pos + 10,
+            "child {index} started at position {pos}, ahead of its budget"
         );
     }
 }
