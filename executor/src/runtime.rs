@@ -103,6 +103,11 @@ impl Builder {
     /// budget is unbounded (its handles are still tracked). A budget of
     /// zero, or one of the runtime's own kinds (`"task"`), is refused by
     /// [`build`](Self::build). Set twice, the last one counts.
+    ///
+    /// The runtime's sockets are the kind `"socket"`, whose default budget
+    /// is the fd limit less some headroom
+    /// (`bulwark::net::default_socket_budget`); at it, listeners pause and
+    /// `connect` waits.
     pub fn resource_budget(&mut self, kind: &'static str, n: usize) -> &mut Self {
         self.resource_budgets.retain(|(k, _)| *k != kind);
         self.resource_budgets.push((kind, n));
@@ -295,6 +300,11 @@ impl Builder {
         // Accept loops' spawns are roots, not children (see `fanout`).
         bulwark_io::context::set_accept_hook(crate::spawn::on_accept);
         let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
+        // Sockets stay under the fd limit (`resource_budget("socket", n)`
+        // below replaces the default).
+        books
+            .sockets()
+            .set_budget(bulwark_io::net::default_socket_budget());
         for &(kind, n) in &self.resource_budgets {
             books.kind_or_register(kind).set_budget(n);
         }

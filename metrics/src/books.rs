@@ -26,6 +26,7 @@ pub struct Books {
     /// Live tasks; the budget is the hard task ceiling (`max_tasks`). Also
     /// the first entry of `kinds`; kept here for the spawn path.
     tasks: Arc<Kind>,
+    sockets: Arc<Kind>,
     /// Every kind, in registration order.
     kinds: Mutex<Vec<Arc<Kind>>>,
     /// Every worker slot ever added, in registration order (never removed,
@@ -75,9 +76,12 @@ impl Books {
     /// `pause_accept`. The kind [`TASK`] is registered.
     pub fn new(max_tasks: usize, pause_accept: bool) -> Books {
         let tasks = Arc::new(Kind::new(TASK, max_tasks));
+        // No budget until the runtime sets one (from `RLIMIT_NOFILE`).
+        let sockets = Arc::new(Kind::new(crate::ledger::SOCKET, usize::MAX));
         Books {
-            kinds: Mutex::new(vec![tasks.clone()]),
+            kinds: Mutex::new(vec![tasks.clone(), sockets.clone()]),
             tasks,
+            sockets,
             workers: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
             holdings: crate::Holdings::default(),
@@ -101,6 +105,13 @@ impl Books {
     #[inline]
     pub fn tasks(&self) -> &Arc<Kind> {
         &self.tasks
+    }
+
+    /// The kind [`SOCKET`](crate::ledger::SOCKET): the runtime's open
+    /// sockets, whose budget keeps it under its fd limit.
+    #[inline]
+    pub fn sockets(&self) -> &Arc<Kind> {
+        &self.sockets
     }
 
     /// Registers a kind named `name` with `budget` permits (`usize::MAX`: no
@@ -446,16 +457,16 @@ mod tests {
     #[test]
     fn kinds_register_once_by_name_in_order() {
         let b = Books::new(10, false);
-        assert_eq!(b.kinds().len(), 1);
+        assert_eq!(b.kinds().len(), 2);
         assert!(Arc::ptr_eq(&b.kind(TASK).unwrap(), b.tasks()));
-        assert!(b.kind(SOCKET).is_none());
+        assert!(Arc::ptr_eq(&b.kind(SOCKET).unwrap(), b.sockets()));
+        assert_eq!(b.sockets().budget(), usize::MAX, "no budget until set");
         let db = b.register_kind(String::from("db"), 4).unwrap();
         assert_eq!((db.name(), db.budget()), ("db", 4));
-        let socket = b.register_kind(SOCKET, 100).unwrap();
+        assert!(b.register_kind(SOCKET, 100).is_err(), "registered already");
         assert!(Arc::ptr_eq(&b.kind("db").unwrap(), &db));
         let names: Vec<_> = b.kinds().iter().map(|k| k.name().to_owned()).collect();
-        assert_eq!(names, ["task", "db", "socket"]);
-        assert_eq!(socket.budget(), 100);
+        assert_eq!(names, ["task", "socket", "db"]);
 
         let dup = b.register_kind("db", 9).unwrap_err();
         assert_eq!(dup, KindError::Duplicate { name: "db".into() });

@@ -314,8 +314,9 @@ mod tests {
         assert_eq!(s.accept_backoffs, 5);
         assert_eq!(s.accept_pauses, 6);
         assert_eq!((s.tasks_admitted_live, s.max_tasks), (1, 10));
+        assert_eq!(s.kinds[1].name, "socket");
         assert_eq!(
-            s.kinds[1],
+            s.kinds[2],
             KindSnapshot {
                 name: "db".into(),
                 live: 2,

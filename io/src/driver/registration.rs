@@ -10,6 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bulwark_metrics::ledger::Permit;
+
 /// The driver's side of one source: its readiness and waiters.
 pub(crate) struct Registration {
     handle: Handle,
@@ -195,6 +197,9 @@ impl Drop for Registration {
 pub struct PollEvented<E: mio::event::Source> {
     io: Option<E>,
     pub(crate) registration: Registration,
+    /// This socket's place in the runtime's socket budget (the kind
+    /// `socket`): released when it is dropped (after the source is closed).
+    _socket: Option<Permit>,
 }
 
 impl<E: mio::event::Source> PollEvented<E> {
@@ -204,15 +209,30 @@ impl<E: mio::event::Source> PollEvented<E> {
         Self::new_with_handle(io, interest, handle)
     }
 
+    /// Registers `io` with `handle`'s driver, counted in the socket budget
+    /// (over it if need be: the socket exists already).
     pub(crate) fn new_with_handle(
+        io: E,
+        interest: mio::Interest,
+        handle: Handle,
+    ) -> io::Result<Self> {
+        let permit = handle.books().sockets().acquire_over_budget();
+        Self::with_socket_permit(io, interest, handle, permit)
+    }
+
+    /// Registers `io`, whose place in the socket budget (`permit`) was
+    /// taken before the socket was made (by `accept` or `connect`).
+    pub(crate) fn with_socket_permit(
         mut io: E,
         interest: mio::Interest,
         handle: Handle,
+        permit: Permit,
     ) -> io::Result<Self> {
         let registration = Registration::new(&mut io, interest, handle)?;
         Ok(PollEvented {
             io: Some(io),
             registration,
+            _socket: Some(permit),
         })
     }
 

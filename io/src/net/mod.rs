@@ -23,6 +23,13 @@
 //!   [`TcpStream`] and its owned halves, so hyper serves on bulwark without
 //!   an adapter.
 //!
+//! Every socket takes a place in the runtime's socket budget (the ledger
+//! kind `socket`), given back when it closes. At the budget, `accept`
+//! leaves connections in the kernel backlog and `connect` waits, both first
+//! come first served, until one of the runtime's sockets closes: the
+//! service backs off at its budget instead of failing with `EMFILE`. The
+//! default budget is [`default_socket_budget`].
+//!
 //! Constructors need a runtime: made outside one (no driver on the thread)
 //! they return an error, never panic. Dropping a socket deregisters it,
 //! closes it and drops the wakers waiting on it.
@@ -73,6 +80,26 @@ pub(crate) fn no_addresses() -> io::Error {
         io::ErrorKind::InvalidInput,
         "could not resolve to any address",
     )
+}
+
+/// The socket budget a runtime gets unless told otherwise: the process's
+/// soft `RLIMIT_NOFILE` less a sixteenth of it (at least 32), kept for what
+/// is not a socket of the runtime (stdio, the driver's epoll and wake fds,
+/// files, pipes, sockets made by other code). 4,096 fds give a budget of
+/// 3,840. No limit (or no way to read it) gives no budget.
+pub fn default_socket_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass, and nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
+        return usize::MAX;
+    }
+    let limit = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    let headroom = (limit / 16).max(32);
+    limit.saturating_sub(headroom).max(1)
 }
 
 /// A hand-made runtime for the unit tests: a driver turned by a thread of its

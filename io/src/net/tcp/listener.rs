@@ -133,9 +133,10 @@ impl TcpListener {
     /// room to finish. In the showdown's fan-out flood this cut the
     /// subtasks that ran for a request that then failed from 12% to 0.7-3.2%.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let ((stream, addr), reserved) = self.accept_with(|listener| listener.accept()).await?;
+        let ((stream, addr), reserved, socket) =
+            self.accept_with(|listener| listener.accept()).await?;
         let handle = self.io.registration.handle().clone();
-        let stream = TcpStream::new_with_handle(stream, handle)?;
+        let stream = TcpStream::with_socket_permit(stream, handle, socket)?;
         if let Some(permit) = reserved {
             // For the spawn that follows: see `accept`'s docs. (Had the
             // stream failed to register, the permit would be released.)
@@ -148,13 +149,16 @@ impl TcpListener {
     /// The accept loop of [`accept`](TcpListener::accept), with the system
     /// call given (the tests put failures in front of it). With the value
     /// comes the task permit reserved for it, if the runtime has a ceiling
-    /// (and pauses listeners at it).
+    /// (and pauses listeners at it), and the new socket's place in the
+    /// socket budget, taken before the system call: at the budget the
+    /// listener waits for a socket to close instead of meeting `EMFILE`.
     pub(super) async fn accept_with<T>(
         &self,
         mut op: impl FnMut(&mio::net::TcpListener) -> io::Result<T>,
-    ) -> io::Result<(T, Option<Permit>)> {
+    ) -> io::Result<(T, Option<Permit>, Permit)> {
         let mut backoff = BACKOFF_START;
         let mut paused = PAUSE_START;
+        let mut socket: Option<Permit> = None;
         {
             let books = self.io.registration.handle().books();
             if books.tasks().live().saturating_mul(2) > books.tasks().budget() {
@@ -168,6 +172,19 @@ impl TcpListener {
         loop {
             let handle = self.io.registration.handle();
             let books = handle.books();
+            if socket.is_none() {
+                socket = books.sockets().try_acquire_permit();
+            }
+            if socket.is_none() {
+                // At the socket budget: connections wait in the kernel
+                // backlog until one of ours closes (first come first served
+                // with any `connect` waiting too).
+                books.count_accept_pause();
+                match books.sockets().acquire().await {
+                    Ok(permit) => socket = Some(permit),
+                    Err(_) => return Err(io::Error::other(crate::driver::SHUT_DOWN)),
+                }
+            }
             // A look before the wait for a connection, so that a listener
             // at a full ceiling does not wake for each connection only to
             // find no permit.
@@ -190,11 +207,12 @@ impl TcpListener {
                     .await
             };
             match res {
-                Ok(Ok(accepted)) => {
+                Ok(Ok((value, reserved))) => {
                     // The task polling this is an accept loop: what it
                     // spawns is new work (see `context::set_accept_hook`).
                     crate::context::accepted();
-                    return Ok(accepted);
+                    let socket = socket.take().expect("a socket place is held");
+                    return Ok((value, reserved, socket));
                 }
                 Ok(Err(AcceptPaused)) => {
                     // The runtime sheds or is at its task ceiling: leave new

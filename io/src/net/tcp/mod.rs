@@ -233,7 +233,7 @@ mod tests {
         let mut calls = 0;
         let start = Instant::now();
         let before = rt.handle.stats().accept_backoffs;
-        let ((stream, _), reserved) = rt
+        let ((stream, _), reserved, _socket) = rt
             .block_on(listener.accept_with(|l| {
                 calls += 1;
                 match calls {

@@ -9,6 +9,7 @@
 use super::split::{split, split_owned, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 use crate::driver::scheduled_io::Direction;
 use crate::driver::{Handle, PollEvented};
+use bulwark_metrics::ledger::Permit;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
@@ -56,7 +57,18 @@ impl TcpStream {
     }
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = TcpStream::new(mio::net::TcpStream::connect(addr)?)?;
+        // A place in the socket budget first: at the budget, the connect
+        // waits (first come first served) for one of the runtime's sockets
+        // to close, rather than failing with EMFILE.
+        let handle = crate::context::current_or_err()?;
+        let socket = handle
+            .books()
+            .sockets()
+            .acquire()
+            .await
+            .map_err(|_| io::Error::other(crate::driver::SHUT_DOWN))?;
+        let stream =
+            TcpStream::with_socket_permit(mio::net::TcpStream::connect(addr)?, handle, socket)?;
         // mio's recipe: the connect has finished when the socket turns
         // writable; then `SO_ERROR` says whether it failed, and a peer
         // address says it succeeded. Without either the writable event was
@@ -90,14 +102,18 @@ impl TcpStream {
 
     /// Registers a mio stream with `handle`'s driver (an accepted stream
     /// joins its listener's driver).
-    pub(crate) fn new_with_handle(
+    /// Wraps an accepted stream, whose place in the socket budget was taken
+    /// before the accept.
+    pub(crate) fn with_socket_permit(
         stream: mio::net::TcpStream,
         handle: Handle,
+        socket: Permit,
     ) -> io::Result<TcpStream> {
-        let io = PollEvented::new_with_handle(
+        let io = PollEvented::with_socket_permit(
             stream,
             mio::Interest::READABLE | mio::Interest::WRITABLE,
             handle,
+            socket,
         )?;
         Ok(TcpStream { io })
     }
