@@ -12,10 +12,19 @@
 //! runtime (`on_lost_task(LostTask::Cancel)`) reports it and drops its
 //! future, and its `JoinHandle` says why.
 //!
+//! Last, a handler leases a connection from a `resource::Pool` and, on an
+//! error path, stashes the lease in a global list: the lease outlives its
+//! task. The watchdog's leak scan reports the orphan with the line that
+//! acquired it, and its return once the list lets it go.
+//!
 //! The events go through `tracing`, here to `tracing-subscriber`'s plain
 //! formatter.
 
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// Where the buggy handler stashes its lease.
+static STASH: Mutex<Vec<bulwark::resource::Lease<u32>>> = Mutex::new(Vec::new());
 
 fn main() {
     tracing_subscriber::fmt()
@@ -60,11 +69,27 @@ fn main() {
             .expect("spawn");
         let err = forgotten.await.expect_err("cancelled as lost");
         println!("JoinError: {err} (is_lost: {})", err.is_lost());
+
+        let pool = bulwark::resource::Pool::builder("db")
+            .max_size(4)
+            .build(|| async { Ok::<_, std::io::Error>(7u32) })
+            .expect("a pool");
+        let p = pool.clone();
+        bulwark::spawn(async move {
+            let conn = p.acquire().await.expect("a connection");
+            STASH.lock().unwrap().push(conn); // the bug
+        })
+        .await
+        .expect("the handler ends");
+        // The watchdog's leak scan runs every 100 ms.
+        bulwark::time::sleep(Duration::from_millis(250)).await;
+        println!("pool: {:?}", pool.status());
+        STASH.lock().unwrap().clear();
     });
     let m = rt.metrics();
     println!(
-        "stalls: {}, compensations: {}, worker threads now: {}, lost tasks cancelled: {}",
-        m.stalls, m.compensations, m.worker_threads, m.tasks_lost_cancelled
+        "stalls: {}, compensations: {}, worker threads now: {}, lost tasks cancelled: {}, orphaned leases: {}",
+        m.stalls, m.compensations, m.worker_threads, m.tasks_lost_cancelled, m.resource_orphans
     );
     for stall in rt.handle().stalls() {
         println!("{stall:?}");
