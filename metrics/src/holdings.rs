@@ -3,15 +3,17 @@
 //! a scan can find the orphans (a handle whose holder task has finished) and
 //! the handles held too long (past their kind's `max_hold`).
 //!
-//! A handle is one entry in a sharded map, inserted when it is tracked and
-//! removed when it drops; the shard is picked by the entry's number, so
-//! threads that track at once rarely share a lock. Who decides what is an
+//! A handle is one entry in a sharded slab, inserted when it is tracked and
+//! removed when it drops; inserts go round the shards, so threads that
+//! track at once rarely share a lock, and an entry's number says its shard
+//! and its place. Who decides what is an
 //! orphan (the executor, which knows which tasks live) reads the entries
 //! with [`Holdings::for_each`]; each entry remembers what was reported of
 //! it, so a report is made once, and the drop of a reported handle can say
 //! it came back.
 
 use parking_lot::Mutex;
+use slab::Slab;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -20,8 +22,8 @@ use std::time::{Duration, Instant};
 
 const SHARDS: usize = 16;
 
-/// One shard of the holdings: entries by number.
-type Shard = Mutex<HashMap<u64, Arc<Holding>>>;
+/// One shard of the holdings.
+type Shard = Mutex<Slab<Arc<Holding>>>;
 
 /// Reported as an orphan.
 pub const REPORTED_ORPHAN: u8 = 1;
@@ -32,7 +34,7 @@ pub const REPORTED_LONG: u8 = 2;
 #[derive(Debug)]
 pub struct Holding {
     id: u64,
-    kind: Arc<str>,
+    kind: &'static str,
     /// The id of the task holding it; 0 for none (taken outside a task).
     holder: AtomicU64,
     site: &'static Location<'static>,
@@ -41,14 +43,15 @@ pub struct Holding {
 }
 
 impl Holding {
-    /// The entry's number (unique in its books).
+    /// The entry's number: unique among the live entries of its books
+    /// (reused once the entry is gone).
     pub fn id(&self) -> u64 {
         self.id
     }
 
     /// The kind's name.
-    pub fn kind(&self) -> &str {
-        &self.kind
+    pub fn kind(&self) -> &'static str {
+        self.kind
     }
 
     /// The id of the task holding the handle, if it was taken (or last
@@ -110,39 +113,45 @@ impl Default for Holdings {
 }
 
 impl Holdings {
-    fn shard(&self, id: u64) -> &Shard {
-        &self.shards[id as usize % SHARDS]
-    }
-
     /// Records a handle of `kind` taken at `site` by task `holder`.
     pub fn insert(
         &self,
-        kind: Arc<str>,
+        kind: &'static str,
         holder: Option<u64>,
         site: &'static Location<'static>,
     ) -> Arc<Holding> {
-        let id = self.next.fetch_add(1, Relaxed);
+        let shard = self.next.fetch_add(1, Relaxed) as usize % SHARDS;
+        let mut slab = self.shards[shard].lock();
+        let entry = slab.vacant_entry();
         let holding = Arc::new(Holding {
-            id,
+            id: (entry.key() * SHARDS + shard) as u64,
             kind,
             holder: AtomicU64::new(holder.unwrap_or(0)),
             site,
             since: Instant::now(),
             reported: AtomicU8::new(0),
         });
-        self.shard(id).lock().insert(id, holding.clone());
+        entry.insert(holding.clone());
         holding
     }
 
     /// The handle dropped.
     pub fn remove(&self, holding: &Holding) {
-        self.shard(holding.id).lock().remove(&holding.id);
+        let id = holding.id as usize;
+        let mut slab = self.shards[id % SHARDS].lock();
+        // Only this handle's own entry: a number is reused once free.
+        if slab
+            .get(id / SHARDS)
+            .is_some_and(|h| std::ptr::eq(&**h, holding))
+        {
+            slab.remove(id / SHARDS);
+        }
     }
 
     /// Runs `f` on every live handle (one shard locked at a time).
     pub fn for_each(&self, mut f: impl FnMut(&Arc<Holding>)) {
         for shard in self.shards.iter() {
-            let entries: Vec<Arc<Holding>> = shard.lock().values().cloned().collect();
+            let entries: Vec<Arc<Holding>> = shard.lock().iter().map(|(_, h)| h.clone()).collect();
             for h in &entries {
                 f(h);
             }
@@ -236,8 +245,8 @@ mod tests {
     #[test]
     fn entries_come_and_go_and_are_reported_once() {
         let h = Holdings::default();
-        let a = h.insert("db".into(), Some(7), Location::caller());
-        let b = h.insert("db".into(), None, Location::caller());
+        let a = h.insert("db", Some(7), Location::caller());
+        let b = h.insert("db", None, Location::caller());
         assert_eq!(h.len(), 2);
         assert_eq!(a.holder(), Some(7));
         assert_eq!(b.holder(), None);

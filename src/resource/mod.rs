@@ -50,14 +50,15 @@
 //! });
 //! ```
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bulwark_executor::runtime::Handle;
-use bulwark_metrics::ledger::Permit;
+use bulwark_metrics::ledger::{Kind, Permit};
 use bulwark_metrics::{Books, Holding};
 
 mod pool;
@@ -88,7 +89,7 @@ impl Entry {
     ) -> Entry {
         let tracking = books.map(|books| {
             let holder = bulwark_executor::task::holder_id().map(|id| id.as_u64());
-            let holding = books.holdings().insert(kind.into(), holder, site);
+            let holding = books.holdings().insert(kind, holder, site);
             (books, holding)
         });
         Entry {
@@ -125,6 +126,38 @@ fn current_books() -> Option<Arc<Books>> {
     Handle::try_current().ok().map(|h| h.books().clone())
 }
 
+/// The kind named `kind` in `books`, registered (with no budget) if it was
+/// not. The last one looked up on this thread is kept, so a thread that
+/// tracks the same kind again and again does not take the books' lock.
+fn kind_of(books: &Arc<Books>, kind: &'static str) -> Arc<Kind> {
+    type Last = Option<(Weak<Books>, &'static str, Arc<Kind>)>;
+    thread_local! {
+        static LAST: RefCell<Last> = const { RefCell::new(None) };
+    }
+    let cached = LAST
+        .try_with(|last| {
+            let last = last.borrow();
+            match &*last {
+                Some((b, k, found))
+                    if std::ptr::eq(b.as_ptr(), Arc::as_ptr(books)) && *k == kind =>
+                {
+                    Some(found.clone())
+                }
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten();
+    if let Some(found) = cached {
+        return found;
+    }
+    let found = books.kind_or_register(kind);
+    let _ = LAST.try_with(|last| {
+        *last.borrow_mut() = Some((Arc::downgrade(books), kind, found.clone()));
+    });
+    found
+}
+
 /// Wraps `value` as a handle of the resource kind `kind`, held by the running
 /// task, taken here. Never refuses: past the kind's budget the handle is
 /// counted all the same (use [`try_track`] or [`track_wait`] to respect it).
@@ -132,7 +165,7 @@ fn current_books() -> Option<Arc<Books>> {
 pub fn track<T>(kind: &'static str, value: T) -> Tracked<T> {
     let site = Location::caller();
     let entry = current_books().map(|books| {
-        let permit = books.kind_or_register(kind).acquire_over_budget();
+        let permit = kind_of(&books, kind).acquire_over_budget();
         Entry::new(Some(books), kind, permit, site)
     });
     Tracked {
@@ -152,7 +185,7 @@ pub fn try_track<T>(kind: &'static str, value: T) -> Result<Tracked<T>, OverBudg
             entry: None,
         });
     };
-    let k = books.kind_or_register(kind);
+    let k = kind_of(&books, kind);
     match k.try_acquire_permit() {
         Some(permit) => Ok(Tracked {
             value: Some(value),
@@ -184,7 +217,7 @@ pub fn track_wait<T>(
                 entry: None,
             });
         };
-        let k = books.kind_or_register(kind);
+        let k = kind_of(&books, kind);
         match k.acquire().await {
             Ok(permit) => Ok(Tracked {
                 value: Some(value),
