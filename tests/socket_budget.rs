@@ -89,3 +89,45 @@ fn a_budget_of_50_holds_with_200_clients_and_all_are_served() {
         assert_eq!(m.accept_backoffs, 0, "no EMFILE was met");
     });
 }
+
+static STASHED: std::sync::Mutex<Vec<bulwark::net::TcpStream>> = std::sync::Mutex::new(Vec::new());
+
+#[test]
+fn a_socket_stashed_by_a_task_that_ended_is_an_orphan_named_by_its_accept_line() {
+    within(60, "an orphaned socket", || {
+        let rt = builder(2).build().expect("runtime");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let listener = bulwark::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let line = line!() + 1;
+                let (stream, _) = listener.accept().await.expect("accept");
+                let _ = line_tx.send(line);
+                // The connection's task uses it, then stashes it and ends.
+                bulwark::spawn(async move {
+                    let _ = stream.readable().await;
+                    STASHED.lock().unwrap().push(stream);
+                });
+            }
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).expect("connect");
+        std::io::Write::write_all(&mut client, b"x").unwrap();
+        let line = line_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        common::wait_until(5, "the stashed socket to be listed as an orphan", || {
+            rt.handle().leaks().iter().any(|l| l.kind == "socket")
+        });
+        let leaks = rt.handle().leaks();
+        assert_eq!(leaks.len(), 1, "only the stashed socket: {leaks:?}");
+        let leak = &leaks[0];
+        assert_eq!(leak.why, bulwark::resource::LeakKind::Orphan);
+        assert!(leak.site.file().ends_with("socket_budget.rs"), "{leak:?}");
+        assert_eq!(leak.site.line(), line, "the accept line: {leak:?}");
+        STASHED.lock().unwrap().clear();
+        assert!(rt.handle().leaks().is_empty());
+    });
+}

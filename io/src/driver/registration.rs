@@ -10,13 +10,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bulwark_metrics::ledger::Permit;
+use bulwark_metrics::ledger::{Permit, SOCKET};
+use bulwark_metrics::Holding;
+use std::panic::Location;
 
 /// The driver's side of one source: its readiness and waiters.
 pub(crate) struct Registration {
     handle: Handle,
     pub(super) io: Arc<ScheduledIo>,
     pub(super) token: mio::Token,
+    /// The socket as a tracked resource of kind `socket`: the task holding
+    /// it (the last one to wait on it) and the line that made it, for the
+    /// books' leak scan.
+    holding: Arc<Holding>,
 }
 
 impl Registration {
@@ -24,9 +30,28 @@ impl Registration {
         source: &mut impl mio::event::Source,
         interest: mio::Interest,
         handle: Handle,
+        site: &'static Location<'static>,
     ) -> io::Result<Registration> {
         let (io, token) = handle.register(source, interest)?;
-        Ok(Registration { handle, io, token })
+        let books = handle.books();
+        let holding = books.holdings().insert(SOCKET, books.current_task(), site);
+        Ok(Registration {
+            handle,
+            io,
+            token,
+            holding,
+        })
+    }
+
+    /// A task other than the socket's holder waits on it: the socket was
+    /// handed over (an accepted stream moved into its connection's task), so
+    /// that task holds it now. One load when the holder is the same.
+    #[inline]
+    fn note_holder(&self) {
+        let task = self.handle.books().current_task();
+        if task.is_some() && task != self.holding.holder() {
+            self.holding.set_holder(task);
+        }
     }
 
     /// Waits until the source is ready for `dir`; errors once the driver is
@@ -36,6 +61,7 @@ impl Registration {
         cx: &mut Context<'_>,
         dir: Direction,
     ) -> Poll<io::Result<super::scheduled_io::ReadyEvent>> {
+        self.note_holder();
         let ev = ready!(self.io.poll_ready(cx, dir));
         if ev.is_shutdown() {
             return Poll::Ready(Err(io::Error::other(SHUT_DOWN)));
@@ -124,6 +150,7 @@ impl Registration {
         dir: Direction,
         op: impl FnOnce() -> io::Result<R>,
     ) -> io::Result<R> {
+        self.note_holder();
         // Only a look: a waker stored here would replace a waiting task's.
         let ev = match self.io.ready_now(dir) {
             Some(ev) if ev.is_shutdown() => return Err(io::Error::other(SHUT_DOWN)),
@@ -163,6 +190,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
         let this = self.get_mut();
+        this.registration.note_holder();
         if this.budget {
             ready!(coop::poll_proceed(cx));
         }
@@ -189,6 +217,7 @@ impl<F> Drop for Ready<'_, F> {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.handle.release(&self.io, self.token);
+        self.handle.books().holdings().remove(&self.holding);
     }
 }
 
@@ -203,10 +232,14 @@ pub struct PollEvented<E: mio::event::Source> {
 }
 
 impl<E: mio::event::Source> PollEvented<E> {
-    /// Registers `io` with this thread's driver.
-    pub(crate) fn new(io: E, interest: mio::Interest) -> io::Result<Self> {
+    /// Registers `io` with this thread's driver; `site` made it.
+    pub(crate) fn new(
+        io: E,
+        interest: mio::Interest,
+        site: &'static Location<'static>,
+    ) -> io::Result<Self> {
         let handle = crate::context::current_or_err()?;
-        Self::new_with_handle(io, interest, handle)
+        Self::new_with_handle(io, interest, handle, site)
     }
 
     /// Registers `io` with `handle`'s driver, counted in the socket budget
@@ -215,9 +248,10 @@ impl<E: mio::event::Source> PollEvented<E> {
         io: E,
         interest: mio::Interest,
         handle: Handle,
+        site: &'static Location<'static>,
     ) -> io::Result<Self> {
         let permit = handle.books().sockets().acquire_over_budget();
-        Self::with_socket_permit(io, interest, handle, permit)
+        Self::with_socket_permit(io, interest, handle, permit, site)
     }
 
     /// Registers `io`, whose place in the socket budget (`permit`) was
@@ -227,8 +261,9 @@ impl<E: mio::event::Source> PollEvented<E> {
         interest: mio::Interest,
         handle: Handle,
         permit: Permit,
+        site: &'static Location<'static>,
     ) -> io::Result<Self> {
-        let registration = Registration::new(&mut io, interest, handle)?;
+        let registration = Registration::new(&mut io, interest, handle, site)?;
         Ok(PollEvented {
             io: Some(io),
             registration,

@@ -3,6 +3,7 @@
 use super::scheduled_io::{Direction, READABLE};
 use super::*;
 use std::future::Future;
+use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Wake;
 
@@ -26,11 +27,23 @@ fn udp() -> mio::net::UdpSocket {
 fn a_stale_event_for_a_reused_slot_does_not_wake_the_new_owner() {
     let (mut driver, handle) = Driver::new().unwrap();
     // First owner of slab slot 0.
-    let old = PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle.clone()).unwrap();
+    let old = PollEvented::new_with_handle(
+        udp(),
+        mio::Interest::READABLE,
+        handle.clone(),
+        Location::caller(),
+    )
+    .unwrap();
     let old_token = old.registration.token;
     drop(old);
     // The slot is reused by a new socket, with a new generation.
-    let new = PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle.clone()).unwrap();
+    let new = PollEvented::new_with_handle(
+        udp(),
+        mio::Interest::READABLE,
+        handle.clone(),
+        Location::caller(),
+    )
+    .unwrap();
     let new_token = new.registration.token;
     assert_eq!(
         decode(old_token).0,
@@ -116,7 +129,9 @@ fn shutdown_fails_waits_and_fires_timers() {
     handle.insert_timer(Instant::now() + Duration::from_secs(60), &waker);
     drop(driver);
     assert_eq!(count.0.load(Ordering::SeqCst), 1);
-    let err = PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle).unwrap_err();
+    let err =
+        PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle, Location::caller())
+            .unwrap_err();
     assert!(err.to_string().contains("shut down"));
 }
 
@@ -166,7 +181,9 @@ fn a_panicking_waker_does_not_stop_shutdown_waking_the_rest() {
     handle.insert_timer(far, &boom_w);
     handle.insert_timer(far, &w);
     // Two IO waiters on one source, the panicking one first.
-    let source = PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle).unwrap();
+    let source =
+        PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle, Location::caller())
+            .unwrap();
     let io = &source.registration.io;
     let pending = |w: &Waker| {
         io.poll_ready(&mut std::task::Context::from_waker(w), Direction::Read)
@@ -188,8 +205,9 @@ fn a_source_registered_while_shutting_down_sees_shutdown_or_is_refused() {
     let (driver, handle) = Driver::new().unwrap();
     let mut ios = handle.inner.ios.lock();
     let h = handle.clone();
-    let t =
-        std::thread::spawn(move || PollEvented::new_with_handle(udp(), mio::Interest::READABLE, h));
+    let t = std::thread::spawn(move || {
+        PollEvented::new_with_handle(udp(), mio::Interest::READABLE, h, Location::caller())
+    });
     // Time for it to reach the lock (not needed for the outcome: a register
     // that comes later fails all the same).
     std::thread::sleep(Duration::from_millis(20));
@@ -320,7 +338,9 @@ fn set_timer_owned_keeps_the_waker_without_a_clone() {
 #[test]
 fn a_dropped_io_future_releases_its_waker_without_an_event() {
     let (_driver, handle) = Driver::new().unwrap();
-    let source = PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle).unwrap();
+    let source =
+        PollEvented::new_with_handle(udp(), mio::Interest::READABLE, handle, Location::caller())
+            .unwrap();
     let count = Arc::new(Count(AtomicUsize::new(0)));
     let waker = Waker::from(count.clone());
     let mut cx = std::task::Context::from_waker(&waker);

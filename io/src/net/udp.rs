@@ -7,8 +7,10 @@
 use crate::driver::scheduled_io::Direction;
 use crate::driver::PollEvented;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::panic::Location;
 use std::task::{ready, Context, Poll};
 use tokio::io::ReadBuf;
 
@@ -30,14 +32,22 @@ impl UdpSocket {
     /// # Errors
     ///
     /// Outside a bulwark runtime; when no address resolves or binds.
-    pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
-        super::each_addr(addr, |addr| {
-            UdpSocket::new(mio::net::UdpSocket::bind(addr)?)
-        })
+    #[track_caller]
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> impl Future<Output = io::Result<UdpSocket>> {
+        let site = Location::caller();
+        async move {
+            super::each_addr(addr, |addr| {
+                UdpSocket::new(mio::net::UdpSocket::bind(addr)?, site)
+            })
+        }
     }
 
-    fn new(socket: mio::net::UdpSocket) -> io::Result<UdpSocket> {
-        let io = PollEvented::new(socket, mio::Interest::READABLE | mio::Interest::WRITABLE)?;
+    fn new(socket: mio::net::UdpSocket, site: &'static Location<'static>) -> io::Result<UdpSocket> {
+        let io = PollEvented::new(
+            socket,
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+            site,
+        )?;
         Ok(UdpSocket { io })
     }
 
@@ -48,7 +58,7 @@ impl UdpSocket {
     /// Outside a bulwark runtime, or when the driver refuses it.
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
         socket.set_nonblocking(true)?;
-        UdpSocket::new(mio::net::UdpSocket::from_std(socket))
+        UdpSocket::new(mio::net::UdpSocket::from_std(socket), Location::caller())
     }
 
     /// Deregisters the socket and hands it back as a std socket (still in

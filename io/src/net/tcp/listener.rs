@@ -7,8 +7,10 @@ use crate::time::Sleep;
 use bulwark_metrics::ledger::{self, Permit};
 use bulwark_metrics::AcceptPaused;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::panic::Location;
 use std::time::{Duration, Instant};
 
 /// The first back-off after `accept` fails for want of fds or memory.
@@ -44,14 +46,21 @@ impl TcpListener {
     /// # Errors
     ///
     /// Outside a bulwark runtime; when no address resolves or binds.
-    pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
-        super::super::each_addr(addr, |addr| {
-            TcpListener::new(mio::net::TcpListener::bind(addr)?)
-        })
+    #[track_caller]
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> impl Future<Output = io::Result<TcpListener>> {
+        let site = Location::caller();
+        async move {
+            super::super::each_addr(addr, |addr| {
+                TcpListener::new(mio::net::TcpListener::bind(addr)?, site)
+            })
+        }
     }
 
-    fn new(listener: mio::net::TcpListener) -> io::Result<TcpListener> {
-        let io = PollEvented::new(listener, mio::Interest::READABLE)?;
+    fn new(
+        listener: mio::net::TcpListener,
+        site: &'static Location<'static>,
+    ) -> io::Result<TcpListener> {
+        let io = PollEvented::new(listener, mio::Interest::READABLE, site)?;
         Ok(TcpListener { io })
     }
 
@@ -62,7 +71,10 @@ impl TcpListener {
     /// Outside a bulwark runtime, or when the driver refuses it.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
-        TcpListener::new(mio::net::TcpListener::from_std(listener))
+        TcpListener::new(
+            mio::net::TcpListener::from_std(listener),
+            Location::caller(),
+        )
     }
 
     /// Deregisters the listener and hands it back as a std listener (still in
@@ -132,11 +144,20 @@ impl TcpListener {
     /// of accepts would otherwise take in more requests than the ceiling has
     /// room to finish. In the showdown's fan-out flood this cut the
     /// subtasks that ran for a request that then failed from 12% to 0.7-3.2%.
-    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+    #[track_caller]
+    pub fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + '_ {
+        let site = Location::caller();
+        async move { self.accept_at(site).await }
+    }
+
+    async fn accept_at(
+        &self,
+        site: &'static Location<'static>,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
         let ((stream, addr), reserved, socket) =
             self.accept_with(|listener| listener.accept()).await?;
         let handle = self.io.registration.handle().clone();
-        let stream = TcpStream::with_socket_permit(stream, handle, socket)?;
+        let stream = TcpStream::with_socket_permit(stream, handle, socket, site)?;
         if let Some(permit) = reserved {
             // For the spawn that follows: see `accept`'s docs. (Had the
             // stream failed to register, the permit would be released.)

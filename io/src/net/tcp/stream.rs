@@ -11,8 +11,10 @@ use crate::driver::scheduled_io::Direction;
 use crate::driver::{Handle, PollEvented};
 use bulwark_metrics::ledger::Permit;
 use std::fmt;
+use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::panic::Location;
 use std::task::{ready, Context, Poll};
 
 /// A TCP connection between a local and a remote socket.
@@ -45,10 +47,19 @@ impl TcpStream {
     ///
     /// Outside a bulwark runtime; `ConnectionRefused` when nothing listens
     /// on the port; any other error of `connect(2)`.
-    pub async fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+    #[track_caller]
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> impl Future<Output = io::Result<TcpStream>> {
+        let site = Location::caller();
+        async move { TcpStream::connect_at(addr, site).await }
+    }
+
+    async fn connect_at<A: ToSocketAddrs>(
+        addr: A,
+        site: &'static Location<'static>,
+    ) -> io::Result<TcpStream> {
         let mut last_err = None;
         for addr in addr.to_socket_addrs()? {
-            match TcpStream::connect_addr(addr).await {
+            match TcpStream::connect_addr(addr, site).await {
                 Ok(stream) => return Ok(stream),
                 Err(e) => last_err = Some(e),
             }
@@ -56,7 +67,10 @@ impl TcpStream {
         Err(last_err.unwrap_or_else(crate::net::no_addresses))
     }
 
-    async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+    async fn connect_addr(
+        addr: SocketAddr,
+        site: &'static Location<'static>,
+    ) -> io::Result<TcpStream> {
         // A place in the socket budget first: at the budget, the connect
         // waits (first come first served) for one of the runtime's sockets
         // to close, rather than failing with EMFILE.
@@ -67,8 +81,12 @@ impl TcpStream {
             .acquire()
             .await
             .map_err(|_| io::Error::other(crate::driver::SHUT_DOWN))?;
-        let stream =
-            TcpStream::with_socket_permit(mio::net::TcpStream::connect(addr)?, handle, socket)?;
+        let stream = TcpStream::with_socket_permit(
+            mio::net::TcpStream::connect(addr)?,
+            handle,
+            socket,
+            site,
+        )?;
         // mio's recipe: the connect has finished when the socket turns
         // writable; then `SO_ERROR` says whether it failed, and a peer
         // address says it succeeded. Without either the writable event was
@@ -95,8 +113,15 @@ impl TcpStream {
 
     /// Registers a connected (or connecting) mio stream with this thread's
     /// driver.
-    pub(crate) fn new(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
-        let io = PollEvented::new(stream, mio::Interest::READABLE | mio::Interest::WRITABLE)?;
+    pub(crate) fn new(
+        stream: mio::net::TcpStream,
+        site: &'static Location<'static>,
+    ) -> io::Result<TcpStream> {
+        let io = PollEvented::new(
+            stream,
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+            site,
+        )?;
         Ok(TcpStream { io })
     }
 
@@ -108,12 +133,14 @@ impl TcpStream {
         stream: mio::net::TcpStream,
         handle: Handle,
         socket: Permit,
+        site: &'static Location<'static>,
     ) -> io::Result<TcpStream> {
         let io = PollEvented::with_socket_permit(
             stream,
             mio::Interest::READABLE | mio::Interest::WRITABLE,
             handle,
             socket,
+            site,
         )?;
         Ok(TcpStream { io })
     }
@@ -125,7 +152,7 @@ impl TcpStream {
     /// Outside a bulwark runtime, or when the driver refuses it.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
-        TcpStream::new(mio::net::TcpStream::from_std(stream))
+        TcpStream::new(mio::net::TcpStream::from_std(stream), Location::caller())
     }
 
     /// Deregisters the stream and hands it back as a std stream (still in
