@@ -283,8 +283,12 @@ fn run(
             seen.first_seen = open.map(|_| now);
             seen.compensated = false;
         }
+        // Compensation stops if the system stops allowing the barrier a
+        // hand-over needs (`seat::supported`).
         if let Some(c) = &compensation {
-            compensate(&shared, &books, c, &mut watch, &mut said_at_bound);
+            if Watchdog::compensation_supported() {
+                compensate(&shared, &books, c, &mut watch, &mut said_at_bound);
+            }
         }
         if now.saturating_duration_since(last_leak_scan) >= leaks::SCAN_EVERY {
             last_leak_scan = now;

@@ -123,8 +123,15 @@ impl Holder {
         let mut spins = 0u32;
         loop {
             let v = self.verdict.load(Acquire);
-            if v >> VERDICT_SHIFT == claim {
+            let answered = v >> VERDICT_SHIFT;
+            if answered == claim {
                 return v & ((1 << VERDICT_SHIFT) - 1) == RELEASED;
+            }
+            if answered > claim {
+                // A later claim was answered: ours was released (a taken
+                // holder is never claimed again), and the claim read above
+                // was a stale one whose reset had not reached us.
+                return true;
             }
             spins += 1;
             if spins < 64 {
@@ -187,9 +194,11 @@ impl<T> Seat<T> {
         let mut holder = self.holder.lock();
         let claim = self.claims.fetch_add(1, Relaxed) + 1;
         holder.claim.store(claim, Relaxed);
-        heavy_fence();
+        // Without the barrier the holder's word cannot be trusted: release
+        // the claim (compensation is off from now on, see `supported`).
+        let fenced = heavy_fence();
         // Acquire: pairs with the holder's Release store of LENT.
-        if holder.state.load(Acquire) == LENT {
+        if fenced && holder.state.load(Acquire) == LENT {
             holder
                 .verdict
                 .store(claim << VERDICT_SHIFT | TAKEN, Release);
@@ -217,16 +226,22 @@ fn light_fence() {
 }
 
 /// The taker's side: a full fence on every running thread of the process.
-fn heavy_fence() {
+/// False if the system refused it (a seccomp filter installed after the
+/// runtime was built, the kernel out of memory): then no seat may be taken,
+/// and [`supported`] says false from now on.
+fn heavy_fence() -> bool {
     #[cfg(not(loom))]
     {
         let done = membarrier::expedited();
-        debug_assert!(done, "a seat is taken only where membarrier works");
         // Orders this thread's own accesses too.
         fence(SeqCst);
+        done
     }
     #[cfg(loom)]
-    fence(SeqCst);
+    {
+        fence(SeqCst);
+        true
+    }
 }
 
 /// Whether seats can be taken over on this system: `membarrier(2)`'s
@@ -242,7 +257,11 @@ pub(crate) fn supported() -> bool {
 
 #[cfg(all(not(loom), target_os = "linux"))]
 mod membarrier {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use std::sync::OnceLock;
+
+    /// Set when a barrier was refused after registration worked.
+    static REFUSED: AtomicBool = AtomicBool::new(false);
 
     const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
     const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
@@ -253,16 +272,22 @@ mod membarrier {
         unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) == 0 }
     }
 
-    /// Registers the process for private expedited barriers, once.
+    /// Registers the process for private expedited barriers, once; false
+    /// too once a barrier has been refused.
     pub(super) fn registered() -> bool {
         static REGISTERED: OnceLock<bool> = OnceLock::new();
         *REGISTERED
             .get_or_init(|| call(CMD_REGISTER_PRIVATE_EXPEDITED) && call(CMD_PRIVATE_EXPEDITED))
+            && !REFUSED.load(Relaxed)
     }
 
     /// A full fence on every running thread of the process.
     pub(super) fn expedited() -> bool {
-        registered() && call(CMD_PRIVATE_EXPEDITED)
+        let done = registered() && call(CMD_PRIVATE_EXPEDITED);
+        if !done {
+            REFUSED.store(true, Relaxed);
+        }
+        done
     }
 }
 
@@ -382,6 +407,43 @@ mod loom_tests {
             let took = seat.take().is_some();
             if took {
                 unsafe { (*seat.value()).push() };
+            }
+            let kept = holder.join().unwrap();
+            assert!(took != kept, "exactly one of them ends holding the seat");
+        });
+    }
+
+    /// Two polls against two claims: a released claim never strands the
+    /// holder (it may read a stale claim number), and still one holder at
+    /// a time.
+    #[test]
+    fn loom_two_polls_against_two_claims() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound.get_or_insert(2);
+        builder.check(|| {
+            let seat = loom::sync::Arc::new(Seat::new(Queue(UnsafeCell::new(0))));
+            let first = seat.holder();
+            let holder = {
+                let seat = seat.clone();
+                loom::thread::spawn(move || {
+                    for _ in 0..2 {
+                        first.lend();
+                        let _ = first.with_lent(&seat, Queue::push);
+                        if !first.reclaim() {
+                            return false;
+                        }
+                        unsafe { (*seat.value()).push() };
+                    }
+                    true
+                })
+            };
+            let mut took = false;
+            for _ in 0..2 {
+                if seat.take().is_some() {
+                    took = true;
+                    unsafe { (*seat.value()).push() };
+                    break;
+                }
             }
             let kept = holder.join().unwrap();
             assert!(took != kept, "exactly one of them ends holding the seat");
