@@ -243,15 +243,8 @@ impl WorkerCx {
     /// Queues a task from this worker: into the LIFO slot, or (a yield) on
     /// the deferred list, behind everything else this worker could run.
     pub(crate) fn schedule_local(&self, task: Queued, is_yield: bool) {
-        let mut task = Some(task);
-        let pushed = self.with_core(|core| {
-            // Taken out only here, once the core is ours to use.
-            let task = task.take().expect("queued once");
-            let Ok(mut core) = core.try_borrow_mut() else {
-                // The loop itself holds the core (a drop during `drain`).
-                return Err(task);
-            };
-            Ok(if is_yield {
+        self.place_locally(task, |core, task| {
+            if is_yield {
                 // Not stealable until flushed; the flush wakes a helper.
                 core.deferred.push(task);
                 false
@@ -261,21 +254,28 @@ impl WorkerCx {
             } else {
                 // A task in the LIFO slot cannot be stolen: nobody to wake.
                 false
-            })
-        });
-        let pushed = match pushed {
-            Some(Ok(pushed)) => pushed,
-            // The injector takes it: the seat was taken over, or the core is
-            // busy.
-            Some(Err(task)) => return self.shared().schedule_remote(task),
-            None => {
-                return self
-                    .shared()
-                    .schedule_remote(task.take().expect("not queued"))
             }
-        };
-        if pushed {
-            self.pushed_somewhere_stealable();
+        });
+    }
+
+    /// Puts `task` in this worker's core with `place` (which says whether
+    /// it left something other workers can steal), or on the injector if
+    /// the core is out of reach: the seat was taken over, or the loop itself
+    /// holds the core (a drop during `drain`).
+    fn place_locally(&self, task: Queued, place: impl FnOnce(&mut Core, Queued) -> bool) {
+        let mut task = Some(task);
+        let stealable = self
+            .with_core(|core| {
+                let mut core = core.try_borrow_mut().ok()?;
+                Some(place(&mut core, task.take().expect("placed once")))
+            })
+            .flatten();
+        match stealable {
+            Some(true) => self.pushed_somewhere_stealable(),
+            Some(false) => {}
+            None => self
+                .shared()
+                .schedule_remote(task.take().expect("not placed")),
         }
     }
 
@@ -294,24 +294,10 @@ impl WorkerCx {
     /// a budgeted family start, so they run in the order they were spawned
     /// (the LIFO slot would run the last one first).
     pub(crate) fn schedule_back(&self, task: Queued) {
-        let mut task = Some(task);
-        let pushed = self.with_core(|core| {
-            let task = task.take().expect("queued once");
-            match core.try_borrow_mut() {
-                Ok(core) => {
-                    core.local.push(task);
-                    Ok(())
-                }
-                Err(_) => Err(task),
-            }
+        self.place_locally(task, |core, task| {
+            core.local.push(task);
+            true
         });
-        match pushed {
-            Some(Ok(())) => self.pushed_somewhere_stealable(),
-            Some(Err(task)) => self.shared().schedule_remote(task),
-            None => self
-                .shared()
-                .schedule_remote(task.take().expect("not queued")),
-        }
     }
 
     /// Runs `turn` (a driver turn) with per-task wake-ups held back, then
