@@ -223,6 +223,12 @@ impl Books {
         self.source().map(|s| s.tasks()).unwrap_or_default()
     }
 
+    /// The runtime's orphaned and held-too-long resource handles, from any
+    /// thread; empty if no source was set or the runtime is gone.
+    pub fn list_leaks(&self) -> Vec<crate::LeakReport> {
+        self.source().map(|s| s.leaks()).unwrap_or_default()
+    }
+
     /// True while adaptive admission sheds new work.
     #[inline]
     pub fn is_shedding(&self) -> bool {
@@ -524,7 +530,15 @@ mod tests {
                 state: TaskState::Idle,
                 age: Duration::from_secs(3),
                 idle_for: None,
+                polls: 2,
+                busy: None,
+                deadline: None,
+                resources: 0,
             }]
+        }
+
+        fn leaks(&self) -> Vec<crate::LeakReport> {
+            Vec::new()
         }
     }
 

@@ -79,6 +79,9 @@ pub struct SharedCounters {
     /// found by whichever thread drops a task's last waker, so counted here
     /// rather than per worker (it is rare).
     pub lost: AtomicU64,
+    /// Lifetimes of tasks that ended off the workers (blocking tasks, tasks
+    /// ended at shutdown), recorded with `record_shared`.
+    pub task_lifetime: crate::Histogram,
 }
 
 impl SharedCounters {

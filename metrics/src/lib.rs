@@ -15,6 +15,8 @@
 //!   a clock on the hot path; it holds the worker's [`WorkerCounters`].
 //! - [`Holdings`]: every live tracked resource handle (kind, holder task,
 //!   where and when it was taken), for finding orphans and long holds.
+//! - [`Histogram`]: fixed-bucket duration histograms (poll time, scheduling
+//!   delay, task lifetime per worker; hold time per resource kind).
 //! - [`Snapshot`]: a plain copy of all of it at one moment.
 //!
 //! Writes on the hot path go to a [`WorkerSlot`] owned by one worker thread:
@@ -29,6 +31,7 @@
 
 mod books;
 mod counters;
+mod histogram;
 mod holdings;
 pub mod ledger;
 mod snapshot;
@@ -39,6 +42,7 @@ mod worker;
 
 pub use books::{AcceptPaused, Books};
 pub use counters::{Counter, SharedCounters, WorkerCounters};
+pub use histogram::{Histogram, HistogramSnapshot, WorkerHistograms, BUCKETS, BUCKET_BOUNDS_NANOS};
 pub use holdings::{Holding, Holdings, LeakKind, LeakReport, REPORTED_LONG, REPORTED_ORPHAN};
 pub use snapshot::{BlockingSnapshot, DriverSnapshot, KindSnapshot, Snapshot, WorkerSnapshot};
 pub use source::{Source, TaskInfo, TaskState};

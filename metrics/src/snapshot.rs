@@ -3,7 +3,7 @@
 
 use crate::ledger::Kind;
 use crate::worker::WorkerState;
-use crate::{Books, SharedCounters};
+use crate::{Books, HistogramSnapshot, SharedCounters};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// One ledger kind in a [`Snapshot`].
@@ -23,6 +23,9 @@ pub struct KindSnapshot {
     pub admitted: u64,
     /// Acquisitions refused for want of a permit.
     pub refused: u64,
+    /// How long tracked handles of this kind were held, from `track` to
+    /// drop, for the handles returned so far.
+    pub hold_time: HistogramSnapshot,
 }
 
 impl KindSnapshot {
@@ -36,6 +39,7 @@ impl KindSnapshot {
             waiting: kind.waiting(),
             admitted: kind.admitted(),
             refused: kind.refused(),
+            hold_time: HistogramSnapshot::default(),
         }
     }
 }
@@ -185,6 +189,16 @@ pub struct Snapshot {
     /// Times a listener waited because the runtime was shedding or at its
     /// task ceiling.
     pub accept_pauses: u64,
+    /// Time inside task polls. Sampled: one poll in
+    /// `SAMPLE` per worker is timed (see the runtime's docs), so `count` is
+    /// the polls timed, not every poll.
+    pub poll_duration: HistogramSnapshot,
+    /// Time from a task's wake to the start of its poll (its wait in a
+    /// queue). Sampled as `poll_duration` is.
+    pub scheduling_delay: HistogramSnapshot,
+    /// Time from spawn to end, for every task that ended (completed,
+    /// panicked, cancelled, past its deadline, lost and cancelled).
+    pub task_lifetime: HistogramSnapshot,
     /// Every registered ledger kind, in registration order (`task` first).
     pub kinds: Vec<KindSnapshot>,
     /// Every worker slot, in index order.
@@ -232,7 +246,16 @@ impl Snapshot {
             timers_pending: driver.timers_pending,
             accept_backoffs: driver.accept_backoffs,
             accept_pauses: driver.accept_pauses,
-            kinds: books.kinds().iter().map(|k| KindSnapshot::of(k)).collect(),
+            kinds: books
+                .kinds()
+                .iter()
+                .map(|k| {
+                    let mut s = KindSnapshot::of(k);
+                    s.hold_time = books.holdings().hold_time(k.name());
+                    s
+                })
+                .collect(),
+            task_lifetime: shared.task_lifetime.snapshot(),
             ..Snapshot::default()
         };
         for slot in books.workers() {
@@ -244,6 +267,10 @@ impl Snapshot {
                 polls_ended: view.polls_ended,
                 state: view.state(),
             });
+            let h = &slot.histograms;
+            h.poll_duration.add_to(&mut s.poll_duration);
+            h.scheduling_delay.add_to(&mut s.scheduling_delay);
+            h.task_lifetime.add_to(&mut s.task_lifetime);
             let w = &slot.counters;
             s.workers += 1;
             s.polls += view.polls_started;
@@ -325,6 +352,7 @@ mod tests {
                 waiting: 0,
                 admitted: 2,
                 refused: 1,
+                hold_time: HistogramSnapshot::default(),
             }
         );
         assert_eq!(s.kinds[0].name, "task");

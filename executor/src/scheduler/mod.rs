@@ -331,9 +331,31 @@ impl Source for Shared {
     }
 
     fn tasks(&self) -> Vec<TaskInfo> {
+        let held = self.held_by_task();
         let mut out = Vec::new();
-        self.registry.for_each(|task| out.push(task_info(task)));
+        self.registry.for_each(|task| {
+            let mut info = task_info(task);
+            info.resources = held.get(&info.id).copied().unwrap_or(0);
+            out.push(info)
+        });
         out
+    }
+
+    fn leaks(&self) -> Vec<bulwark_metrics::LeakReport> {
+        leaks::scan(self)
+    }
+}
+
+impl Shared {
+    /// How many tracked handles each task holds now, by task id.
+    pub(crate) fn held_by_task(&self) -> std::collections::HashMap<u64, usize> {
+        let mut held = std::collections::HashMap::new();
+        self.admit.books().holdings().for_each(|h| {
+            if let Some(id) = h.holder() {
+                *held.entry(id).or_insert(0) += 1;
+            }
+        });
+        held
     }
 }
 
@@ -367,6 +389,18 @@ pub(crate) fn task_info(task: &Task<Sched>) -> TaskInfo {
         },
         age: crate::clock::since(header.spawned_at),
         idle_for: None,
+        polls: 0,
+        busy: None,
+        deadline: match header
+            .deadline_nanos
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            u64::MAX => None,
+            at => Some(std::time::Duration::from_nanos(
+                at.saturating_sub(crate::clock::now()),
+            )),
+        },
+        resources: 0,
     };
     info.idle_for = lost::idle_for(&task.scheduler().shared, task, info.state);
     info
