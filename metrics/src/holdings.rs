@@ -12,8 +12,7 @@
 //! it, so a report is made once, and the drop of a reported handle can say
 //! it came back.
 
-use crate::{Histogram, HistogramSnapshot};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use slab::Slab;
 use std::collections::HashMap;
 use std::panic::Location;
@@ -41,9 +40,6 @@ pub struct Holding {
     site: &'static Location<'static>,
     since: Instant,
     reported: AtomicU8,
-    /// Its kind's hold-time histogram, looked up once at insert so that the
-    /// drop records without a lookup.
-    hold_time: Arc<Histogram>,
 }
 
 impl Holding {
@@ -100,9 +96,6 @@ pub struct Holdings {
     next: AtomicU64,
     /// `max_hold` per kind name.
     max_hold: Mutex<HashMap<String, Duration>>,
-    /// Hold times per kind name, recorded as handles drop. Written once per
-    /// new kind; read-locked at each insert.
-    hold_times: RwLock<HashMap<&'static str, Arc<Histogram>>>,
     orphans: AtomicU64,
     long_holds: AtomicU64,
 }
@@ -113,7 +106,6 @@ impl Default for Holdings {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             next: AtomicU64::new(1),
             max_hold: Mutex::default(),
-            hold_times: RwLock::default(),
             orphans: AtomicU64::new(0),
             long_holds: AtomicU64::new(0),
         }
@@ -128,7 +120,6 @@ impl Holdings {
         holder: Option<u64>,
         site: &'static Location<'static>,
     ) -> Arc<Holding> {
-        let hold_time = self.hold_times_of(kind);
         let shard = self.next.fetch_add(1, Relaxed) as usize % SHARDS;
         let mut slab = self.shards[shard].lock();
         let entry = slab.vacant_entry();
@@ -139,34 +130,18 @@ impl Holdings {
             site,
             since: Instant::now(),
             reported: AtomicU8::new(0),
-            hold_time,
         });
         entry.insert(holding.clone());
         holding
     }
 
-    /// The hold-time histogram of `kind`, made on first use.
-    fn hold_times_of(&self, kind: &'static str) -> Arc<Histogram> {
-        if let Some(h) = self.hold_times.read().get(kind) {
-            return h.clone();
-        }
-        self.hold_times.write().entry(kind).or_default().clone()
-    }
-
-    /// How long the handles of `kind` returned so far were held.
-    pub fn hold_time(&self, kind: &str) -> HistogramSnapshot {
-        self.hold_times
-            .read()
-            .get(kind)
-            .map(|h| h.snapshot())
-            .unwrap_or_default()
-    }
-
-    /// The handle dropped: its hold time is recorded and its entry removed.
-    pub fn remove(&self, holding: &Holding) {
-        holding
-            .hold_time
-            .record_shared(holding.since.elapsed().as_nanos() as u64);
+    /// The handle dropped: its entry is removed. Returns how long it was
+    /// held, for the caller to record in its kind's
+    /// [`hold_time`](crate::ledger::Kind::hold_time) (the caller holds the
+    /// kind; a lookup by name here would cost more than the rest of the
+    /// drop).
+    pub fn remove(&self, holding: &Holding) -> Duration {
+        let held = holding.since.elapsed();
         let id = holding.id as usize;
         let mut slab = self.shards[id % SHARDS].lock();
         // Only this handle's own entry: a number is reused once free.
@@ -176,6 +151,7 @@ impl Holdings {
         {
             slab.remove(id / SHARDS);
         }
+        held
     }
 
     /// Runs `f` on every live handle (one shard locked at a time).

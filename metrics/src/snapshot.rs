@@ -39,7 +39,7 @@ impl KindSnapshot {
             waiting: kind.waiting(),
             admitted: kind.admitted(),
             refused: kind.refused(),
-            hold_time: HistogramSnapshot::default(),
+            hold_time: kind.hold_time().snapshot(),
         }
     }
 }
@@ -246,15 +246,7 @@ impl Snapshot {
             timers_pending: driver.timers_pending,
             accept_backoffs: driver.accept_backoffs,
             accept_pauses: driver.accept_pauses,
-            kinds: books
-                .kinds()
-                .iter()
-                .map(|k| {
-                    let mut s = KindSnapshot::of(k);
-                    s.hold_time = books.holdings().hold_time(k.name());
-                    s
-                })
-                .collect(),
+            kinds: books.kinds().iter().map(|k| KindSnapshot::of(k)).collect(),
             task_lifetime: shared.task_lifetime.snapshot(),
             ..Snapshot::default()
         };
