@@ -54,6 +54,7 @@ pub struct Builder {
     watchdog: Watchdog,
     lost_task: LostTask,
     idle_report: Option<Duration>,
+    histograms: bool,
     resource_budgets: Vec<(&'static str, usize)>,
     resource_max_holds: Vec<(&'static str, Duration)>,
 }
@@ -92,6 +93,7 @@ impl Builder {
             max_waiting_children: None,
             lost_task: LostTask::Report,
             idle_report: None,
+            histograms: true,
             resource_budgets: Vec::new(),
             resource_max_holds: Vec::new(),
         }
@@ -221,6 +223,23 @@ impl Builder {
         self
     }
 
+    /// Whether the runtime keeps its duration histograms (on by default):
+    /// poll duration, scheduling delay (wake to poll) and task lifetime, in
+    /// [`Snapshot`]'s `poll_duration`, `scheduling_delay` and
+    /// `task_lifetime`, and each task's busy-time estimate (`TaskInfo::busy`).
+    ///
+    /// They are sampled to stay cheap: each worker times one poll in 128
+    /// (two clock reads), one wake in 64 is stamped with the clock (one in
+    /// 8 under [`Admission::adaptive`], whose stamps they share), and a
+    /// lifetime is measured with the worker's coarse time (no clock read).
+    /// Off, none of that runs; blocking tasks' lifetimes are still recorded
+    /// (one clock read next to a thread hand-off). Resource hold times are
+    /// recorded either way (see `bulwark::resource`).
+    pub fn histograms(&mut self, enabled: bool) -> &mut Self {
+        self.histograms = enabled;
+        self
+    }
+
     /// Whether listeners stop accepting while the runtime sheds load or is
     /// at its task ceiling (default `true`): connections then wait in the
     /// kernel's backlog instead of being accepted as work that cannot run.
@@ -331,7 +350,7 @@ impl Builder {
                 counters,
             )),
             driver,
-            admit: Admitter::new(self.admission, books),
+            admit: Admitter::new(self.admission, books, self.histograms),
             default_deadline: self.default_deadline,
             fanout: Fanout::new(
                 self.max_children_per_task,
@@ -339,6 +358,7 @@ impl Builder {
             ),
             lost_task: self.lost_task,
             idle_report: self.idle_report,
+            histograms: self.histograms,
         }));
         // The books reach the runtime through a `Weak`: a reader on another
         // thread (the metrics endpoint) never keeps it alive.

@@ -99,6 +99,9 @@ pub(crate) struct Shared {
     pub(crate) lost_task: LostTask,
     /// The idle report's threshold (`Builder::idle_report`); `None`: off.
     pub(crate) idle_report: Option<std::time::Duration>,
+    /// Whether workers time a sample of polls and wakes, and tasks'
+    /// lifetimes (`Builder::histograms`).
+    pub(crate) histograms: bool,
 }
 
 /// The scheduler value each task of the runtime carries: the runtime, the
@@ -142,6 +145,7 @@ pub(crate) struct Parts {
     pub(crate) fanout: Fanout,
     pub(crate) lost_task: LostTask,
     pub(crate) idle_report: Option<std::time::Duration>,
+    pub(crate) histograms: bool,
 }
 
 impl Shared {
@@ -180,6 +184,7 @@ impl Shared {
             fanout: parts.fanout,
             lost_task: parts.lost_task,
             idle_report: parts.idle_report,
+            histograms: parts.histograms,
         }
     }
 
@@ -389,8 +394,8 @@ pub(crate) fn task_info(task: &Task<Sched>) -> TaskInfo {
         },
         age: crate::clock::since(header.spawned_at),
         idle_for: None,
-        polls: 0,
-        busy: None,
+        polls: header.polls(),
+        busy: header.busy_estimate(),
         deadline: match header
             .deadline_nanos
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -421,10 +426,17 @@ impl Schedule for Sched {
         self.shared.registry.remove(task)
     }
 
-    fn on_finish(&self, how: Finish) {
+    fn on_finish(&self, how: Finish, spawned_at: u64) {
         let shared = &*self.shared;
         worker::with_local(shared, |local| match local {
             Some(cx) => {
+                if shared.histograms {
+                    // The worker's coarse time: no clock read per task, and
+                    // never ahead of the clock, so a lifetime reads short by
+                    // at most the polls since its last refresh.
+                    let lifetime = cx.coarse_now().saturating_sub(spawned_at);
+                    cx.histograms().task_lifetime.record(lifetime);
+                }
                 let c = cx.counters();
                 match how {
                     Finish::Completed => c.completed.bump(),
@@ -435,7 +447,13 @@ impl Schedule for Sched {
                     Finish::Lost => c.lost_cancelled.bump(),
                 }
             }
-            None => blocking::count_shared(&shared.counters, how),
+            None => {
+                blocking::count_shared(&shared.counters, how);
+                if shared.histograms {
+                    let lifetime = crate::clock::now().saturating_sub(spawned_at);
+                    shared.counters.task_lifetime.record_shared(lifetime);
+                }
+            }
         });
         let ended = shared.admit.on_finish(&self.ticket);
         fanout::on_finish(self, ended, how);
