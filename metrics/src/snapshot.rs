@@ -57,6 +57,9 @@ pub struct WorkerSnapshot {
     pub polls_ended: u64,
     /// What it was doing at the read.
     pub state: WorkerState,
+    /// Tasks in the local queue of the seat this thread holds (stealable
+    /// ones; the LIFO slot aside); 0 for a thread that holds no seat.
+    pub queue_depth: usize,
 }
 
 /// What the blocking pool reports into a [`Snapshot`].
@@ -169,6 +172,10 @@ pub struct Snapshot {
     pub shedding_transitions: u64,
     /// Task polls run by the workers.
     pub polls: u64,
+    /// Tasks queued on the global queue (from outside the workers).
+    pub remote_schedules: u64,
+    /// Tasks in the global queue now.
+    pub global_queue_depth: usize,
     /// Tasks a worker took from another worker's queue.
     pub steals: u64,
     /// Times a worker went to sleep for want of work.
@@ -248,6 +255,7 @@ impl Snapshot {
             accept_pauses: driver.accept_pauses,
             kinds: books.kinds().iter().map(|k| KindSnapshot::of(k)).collect(),
             task_lifetime: shared.task_lifetime.snapshot(),
+            remote_schedules: shared.remote_schedules.load(Relaxed),
             ..Snapshot::default()
         };
         for slot in books.workers() {
@@ -258,6 +266,7 @@ impl Snapshot {
                 polls_started: view.polls_started,
                 polls_ended: view.polls_ended,
                 state: view.state(),
+                queue_depth: 0,
             });
             let h = &slot.histograms;
             h.poll_duration.add_to(&mut s.poll_duration);

@@ -249,6 +249,7 @@ impl Shared {
 
     /// Queues a task on the injector and wakes a worker if none searches.
     pub(crate) fn schedule_remote(&self, task: Queued) {
+        SharedCounters::bump(&self.counters.remote_schedules);
         self.injector.push(task);
         // Pairs with the store in `begin_shutdown`: either we see the flag and
         // drain, or shutdown's drain sees our push.
@@ -321,6 +322,13 @@ impl Shared {
             self.driver.handle().stats(),
         );
         s.children_waiting = self.fanout.waiting();
+        s.global_queue_depth = self.injector.len();
+        for remote in self.remotes.iter() {
+            let slot = remote.occupant.load(std::sync::atomic::Ordering::Relaxed);
+            if let Some(w) = s.worker_states.iter_mut().find(|w| w.index == slot) {
+                w.queue_depth = remote.stealer.len();
+            }
+        }
         s.worker_threads = self.live_threads();
         s.wasted_subtasks = self.fanout.wasted();
         s
