@@ -5,7 +5,7 @@
 //! | path       | answer |
 //! |------------|--------|
 //! | `/`        | an HTML page with the live counts and links (`page`) |
-//! | `/metrics` | Prometheus text, or OpenMetrics if `Accept` asks ([`exposition`](crate::exposition)) |
+//! | `/metrics` | Prometheus text, or OpenMetrics if `Accept` asks ([`crate::exposition`]) |
 //! | `/tasks`   | JSON: live tasks, oldest first, `?limit=` (default [`TASKS_LIMIT_DEFAULT`], at most [`TASKS_LIMIT_MAX`]) and `?state=` |
 //! | `/stalls`  | JSON: the watchdog's recent stalls |
 //! | `/leaks`   | JSON: orphaned and held-too-long resource handles |
