@@ -663,8 +663,9 @@ impl Handle {
         self.shared.metrics()
     }
 
-    /// The address the runtime's metrics endpoint listens on, if it has
-    /// one (see [`Runtime::metrics_endpoint_addr`]).
+    /// The address the runtime's metrics endpoint was bound to, if it has
+    /// one (see [`Runtime::metrics_endpoint_addr`]); it stops listening
+    /// when the runtime shuts down.
     pub fn metrics_endpoint_addr(&self) -> Option<SocketAddr> {
         self.shared.admit.books().endpoint_addr()
     }
