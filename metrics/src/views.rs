@@ -232,4 +232,37 @@ mod tests {
         #[cfg(feature = "serde")]
         assert_eq!(serde_json::to_value(&t).unwrap(), v);
     }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_snapshot_serializes_field_by_field_with_no_limit_as_null() {
+        use crate::{KindSnapshot, Snapshot, WorkerSnapshot, WorkerState};
+        let s = Snapshot {
+            tasks_live: 4,
+            max_tasks: usize::MAX,
+            kinds: vec![KindSnapshot {
+                name: "db".into(),
+                budget: 8,
+                ..KindSnapshot::default()
+            }],
+            worker_states: vec![WorkerSnapshot {
+                role: "worker",
+                index: 0,
+                polls_started: 2,
+                polls_ended: 1,
+                state: WorkerState::Polling {
+                    task_id: Some(9),
+                    location: None,
+                },
+            }],
+            ..Snapshot::default()
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["tasks_live"], 4);
+        assert!(v["max_tasks"].is_null());
+        assert_eq!(v["kinds"][0]["budget"], 8);
+        assert_eq!(v["poll_duration"]["counts"].as_array().unwrap().len(), 14);
+        assert_eq!(v["worker_states"][0]["state"]["state"], "polling");
+        assert_eq!(v["worker_states"][0]["state"]["task_id"], 9);
+    }
 }

@@ -123,12 +123,11 @@ impl Endpoint {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
-        books.set_endpoint_addr(local);
         let server = Server {
             poll,
             listener,
             conns: Slab::with_capacity(MAX_CONNECTIONS),
-            books,
+            books: books.clone(),
             stop: stop.clone(),
             accept_ready: true,
             accept_retry: None,
@@ -137,6 +136,7 @@ impl Endpoint {
         let thread = thread::Builder::new()
             .name("bulwark-metrics".into())
             .spawn(move || server.run())?;
+        books.set_endpoint_addr(local);
         Ok(Endpoint {
             addr: local,
             stop,
