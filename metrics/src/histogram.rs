@@ -109,6 +109,7 @@ pub struct WorkerHistograms {
 
 /// A histogram's counts at one moment, merged from one or more
 /// [`Histogram`]s.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistogramSnapshot {
     /// Per bucket, not cumulative: `counts[i]` for `i < BUCKETS` counts the

@@ -215,6 +215,17 @@ pub enum LeakKind {
     HeldTooLong,
 }
 
+impl LeakKind {
+    /// The reason in snake case (`"orphan"`, `"held_too_long"`), as the
+    /// metrics endpoint writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeakKind::Orphan => "orphan",
+            LeakKind::HeldTooLong => "held_too_long",
+        }
+    }
+}
+
 /// One leaked (or suspect) handle, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

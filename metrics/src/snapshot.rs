@@ -4,16 +4,19 @@
 use crate::ledger::Kind;
 use crate::worker::WorkerState;
 use crate::{Books, HistogramSnapshot, SharedCounters};
+use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// One ledger kind in a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindSnapshot {
     /// The kind's name (`"task"`, `"socket"`, a user's kind...).
     pub name: String,
     /// Permits held now.
     pub live: usize,
-    /// The budget (`usize::MAX`: no limit).
+    /// The budget (`usize::MAX`: no limit; `null` when serialized).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::views::budget"))]
     pub budget: usize,
     /// The most permits ever held at once.
     pub peak: usize,
@@ -45,6 +48,7 @@ impl KindSnapshot {
 }
 
 /// One worker slot in a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerSnapshot {
     /// The worker's role (`"worker"`, `"replacement"`...).
@@ -63,6 +67,7 @@ pub struct WorkerSnapshot {
 }
 
 /// What the blocking pool reports into a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlockingSnapshot {
     /// Threads the blocking pool has now, busy or idle.
@@ -74,6 +79,7 @@ pub struct BlockingSnapshot {
 }
 
 /// What the IO driver reports into a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriverSnapshot {
     /// Sockets registered with the driver now.
@@ -89,12 +95,20 @@ pub struct DriverSnapshot {
 
 /// A runtime's counts at one moment.
 ///
+/// Its `Display` is a compact report of a few lines, for a log; with the
+/// `serde` feature (on by default) it is `serde::Serialize`, field by field
+/// as named here (histograms as their per-bucket counts and `sum_nanos`,
+/// the bounds being [`BUCKET_BOUNDS_NANOS`](crate::BUCKET_BOUNDS_NANOS); a
+/// ceiling or budget of `usize::MAX` as `null`). The metrics endpoint's
+/// `/metrics` writes it in Prometheus' form ([`exposition`](crate::exposition)).
+///
 /// Counts are read one at a time without stopping the workers, so a snapshot
 /// taken while tasks run may be off by the tasks in flight. At quiescence
 /// nothing is lost: `tasks_spawned == tasks_completed + tasks_panicked +
 /// tasks_cancelled + tasks_deadline_exceeded + tasks_lost_cancelled +
 /// tasks_rejected` and `tasks_live == 0`. (`tasks_lost` counts detections,
 /// not outcomes: it is not in the sum.)
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -149,7 +163,9 @@ pub struct Snapshot {
     pub tasks_admitted_live: usize,
     /// The most tasks ever admitted at once.
     pub tasks_admitted_peak: usize,
-    /// The task ceiling (`max_tasks`).
+    /// The task ceiling (`max_tasks`; `usize::MAX`: none, `null` when
+    /// serialized).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::views::budget"))]
     pub max_tasks: usize,
     /// Tasks waiting for admission (`Admission::Wait`, `spawn_wait`).
     pub tasks_waiting: usize,
@@ -296,6 +312,114 @@ impl Snapshot {
     }
 }
 
+/// A bound, or "no limit" for `usize::MAX`.
+struct Limit(usize);
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == usize::MAX {
+            f.write_str("no limit")
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+/// A histogram's p50 and p99 and how many values it holds.
+struct Quantiles<'a>(&'a HistogramSnapshot);
+
+impl fmt::Display for Quantiles<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.quantile(0.5), self.0.quantile(0.99)) {
+            (Some(p50), Some(p99)) => {
+                write!(f, "p50 {p50:?} p99 {p99:?} ({} timed)", self.0.count())
+            }
+            _ => f.write_str("none timed"),
+        }
+    }
+}
+
+/// A few lines for a log: tasks and how they ended, admission, workers,
+/// latencies (p50 and p99 from the histograms), the blocking pool and the
+/// driver, and every ledger kind.
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "tasks: {} live ({} admitted, peak {}, ceiling {}), {} waiting for admission, {} children waiting",
+            self.tasks_live,
+            self.tasks_admitted_live,
+            self.tasks_admitted_peak,
+            Limit(self.max_tasks),
+            self.tasks_waiting,
+            self.children_waiting,
+        )?;
+        writeln!(
+            f,
+            "ended: {} spawned, {} completed, {} panicked, {} cancelled, {} past deadline, {} lost ({} cancelled), {} rejected ({} at ceiling, {} shed)",
+            self.tasks_spawned,
+            self.tasks_completed,
+            self.tasks_panicked,
+            self.tasks_cancelled,
+            self.tasks_deadline_exceeded,
+            self.tasks_lost,
+            self.tasks_lost_cancelled,
+            self.tasks_rejected,
+            self.rejected_at_ceiling,
+            self.rejected_shedding,
+        )?;
+        writeln!(
+            f,
+            "workers: {} slots, {} threads; {} polls, {} steals, {} parks; {} stalls, {} compensations; shedding {} ({} times)",
+            self.workers,
+            self.worker_threads,
+            self.polls,
+            self.steals,
+            self.parks,
+            self.stalls,
+            self.compensations,
+            if self.shedding { "on" } else { "off" },
+            self.shedding_transitions,
+        )?;
+        writeln!(
+            f,
+            "latency: poll {}; scheduling delay {}; task lifetime {}",
+            Quantiles(&self.poll_duration),
+            Quantiles(&self.scheduling_delay),
+            Quantiles(&self.task_lifetime),
+        )?;
+        writeln!(
+            f,
+            "blocking: {} threads ({} idle), {} queued; io: {} registrations, {} timers, {} accept back-offs, {} accept pauses",
+            self.blocking_threads,
+            self.blocking_threads_idle,
+            self.blocking_queue_depth,
+            self.io_registrations,
+            self.timers_pending,
+            self.accept_backoffs,
+            self.accept_pauses,
+        )?;
+        write!(
+            f,
+            "resources: {} tracked, {} orphans, {} long holds; kinds:",
+            self.resources_tracked, self.resource_orphans, self.resource_long_holds,
+        )?;
+        for k in &self.kinds {
+            write!(
+                f,
+                " {} {}/{} (peak {}, {} waiting, {} refused)",
+                k.name,
+                k.live,
+                Limit(k.budget),
+                k.peak,
+                k.waiting,
+                k.refused
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -369,5 +493,28 @@ mod tests {
             (s.worker_states[1].polls_started, s.worker_states[1].index),
             (8, 1)
         );
+    }
+
+    #[test]
+    fn display_is_a_short_report() {
+        let books = Books::new(10, false);
+        books.register_kind("db", 4).unwrap();
+        let shared = SharedCounters::default();
+        SharedCounters::bump(&shared.spawned);
+        let mut s = Snapshot::collect(
+            &books,
+            &shared,
+            BlockingSnapshot::default(),
+            DriverSnapshot::default(),
+        );
+        s.poll_duration.counts[2] = 3;
+        let text = s.to_string();
+        assert!(text.lines().count() <= 8, "{text}");
+        assert!(text.contains("tasks: 1 live"), "{text}");
+        assert!(text.contains("ceiling 10"), "{text}");
+        assert!(text.contains("poll p50"), "{text}");
+        assert!(text.contains("scheduling delay none timed"), "{text}");
+        assert!(text.contains("socket 0/no limit"), "{text}");
+        assert!(text.contains("db 0/4"), "{text}");
     }
 }

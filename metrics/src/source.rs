@@ -32,6 +32,42 @@ pub enum TaskState {
     Lost,
 }
 
+impl TaskState {
+    /// Every state, in the order of the lifecycle.
+    pub const ALL: [TaskState; 6] = [
+        TaskState::WaitingAdmission,
+        TaskState::Idle,
+        TaskState::Scheduled,
+        TaskState::Running,
+        TaskState::Cancelling,
+        TaskState::Lost,
+    ];
+
+    /// The state's name in snake case (`"waiting_admission"`, `"idle"`...),
+    /// as the metrics endpoint writes it and reads it in `/tasks?state=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::WaitingAdmission => "waiting_admission",
+            TaskState::Idle => "idle",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Running => "running",
+            TaskState::Cancelling => "cancelling",
+            TaskState::Lost => "lost",
+        }
+    }
+
+    /// The state named `name` (as [`name`](Self::name) writes it), if any.
+    pub fn from_name(name: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One live task, for `/tasks` and idle reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskInfo {
