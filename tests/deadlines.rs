@@ -461,6 +461,11 @@ fn ten_thousand_tasks_that_finish_before_their_deadlines_leave_no_timers() {
             wait_until(20, "every task to start waiting", || {
                 started.load(SeqCst) == TASKS
             });
+            // A task's deadline timer is set when its first poll returns
+            // `Pending`, just after it counted itself as started.
+            wait_until(5, "every task's deadline timer to be set", || {
+                rt.metrics().timers_pending >= TASKS
+            });
             let pending_before = rt.metrics().timers_pending;
             assert!(
                 pending_before >= TASKS,

@@ -458,6 +458,12 @@ fn counters_in_metrics_match_a_known_workload() {
         assert_eq!(n("bulwark_max_tasks"), CEILING);
         assert_eq!(n("bulwark_tasks_admitted_peak"), CEILING);
         assert_eq!(n("bulwark_kind_budget{kind=\"task\"}"), CEILING);
+        // Every task that ran and ended has a lifetime; a spawn refused at
+        // the ceiling never became a task.
+        assert_eq!(
+            n("bulwark_task_lifetime_seconds_count"),
+            CEILING + PAST_DEADLINE
+        );
         assert_eq!(get(addr, "/health").status, 200);
         drop(rt);
     });

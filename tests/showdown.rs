@@ -82,6 +82,20 @@ fn showdown_quick_fanout() {
         cell("bulwark-ceiling")["guards"].is_object(),
         "bulwark-ceiling reports its guards too"
     );
+    // The bulwark server's metrics endpoint answered under the flood, and
+    // its scheduling-delay histogram had samples.
+    assert!(
+        bulwark["endpoint"]["answered_in_ms"].as_f64().is_some(),
+        "the endpoint read: {}",
+        bulwark["endpoint"]
+    );
+    assert!(
+        bulwark["sched_delay_p99_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "p99 scheduling delay from the endpoint: {}",
+        bulwark["sched_delay_p99_ms"]
+    );
     let guards = bulwark["guards"].as_object().expect("bulwark guards");
     for g in [
         "rejected",

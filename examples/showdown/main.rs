@@ -248,7 +248,7 @@ fn raise_nofile() {
 }
 
 /// The server side: sets `RLIMIT_NOFILE`, builds the stack's runtime,
-/// prints `PORT n`, serves until stdin closes, then prints `GUARDS {json}`
+/// prints `PORT n` (and `METRICS m`, its metrics endpoint, on bulwark), serves until stdin closes, then prints `GUARDS {json}`
 /// (bulwark) and exits.
 fn serve(stack: &str, port: u16) {
     let lim = libc::rlimit {
@@ -262,6 +262,7 @@ fn serve(stack: &str, port: u16) {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let (tx, rx) = std::sync::mpsc::channel::<u16>();
     let mut guards: Option<Box<dyn Fn() -> String>> = None;
+    let mut metrics_addr: Option<std::net::SocketAddr> = None;
     // Keep the runtime alive until exit.
     let _keep: Box<dyn std::any::Any> = match stack {
         "tokio-naive" | "tokio-hardened" => {
@@ -299,6 +300,7 @@ fn serve(stack: &str, port: u16) {
                 bulwark::runtime::Admission::Reject
             };
             let rt = build_bulwark(admission);
+            metrics_addr = rt.metrics_endpoint_addr();
             let rt = std::sync::Arc::new(rt);
             let h = rt.handle().clone();
             rt.block_on(async move {
@@ -353,7 +355,10 @@ fn serve(stack: &str, port: u16) {
     let port = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("server bound");
-    println!("PORT {port}");
+    match metrics_addr {
+        Some(m) => println!("PORT {port} METRICS {}", m.port()),
+        None => println!("PORT {port}"),
+    }
     let _ = std::io::stdout().flush();
     // Serve until the parent closes stdin (bounded: 10 minutes).
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -379,7 +384,8 @@ pub const MAX_TASKS: usize = 10_000;
 /// bulwark's runtime with its guards: with the server loop's
 /// `serve_connection`, the only place the bulwark stack differs from
 /// tokio-naive. The watchdog is on with its defaults (25 ms, compensation
-/// on); a task found lost (its last waker dropped: `/leak`'s detached task
+/// on); the metrics endpoint is on (read by the parent at each cell's end,
+/// as a monitoring system would); a task found lost (its last waker dropped: `/leak`'s detached task
 /// awaits `pending()`) is cancelled, so what it holds goes back at once.
 fn build_bulwark(admission: bulwark::runtime::Admission) -> bulwark::runtime::Runtime {
     bulwark::runtime::Runtime::builder()
@@ -388,6 +394,7 @@ fn build_bulwark(admission: bulwark::runtime::Admission) -> bulwark::runtime::Ru
         .admission(admission)
         .default_deadline(Some(Duration::from_secs(2)))
         .on_lost_task(bulwark::runtime::LostTask::Cancel)
+        .metrics_endpoint(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .build()
         .expect("bulwark runtime")
 }

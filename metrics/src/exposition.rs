@@ -197,6 +197,8 @@ pub const SCALARS: &[Scalar] = &[
     gauge("worker_threads", "Worker threads running now, stuck ones whose seat was taken included.", |s| s.worker_threads as u64),
     counter("polls", "Task polls run by the workers.", |s| s.polls),
     counter("steals", "Tasks a worker took from another worker's queue.", |s| s.steals),
+    counter("remote_schedules", "Tasks queued on the global queue (woken or spawned from outside the workers).", |s| s.remote_schedules),
+    gauge("global_queue_depth", "Tasks in the global queue now.", |s| s.global_queue_depth as u64),
     counter("parks", "Times a worker went to sleep for want of work.", |s| s.parks),
     counter("stalls", "Polls the watchdog saw hold their worker past its threshold.", |s| s.stalls),
     counter("compensations", "Times the watchdog handed a stuck worker's seat to a replacement thread.", |s| s.compensations),
@@ -242,6 +244,7 @@ struct WorkerFamily {
 #[rustfmt::skip]
 const WORKER_FAMILIES: &[WorkerFamily] = &[
     WorkerFamily { name: "worker_polls", help: "Task polls begun on the worker.", ty: MetricType::Counter, get: |w| w.polls_started },
+    WorkerFamily { name: "worker_queue_depth", help: "Tasks in the local queue of the seat the worker's thread holds (the LIFO slot aside).", ty: MetricType::Gauge, get: |w| w.queue_depth as u64 },
     WorkerFamily { name: "worker_polling", help: "1 while the worker is inside a task's poll, else 0.", ty: MetricType::Gauge, get: |w| u64::from(w.polls_started != w.polls_ended) },
 ];
 
@@ -504,6 +507,7 @@ mod tests {
                     polls_started: 7,
                     polls_ended: 6,
                     state: WorkerState::Idle,
+                    queue_depth: 3,
                 },
                 WorkerSnapshot {
                     role: "replacement",
@@ -511,6 +515,7 @@ mod tests {
                     polls_started: 2,
                     polls_ended: 2,
                     state: WorkerState::Parked,
+                    queue_depth: 0,
                 },
             ],
             ..Snapshot::default()

@@ -254,6 +254,7 @@ mod tests {
                     task_id: Some(9),
                     location: None,
                 },
+                queue_depth: 0,
             }],
             ..Snapshot::default()
         };
