@@ -38,7 +38,9 @@
 //! Every group also has `bulwark-no-watchdog`: the default runtime with
 //! `Watchdog::off()`, so no watchdog thread and no compensation (workers do
 //! not lend their seat around each poll). `bulwark` against it is what the
-//! watchdog costs.
+//! watchdog costs. And `bulwark-no-histograms`: the default runtime with
+//! `histograms(false)`, so no poll is timed, no wake stamped and no
+//! lifetime recorded; `bulwark` against it is what the histograms cost.
 //!
 //! `spawn_many_local` also measures what the guards cost when they are on but
 //! never fire, with four functions:
@@ -376,6 +378,18 @@ workloads!(
 );
 
 workloads!(
+    on_bulwark_no_histograms,
+    "bulwark-no-histograms",
+    bulwark::Runtime,
+    bulwark::Runtime::builder()
+        .worker_threads(WORKERS)
+        .histograms(false)
+        .build(),
+    bulwark::spawn,
+    bulwark::task::yield_now
+);
+
+workloads!(
     on_bulwark_guarded,
     "bulwark-guarded",
     bulwark::Runtime,
@@ -405,6 +419,7 @@ workloads!(
 struct Runtimes {
     bulwark: on_bulwark::Rt,
     no_watchdog: on_bulwark_no_watchdog::Rt,
+    no_histograms: on_bulwark_no_histograms::Rt,
     guarded: on_bulwark_guarded::Rt,
     tokio: on_tokio::Rt,
 }
@@ -413,6 +428,7 @@ fn runtimes() -> Runtimes {
     Runtimes {
         bulwark: on_bulwark::build(),
         no_watchdog: on_bulwark_no_watchdog::build(),
+        no_histograms: on_bulwark_no_histograms::build(),
         guarded: on_bulwark_guarded::build(),
         tokio: on_tokio::build(),
     }
@@ -444,6 +460,9 @@ macro_rules! signalled {
         g.bench_function("bulwark-no-watchdog", |b| {
             b.iter(|| on_bulwark_no_watchdog::$workload(&rts.no_watchdog, &sig))
         });
+        g.bench_function("bulwark-no-histograms", |b| {
+            b.iter(|| on_bulwark_no_histograms::$workload(&rts.no_histograms, &sig))
+        });
         bench_guarded(&mut g, stringify!($workload), &rts.guarded, || {
             on_bulwark_guarded::$workload(&rts.guarded, &sig)
         });
@@ -468,6 +487,7 @@ fn spawn_many_local(c: &mut Criterion) {
     let mut g = group(c, "spawn_many_local");
     local_variant!(g, &sig, on_bulwark, "bulwark");
     local_variant!(g, &sig, on_bulwark_no_watchdog, "bulwark-no-watchdog");
+    local_variant!(g, &sig, on_bulwark_no_histograms, "bulwark-no-histograms");
     {
         let rt = on_bulwark_guarded::build();
         bench_guarded(&mut g, "spawn_many_local", &rt, || {
@@ -488,6 +508,9 @@ fn spawn_many_remote_idle(c: &mut Criterion) {
     });
     g.bench_function("bulwark-no-watchdog", |b| {
         b.iter(|| on_bulwark_no_watchdog::spawn_many_remote(&rts.no_watchdog))
+    });
+    g.bench_function("bulwark-no-histograms", |b| {
+        b.iter(|| on_bulwark_no_histograms::spawn_many_remote(&rts.no_histograms))
     });
     bench_guarded(&mut g, "spawn_many_remote_idle", &rts.guarded, || {
         on_bulwark_guarded::spawn_many_remote(&rts.guarded)
@@ -516,6 +539,13 @@ fn spawn_many_remote_busy1(c: &mut Criterion) {
         b.iter(|| on_bulwark_no_watchdog::spawn_many_remote(&rts.no_watchdog))
     });
     no_watchdog_busy.store(false, Relaxed);
+
+    let no_histograms_busy = Arc::new(AtomicBool::new(true));
+    on_bulwark_no_histograms::start_busy(&rts.no_histograms, &no_histograms_busy);
+    g.bench_function("bulwark-no-histograms", |b| {
+        b.iter(|| on_bulwark_no_histograms::spawn_many_remote(&rts.no_histograms))
+    });
+    no_histograms_busy.store(false, Relaxed);
 
     let guarded_busy = Arc::new(AtomicBool::new(true));
     on_bulwark_guarded::start_busy(&rts.guarded, &guarded_busy);

@@ -24,7 +24,7 @@
 //!
 //! # What runs
 //!
-//! Seven runtimes, each with 4 worker threads, built once and alive for the
+//! Eight runtimes, each with 4 worker threads, built once and alive for the
 //! whole run (an idle runtime's workers are parked):
 //!
 //! - `bulwark`: `bulwark::Runtime::builder()` with its defaults (a task
@@ -40,6 +40,8 @@
 //!   accounting.
 //! - `bulwark-no-watchdog`: `.watchdog(Watchdog::off())`: no watchdog thread,
 //!   and workers do not lend their seat around each poll (no compensation).
+//! - `bulwark-no-histograms`: `.histograms(false)`: no poll timed, no wake
+//!   stamped, no lifetime recorded.
 //! - `tokio`: tokio's multi-thread runtime.
 //!
 //! The workload code is written once in a macro instantiated for the
@@ -54,7 +56,7 @@
 //! # How it measures
 //!
 //! Per workload: 3 warm-up rounds, then `rounds` rounds. In round `r` every
-//! runtime runs one iteration, starting with runtime `r mod 7`, in forward
+//! runtime runs one iteration, starting with runtime `r mod 8`, in forward
 //! order on even rounds and backward on odd ones (so none always goes first,
 //! and none always follows the same neighbour). The time of an iteration is
 //! its wall time as seen from the driving thread, as in the bench. Between
@@ -569,6 +571,9 @@ fn build_variants() -> Vec<Variant> {
         }),
         bulwark("bulwark-no-watchdog", |b| {
             b.watchdog(bulwark::runtime::Watchdog::off());
+        }),
+        bulwark("bulwark-no-histograms", |b| {
+            b.histograms(false);
         }),
         Variant {
             name: "tokio",

@@ -35,8 +35,11 @@
 //!   listed ([`runtime::Builder::idle_report`],
 //!   [`runtime::Handle::idle_tasks`]).
 //!
-//! The watchdog's compensation (a replacement worker), leak-tracked
-//! resources and the metrics endpoint are not built yet; see the README.
+//! - A metrics endpoint on its own thread
+//!   ([`runtime::Builder::metrics_endpoint`]): Prometheus or OpenMetrics
+//!   text at `/metrics`, the live tasks at `/tasks`, stalls, leaks, a
+//!   readiness probe at `/health` and a page at `/`; it answers while every
+//!   worker is stuck.
 //!
 //! # Example
 //!
@@ -156,10 +159,12 @@ pub mod hyper;
 pub mod resource;
 
 /// What the runtime counts, as read by [`Runtime::metrics`], and the live
-/// tasks, as read by [`runtime::Handle::tasks`].
+/// tasks, as read by [`runtime::Handle::tasks`]; [`exposition`](metrics::exposition)
+/// writes a snapshot as Prometheus text, as the metrics endpoint
+/// ([`runtime::Builder::metrics_endpoint`]) serves it.
 pub mod metrics {
     pub use bulwark_metrics::{
-        KindSnapshot, Snapshot, StallReport, TaskInfo, TaskState, WorkerSnapshot, WorkerState,
-        STALLS_KEPT,
+        exposition, HistogramSnapshot, KindSnapshot, LeakKind, LeakReport, Snapshot, StallReport,
+        TaskInfo, TaskState, WorkerSnapshot, WorkerState, BUCKET_BOUNDS_NANOS, STALLS_KEPT,
     };
 }

@@ -115,3 +115,40 @@ fn tasks_and_counts_are_readable_while_every_worker_is_stuck() {
         },
     );
 }
+
+#[test]
+fn queue_depths_and_remote_schedules_are_read_while_the_worker_is_stuck() {
+    within(30, "queue depths while the only worker is stuck", || {
+        let mut b = builder(1);
+        // No replacement: the stuck worker's queue stays where it is.
+        b.watchdog(bulwark::runtime::Watchdog::off());
+        let rt = b.build().unwrap();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (stuck_tx, stuck_rx) = mpsc::channel::<()>();
+        let before = rt.metrics().remote_schedules;
+        let blocker = rt.spawn(async move {
+            stuck_tx.send(()).unwrap();
+            // Holds the only worker until the test lets go.
+            let _ = release_rx.recv_timeout(Duration::from_secs(20));
+        });
+        stuck_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the blocker to start");
+        let queued: Vec<_> = (0..10).map(|_| rt.spawn(async {})).collect();
+        let s = rt.metrics();
+        assert!(
+            s.remote_schedules >= before + 11,
+            "11 spawns from outside the workers: {} -> {}",
+            before,
+            s.remote_schedules
+        );
+        assert_eq!(s.global_queue_depth, 10, "{s:?}");
+        assert_eq!(s.worker_states[0].queue_depth, 0);
+        release_tx.send(()).unwrap();
+        rt.block_on(blocker).unwrap();
+        for h in queued {
+            rt.block_on(h).unwrap();
+        }
+        assert_eq!(rt.metrics().global_queue_depth, 0);
+    });
+}

@@ -174,3 +174,33 @@ fn a_zero_budget_is_refused_at_build() {
         .expect_err("the runtime's own kind");
     assert!(err.to_string().contains("max_tasks"), "{err}");
 }
+
+#[test]
+fn hold_times_are_recorded_per_kind_as_handles_drop() {
+    within(60, "hold times", || {
+        let rt = builder(2).build().expect("runtime");
+        rt.block_on(async {
+            let held: Vec<_> = (0..3).map(|i| resource::track("held", i)).collect();
+            bulwark::time::sleep(Duration::from_millis(20)).await;
+            drop(held);
+            drop(resource::track("other", 0));
+        });
+        let kinds = rt.metrics().kinds;
+        let held = kinds.iter().find(|k| k.name == "held").expect("kind held");
+        assert_eq!(held.hold_time.count(), 3, "{held:?}");
+        assert!(
+            held.hold_time.sum() >= Duration::from_millis(60),
+            "{held:?}"
+        );
+        let p50 = held.hold_time.quantile(0.5).expect("a median");
+        assert!(
+            p50 >= Duration::from_millis(16),
+            "20 ms lands above 16.4 ms: {p50:?}"
+        );
+        let other = kinds
+            .iter()
+            .find(|k| k.name == "other")
+            .expect("kind other");
+        assert_eq!(other.hold_time.count(), 1);
+    });
+}

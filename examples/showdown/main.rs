@@ -14,6 +14,7 @@
 //! `target/showdown/showdown.svg`. Everything stays on 127.0.0.1 and every
 //! loop is bounded in count and time.
 
+mod endpoint;
 mod load;
 mod report;
 mod stacks;
@@ -116,6 +117,11 @@ pub struct Cell {
     pub(crate) hostile_ok: u64,
     pub(crate) server_exited: bool,
     pub(crate) guards: Option<serde_json::Value>,
+    /// bulwark only: the p99 scheduling delay read from the server's
+    /// metrics endpoint at the end of the cell, in ms.
+    pub(crate) sched_delay_p99_ms: Option<f64>,
+    /// bulwark only: how long that read took, in ms (or why it failed).
+    pub(crate) endpoint: Option<Result<f64, String>>,
 }
 
 /// Runs one scenario against one stack in a fresh server process.
@@ -132,11 +138,15 @@ fn run_cell(scenario: &str, stack: &str, dur: Duration) -> Cell {
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     out.read_line(&mut line).expect("server port");
-    let port: u16 = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
+    // `PORT n`, and `METRICS m` after it where the server has an endpoint.
+    let mut words = line.split_whitespace();
+    let port: u16 = (words.next() == Some("PORT"))
+        .then(|| words.next().and_then(|p| p.parse().ok()))
+        .flatten()
         .unwrap_or_else(|| panic!("server said {line:?}"));
+    let metrics_port: Option<u16> = (words.next() == Some("METRICS"))
+        .then(|| words.next().and_then(|p| p.parse().ok()))
+        .flatten();
 
     // Peak fds: sampled every 20 ms while the load runs.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -156,6 +166,10 @@ fn run_cell(scenario: &str, stack: &str, dur: Duration) -> Cell {
     };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let outcome = load::run(addr, scenario, dur);
+    // Read as the attack's last connections drain: the endpoint must answer
+    // whatever state the workers are in.
+    let scrape =
+        metrics_port.map(|p| endpoint::scrape(std::net::SocketAddr::from(([127, 0, 0, 1], p))));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak_fds = sampler.join().unwrap_or(0);
     let peak_rss_bytes = vm_hwm(pid);
@@ -199,6 +213,11 @@ fn run_cell(scenario: &str, stack: &str, dur: Duration) -> Cell {
         } else {
             None
         },
+        sched_delay_p99_ms: scrape
+            .as_ref()
+            .and_then(|s| s.as_ref().ok())
+            .and_then(|s| s.sched_delay_p99_ms),
+        endpoint: scrape.map(|s| s.map(|s| s.answered_in.as_secs_f64() * 1e3)),
     }
 }
 

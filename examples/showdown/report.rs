@@ -26,9 +26,9 @@ pub fn progress(c: &Cell) -> String {
 /// The table on stdout.
 pub fn table(cells: &[Cell]) {
     println!(
-        "| scenario | stack | goodput (rps) | p50 ms | p99 ms | p999 ms | errors | timeouts | peak RSS MB | peak fds | guards (rejected / task deadlines / request deadlines / shed transitions / peak tasks / stalls / compensations / lost tasks cancelled) |"
+        "| scenario | stack | goodput (rps) | p50 ms | p99 ms | p999 ms | errors | timeouts | peak RSS MB | peak fds | p99 scheduling delay ms (endpoint) | guards (rejected / task deadlines / request deadlines / shed transitions / peak tasks / stalls / compensations / lost tasks cancelled) |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for c in cells {
         let guards = c
             .guards
@@ -47,8 +47,14 @@ pub fn table(cells: &[Cell]) {
                 )
             })
             .unwrap_or_default();
+        let delay = match (&c.endpoint, c.sched_delay_p99_ms) {
+            (None, _) => String::new(),
+            (Some(Err(e)), _) => format!("endpoint failed: {e}"),
+            (Some(Ok(_)), None) => "none timed".to_string(),
+            (Some(Ok(_)), Some(ms)) => format!("{ms:.2}"),
+        };
         println!(
-            "| {} | {} | {:.0} / {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {} | {}{} |",
+            "| {} | {} | {:.0} / {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {} | {} | {}{} |",
             c.scenario,
             c.stack,
             c.goodput_rps,
@@ -60,6 +66,7 @@ pub fn table(cells: &[Cell]) {
             c.timeouts,
             c.peak_rss_bytes as f64 / 1e6,
             c.peak_fds,
+            delay,
             guards,
             if c.server_exited {
                 " server exited"
@@ -106,6 +113,12 @@ pub fn write(cells: &[Cell]) {
             });
             if c.stack.starts_with("bulwark") {
                 v["guards"] = c.guards.clone().unwrap_or_else(|| serde_json::json!({}));
+                v["sched_delay_p99_ms"] = serde_json::json!(c.sched_delay_p99_ms);
+                v["endpoint"] = match &c.endpoint {
+                    Some(Ok(ms)) => serde_json::json!({ "answered_in_ms": ms }),
+                    Some(Err(e)) => serde_json::json!({ "error": e }),
+                    None => serde_json::json!(null),
+                };
             }
             v
         })

@@ -111,13 +111,14 @@ async fn hang(app: &App) -> Resp {
     }
 }
 
-/// `GET /leak`: an error path that moves a pooled connection and a 64 KiB
-/// buffer into a detached task waiting for something that never happens.
+/// `GET /leak`: an error path that moves a pooled connection and the
+/// request's 1 MiB buffer (an upload being processed) into a detached task
+/// waiting for something that never happens.
 async fn leak(app: &App) -> Resp {
     let Some(Ok(conn)) = dependency(app.pool.clone().acquire_owned()).await else {
         return reply(StatusCode::GATEWAY_TIMEOUT);
     };
-    let buf = vec![1u8; 64 * 1024];
+    let buf = vec![1u8; 1024 * 1024];
     drop(spawn(async move {
         let _held = (conn, buf);
         std::future::pending::<()>().await;

@@ -30,7 +30,7 @@ use crate::clock;
 use crate::sync::{AtomicU64, AtomicU8, Mutex};
 use crate::task::{Id, Notified, Schedule, Task};
 use bulwark_metrics::ledger::{self, Kind, Permit, Waiter};
-use bulwark_metrics::Books;
+use bulwark_metrics::{Books, Histogram};
 use std::collections::HashMap;
 use std::sync::atomic::{Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
 use std::sync::Arc;
@@ -290,22 +290,35 @@ pub(crate) struct Admitter<S: 'static> {
     ceiling: bool,
     books: Arc<Books>,
     codel: Option<Codel>,
+    /// `Builder::histograms`: stamp a sample of wakes for the
+    /// scheduling-delay histogram.
+    histograms: bool,
+    /// One wake in this many is stamped with the clock (CoDel's sample, or
+    /// the histograms'); 0: no wake is.
+    wake_sample: u32,
     /// Tasks in the admission wait list, by id, so an abort or a deadline
     /// can take one out without waiting for a permit.
     queued: Mutex<HashMap<Id, Arc<QueuedTask<S>>>>,
 }
 
 impl<S: Admitted> Admitter<S> {
-    pub(crate) fn new(policy: Admission, books: Arc<Books>) -> Admitter<S> {
+    pub(crate) fn new(policy: Admission, books: Arc<Books>, histograms: bool) -> Admitter<S> {
         let codel = match policy {
             Admission::Adaptive { target, interval } => Some(Codel::new(target, interval)),
             _ => None,
+        };
+        let wake_sample = match (&codel, histograms) {
+            (Some(_), _) => SAMPLE,
+            (None, true) => HISTOGRAM_SAMPLE,
+            (None, false) => 0,
         };
         Admitter {
             policy,
             ceiling: kind(&books).budget() != usize::MAX,
             books,
             codel,
+            histograms,
+            wake_sample,
             queued: Mutex::new(HashMap::new()),
         }
     }
@@ -422,12 +435,21 @@ impl<S: Admitted> Admitter<S> {
                 (None, Some(coarse)) => coarse,
                 (None, None) => clock::now(),
             };
-            let stamp = if sample_this_one() {
+            let stamp = if sample_this_one(SAMPLE) {
                 at | SAMPLED
             } else {
                 (at & !SAMPLED).max(2)
             };
             ticket.queued_at.store(stamp, Relaxed);
+        } else if self.histograms
+            && decision == Decision::Admit
+            && sample_this_one(HISTOGRAM_SAMPLE)
+        {
+            // Histograms alone: one spawn in the sample is stamped for the
+            // scheduling-delay histogram, as a wake is.
+            ticket
+                .queued_at
+                .store(now.unwrap_or_else(clock::now) | SAMPLED, Relaxed);
         }
         ticket
     }
@@ -460,7 +482,7 @@ impl<S: Admitted> Admitter<S> {
     /// queue shows in a sample as well.
     #[inline]
     pub(crate) fn on_wake(&self, ticket: &Ticket) {
-        if self.codel.is_some() && sample_this_one() {
+        if self.wake_sample != 0 && sample_this_one(self.wake_sample) {
             ticket.queued_at.store(clock::now() | SAMPLED, Relaxed);
         }
     }
@@ -485,8 +507,15 @@ impl<S: Admitted> Admitter<S> {
     /// clock read made for it comes back, for the worker to refresh its
     /// coarse time with.
     #[inline]
-    pub(crate) fn on_dequeue(&self, task: &Notified<S>, coarse: u64) -> Option<u64> {
-        let codel = self.codel.as_ref()?;
+    pub(crate) fn on_dequeue(
+        &self,
+        task: &Notified<S>,
+        coarse: u64,
+        delays: Option<&Histogram>,
+    ) -> Option<u64> {
+        if self.wake_sample == 0 {
+            return None;
+        }
         let ticket = task.scheduler().ticket();
         // A load first: most polls find no stamp, and a swap is a locked
         // instruction.
@@ -498,28 +527,39 @@ impl<S: Admitted> Admitter<S> {
             return None;
         }
         let since = stamp & !SAMPLED;
-        let (mut now, mut read) = if stamp & SAMPLED != 0 {
+        let sampled = stamp & SAMPLED != 0;
+        let (mut now, mut read) = if sampled {
             let at = Instant::now();
             (clock::nanos_at(at), Some(at))
         } else {
             (coarse, None)
         };
-        if read.is_none() && now.saturating_sub(since) > codel.target {
-            // The coarse time lags, so a coarse delay is short, never long:
-            // past the target it may be past a drop threshold too. The clock
-            // settles it (only for tasks that waited a while: a loaded
-            // worker, where a clock read is cheap next to the wait).
-            let at = Instant::now();
-            (now, read) = (clock::nanos_at(at), Some(at));
+        if let Some(codel) = &self.codel {
+            if read.is_none() && now.saturating_sub(since) > codel.target {
+                // The coarse time lags, so a coarse delay is short, never
+                // long: past the target it may be past a drop threshold too.
+                // The clock settles it (only for tasks that waited a while:
+                // a loaded worker, where a clock read is cheap next to the
+                // wait).
+                let at = Instant::now();
+                (now, read) = (clock::nanos_at(at), Some(at));
+            }
+            let delay = Duration::from_nanos(now.saturating_sub(since));
+            if ticket.take_sheddable() && self.should_shed_at_dequeue(codel, delay) {
+                task.shed_before_first_poll();
+            } else if let Some(at) = read {
+                // Every delay measured with the clock teaches CoDel: the
+                // sampled ones, and the ones that looked long, which are
+                // long (a queue that stands shows in them first).
+                self.observe_delay(codel, at, delay);
+            }
         }
-        let delay = Duration::from_nanos(now.saturating_sub(since));
-        if ticket.take_sheddable() && self.should_shed_at_dequeue(codel, delay) {
-            task.shed_before_first_poll();
-        } else if let Some(at) = read {
-            // Every delay measured with the clock teaches CoDel: the sampled
-            // ones, and the ones that looked long, which are long (a queue
-            // that stands shows in them first).
-            self.observe_delay(codel, at, delay);
+        if sampled {
+            // Only the sampled delays go to the histogram: the ones measured
+            // because they looked long would skew it.
+            if let Some(h) = delays {
+                h.record(now.saturating_sub(since));
+            }
         }
         read.map(|_| now)
     }
@@ -636,10 +676,17 @@ pub(crate) const SAMPLE: u32 = 8;
 /// CoDel, clear if the worker's coarse time measures it.
 const SAMPLED: u64 = 1;
 
-/// True for one call in [`SAMPLE`] on this thread: a thread-local counter,
-/// so sampling costs no shared write.
+/// One wake (and spawn) in this many is stamped for the scheduling-delay
+/// histogram when CoDel is off (`Builder::histograms` without adaptive
+/// admission): a clock read at the wake and one at the poll, about 90 ns,
+/// would add more than a short poll costs if made for every wake. With
+/// CoDel on, its stamps (one in [`SAMPLE`]) feed the histogram too.
+pub(crate) const HISTOGRAM_SAMPLE: u32 = 64;
+
+/// True for one call in `every` (a power of two) on this thread: a
+/// thread-local counter, so sampling costs no shared write.
 #[inline]
-fn sample_this_one() -> bool {
+fn sample_this_one(every: u32) -> bool {
     thread_local! {
         static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
@@ -647,7 +694,7 @@ fn sample_this_one() -> bool {
         .try_with(|n| {
             let v = n.get().wrapping_add(1);
             n.set(v);
-            v % SAMPLE == 0
+            v & (every - 1) == 0
         })
         .unwrap_or(false)
 }
@@ -810,13 +857,13 @@ mod tests {
     #[test]
     fn ceiling_rejects_and_wait_queues() {
         let books = Arc::new(Books::new(1, false));
-        let reject = Admitter::new(Admission::Reject, books.clone());
+        let reject = Admitter::new(Admission::Reject, books.clone(), false);
         assert_eq!(reject.decide(false, true), Decision::Admit);
         assert_eq!(
             reject.decide(false, true),
             Decision::Reject { shedding: false }
         );
-        let wait = Admitter::new(Admission::Wait, books.clone());
+        let wait = Admitter::new(Admission::Wait, books.clone(), false);
         assert_eq!(wait.decide(false, true), Decision::Queue);
         assert_eq!(
             wait.decide(false, false),
@@ -828,7 +875,7 @@ mod tests {
     #[test]
     fn shedding_spares_essential_tasks() {
         let books = Arc::new(Books::new(10, false));
-        let a = Admitter::new(Admission::adaptive(), books.clone());
+        let a = Admitter::new(Admission::adaptive(), books.clone(), false);
         books.set_shedding(true);
         assert_eq!(a.decide(false, true), Decision::Reject { shedding: true });
         assert_eq!(a.decide(true, true), Decision::Admit);
@@ -839,7 +886,7 @@ mod tests {
     #[test]
     fn first_polls_that_waited_too_long_are_shed() {
         let books = Arc::new(Books::new(10, false));
-        let a = Admitter::new(Admission::adaptive(), books.clone());
+        let a = Admitter::new(Admission::adaptive(), books.clone(), false);
         let c = a.codel.as_ref().unwrap();
         assert!(!a.should_shed_at_dequeue(c, Duration::from_millis(50)));
         assert!(a.should_shed_at_dequeue(c, Duration::from_millis(150)));
@@ -914,7 +961,7 @@ mod loom_tests {
             None
         }
 
-        fn on_finish(&self, _: Finish) {}
+        fn on_finish(&self, _: Finish, _: u64) {}
 
         fn set_timer(
             &self,

@@ -231,10 +231,14 @@ impl Schedule for BlockingSchedule {
         None
     }
 
-    fn on_finish(&self, how: Finish) {
+    fn on_finish(&self, how: Finish, spawned_at: u64) {
         // Blocking closures are bounded by their own pool, not the task
         // ceiling: they hold no permit.
         count_shared(&self.pool.counters, how);
+        // Always timed, whatever `Builder::histograms` says: one clock read
+        // is nothing next to a hand-off to a pool thread.
+        let lifetime = crate::clock::now().saturating_sub(spawned_at);
+        self.pool.counters.task_lifetime.record_shared(lifetime);
     }
 
     fn set_timer(

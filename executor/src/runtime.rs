@@ -15,11 +15,12 @@ use crate::watchdog;
 pub use crate::watchdog::Watchdog;
 use bulwark_io::driver::Driver;
 use bulwark_io::{DriverSlot, Parker};
-use bulwark_metrics::{Books, SharedCounters, Snapshot, Source, StallReport, TaskInfo};
+use bulwark_metrics::{Books, Endpoint, SharedCounters, Snapshot, Source, StallReport, TaskInfo};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::panic::Location;
 use std::pin::pin;
 use std::sync::Arc;
@@ -54,8 +55,10 @@ pub struct Builder {
     watchdog: Watchdog,
     lost_task: LostTask,
     idle_report: Option<Duration>,
+    histograms: bool,
     resource_budgets: Vec<(&'static str, usize)>,
     resource_max_holds: Vec<(&'static str, Duration)>,
+    metrics_endpoint: Option<SocketAddr>,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -92,8 +95,10 @@ impl Builder {
             max_waiting_children: None,
             lost_task: LostTask::Report,
             idle_report: None,
+            histograms: true,
             resource_budgets: Vec::new(),
             resource_max_holds: Vec::new(),
+            metrics_endpoint: None,
         }
     }
 
@@ -221,6 +226,23 @@ impl Builder {
         self
     }
 
+    /// Whether the runtime keeps its duration histograms (on by default):
+    /// poll duration, scheduling delay (wake to poll) and task lifetime, in
+    /// [`Snapshot`]'s `poll_duration`, `scheduling_delay` and
+    /// `task_lifetime`, and each task's busy-time estimate (`TaskInfo::busy`).
+    ///
+    /// They are sampled to stay cheap: each worker times one poll in 128
+    /// (two clock reads), one wake in 64 is stamped with the clock (one in
+    /// 8 under [`Admission::adaptive`], whose stamps they share), and a
+    /// lifetime is measured with the worker's coarse time (no clock read).
+    /// Off, none of that runs; blocking tasks' lifetimes are still recorded
+    /// (one clock read next to a thread hand-off). Resource hold times are
+    /// recorded either way (see `bulwark::resource`).
+    pub fn histograms(&mut self, enabled: bool) -> &mut Self {
+        self.histograms = enabled;
+        self
+    }
+
     /// Whether listeners stop accepting while the runtime sheds load or is
     /// at its task ceiling (default `true`): connections then wait in the
     /// kernel's backlog instead of being accepted as work that cannot run.
@@ -257,10 +279,41 @@ impl Builder {
         self
     }
 
+    /// Serves the runtime's metrics over HTTP at `addr` (default: off),
+    /// from one dedicated thread that is never a worker and reads only the
+    /// runtime's books, so it answers while every worker is stuck in a poll.
+    ///
+    /// Routes: `/metrics` (Prometheus text, or OpenMetrics if the `Accept`
+    /// header asks), `/tasks` (JSON: the live tasks, oldest first;
+    /// `?limit=` up to 10000, default 1000; `?state=idle` and the other
+    /// `TaskState` names), `/stalls`, `/leaks`, `/health` (readiness: 503
+    /// while shedding or at the task ceiling) and `/` (an HTML page of the
+    /// live counts). Port 0 picks a free port: read it back with
+    /// [`Runtime::metrics_endpoint_addr`]. [`build`](Self::build) fails if
+    /// the address cannot be bound. The thread stops when the runtime is
+    /// dropped or shut down. See `bulwark_metrics::endpoint` for its limits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = bulwark_executor::Runtime::builder()
+    ///     .worker_threads(1)
+    ///     .metrics_endpoint("127.0.0.1:0".parse().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let addr = rt.metrics_endpoint_addr().expect("started");
+    /// assert_ne!(addr.port(), 0);
+    /// ```
+    pub fn metrics_endpoint(&mut self, addr: SocketAddr) -> &mut Self {
+        self.metrics_endpoint = Some(addr);
+        self
+    }
+
     /// Starts the worker threads and returns the runtime.
     ///
     /// Errors with `InvalidInput` for zero workers or zero blocking threads,
-    /// and with the OS error if a thread cannot be started.
+    /// with the OS error if a thread cannot be started, and with the bind's
+    /// error if the metrics endpoint's address cannot be bound.
     pub fn build(&mut self) -> io::Result<Runtime> {
         let workers = match self.worker_threads {
             Some(0) => {
@@ -331,7 +384,7 @@ impl Builder {
                 counters,
             )),
             driver,
-            admit: Admitter::new(self.admission, books),
+            admit: Admitter::new(self.admission, books, self.histograms),
             default_deadline: self.default_deadline,
             fanout: Fanout::new(
                 self.max_children_per_task,
@@ -339,14 +392,22 @@ impl Builder {
             ),
             lost_task: self.lost_task,
             idle_report: self.idle_report,
+            histograms: self.histograms,
         }));
         // The books reach the runtime through a `Weak`: a reader on another
         // thread (the metrics endpoint) never keeps it alive.
         let source: Arc<dyn Source> = shared.clone();
         shared.admit.books().set_source(Arc::downgrade(&source));
         drop(source);
+        // Bound before any worker starts: a taken address fails the build
+        // with nothing left running.
+        let endpoint = match self.metrics_endpoint {
+            Some(addr) => Some(Endpoint::start(shared.admit.books().clone(), addr)?),
+            None => None,
+        };
         let runtime = Runtime {
             handle: Handle { shared },
+            endpoint,
         };
         for index in 0..workers {
             // On error, `runtime` drops here and stops the workers started.
@@ -380,6 +441,9 @@ fn invalid(msg: &str) -> io::Error {
 /// ```
 pub struct Runtime {
     handle: Handle,
+    /// The metrics endpoint's thread, if one was asked for; stopped first
+    /// at shutdown.
+    endpoint: Option<Endpoint>,
 }
 
 impl Runtime {
@@ -443,6 +507,13 @@ impl Runtime {
         self.handle.metrics()
     }
 
+    /// The address the metrics endpoint listens on
+    /// ([`Builder::metrics_endpoint`]; with port 0, the port picked), or
+    /// `None` if it was not asked for.
+    pub fn metrics_endpoint_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.as_ref().map(Endpoint::local_addr)
+    }
+
     /// Shuts down as drop does, but waits at most `timeout` for threads to
     /// finish (a worker stuck in a poll, a blocking closure still running);
     /// threads still busy then are left to finish on their own.
@@ -451,6 +522,10 @@ impl Runtime {
     }
 
     fn shutdown(&mut self, deadline: Option<Instant>) {
+        // The endpoint first: its thread is woken and joined (it never waits
+        // on a worker, so this is prompt even with every worker stuck), and
+        // nobody reads a runtime that is being taken apart.
+        drop(self.endpoint.take());
         let shared = &self.handle.shared;
         shared.begin_shutdown();
         // Tasks and `spawn_wait` futures waiting for admission are told the
@@ -606,6 +681,13 @@ impl Handle {
     /// The runtime's counts now.
     pub fn metrics(&self) -> Snapshot {
         self.shared.metrics()
+    }
+
+    /// The address the runtime's metrics endpoint was bound to, if it has
+    /// one (see [`Runtime::metrics_endpoint_addr`]); it stops listening
+    /// when the runtime shuts down.
+    pub fn metrics_endpoint_addr(&self) -> Option<SocketAddr> {
+        self.shared.admit.books().endpoint_addr()
     }
 
     /// The polls the watchdog saw hold their worker past its threshold,

@@ -52,6 +52,8 @@ pub struct Books {
     /// Tells the id of the task polled on this thread (set by the executor):
     /// how a reservation made by `accept` in the io layer is tagged.
     current_task: OnceLock<fn() -> Option<u64>>,
+    /// Where the metrics endpoint listens, once started (set once).
+    endpoint_addr: OnceLock<std::net::SocketAddr>,
 }
 
 impl fmt::Debug for Books {
@@ -98,6 +100,7 @@ impl Books {
             accept_backoffs: AtomicU64::new(0),
             accept_pauses: AtomicU64::new(0),
             current_task: OnceLock::new(),
+            endpoint_addr: OnceLock::new(),
         }
     }
 
@@ -211,6 +214,27 @@ impl Books {
         self.source.lock().as_ref().and_then(Weak::upgrade)
     }
 
+    /// True while the source is set and its runtime alive: what the
+    /// metrics endpoint checks before it answers for the runtime.
+    pub fn has_source(&self) -> bool {
+        self.source
+            .lock()
+            .as_ref()
+            .is_some_and(|w| w.strong_count() > 0)
+    }
+
+    /// Records where the metrics endpoint of these books listens (the first
+    /// call counts; an endpoint is started once per runtime).
+    pub fn set_endpoint_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.endpoint_addr.set(addr);
+    }
+
+    /// Where the metrics endpoint of these books listens, if one was
+    /// started (the bound address: a port asked as 0 is the real one here).
+    pub fn endpoint_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint_addr.get().copied()
+    }
+
     /// The runtime's snapshot, from any thread; `None` if no source was set
     /// or the runtime is gone.
     pub fn snapshot(&self) -> Option<Snapshot> {
@@ -221,6 +245,12 @@ impl Books {
     /// or the runtime is gone.
     pub fn list_tasks(&self) -> Vec<TaskInfo> {
         self.source().map(|s| s.tasks()).unwrap_or_default()
+    }
+
+    /// The runtime's orphaned and held-too-long resource handles, from any
+    /// thread; empty if no source was set or the runtime is gone.
+    pub fn list_leaks(&self) -> Vec<crate::LeakReport> {
+        self.source().map(|s| s.leaks()).unwrap_or_default()
     }
 
     /// True while adaptive admission sheds new work.
@@ -524,7 +554,15 @@ mod tests {
                 state: TaskState::Idle,
                 age: Duration::from_secs(3),
                 idle_for: None,
+                polls: 2,
+                busy: None,
+                deadline: None,
+                resources: 0,
             }]
+        }
+
+        fn leaks(&self) -> Vec<crate::LeakReport> {
+            Vec::new()
         }
     }
 

@@ -79,6 +79,13 @@ pub struct SharedCounters {
     /// found by whichever thread drops a task's last waker, so counted here
     /// rather than per worker (it is rare).
     pub lost: AtomicU64,
+    /// Tasks queued on the runtime's global queue (the injector): woken or
+    /// spawned from outside the workers, or from a worker whose seat was
+    /// lent.
+    pub remote_schedules: AtomicU64,
+    /// Lifetimes of tasks that ended off the workers (blocking tasks, tasks
+    /// ended at shutdown), recorded with `record_shared`.
+    pub task_lifetime: crate::Histogram,
 }
 
 impl SharedCounters {

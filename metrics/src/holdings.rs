@@ -135,8 +135,13 @@ impl Holdings {
         holding
     }
 
-    /// The handle dropped.
-    pub fn remove(&self, holding: &Holding) {
+    /// The handle dropped: its entry is removed. Returns how long it was
+    /// held, for the caller to record in its kind's
+    /// [`hold_time`](crate::ledger::Kind::hold_time) (the caller holds the
+    /// kind; a lookup by name here would cost more than the rest of the
+    /// drop).
+    pub fn remove(&self, holding: &Holding) -> Duration {
+        let held = holding.since.elapsed();
         let id = holding.id as usize;
         let mut slab = self.shards[id % SHARDS].lock();
         // Only this handle's own entry: a number is reused once free.
@@ -146,6 +151,7 @@ impl Holdings {
         {
             slab.remove(id / SHARDS);
         }
+        held
     }
 
     /// Runs `f` on every live handle (one shard locked at a time).
@@ -207,6 +213,17 @@ pub enum LeakKind {
     Orphan,
     /// It has been held longer than its kind's `max_hold`.
     HeldTooLong,
+}
+
+impl LeakKind {
+    /// The reason in snake case (`"orphan"`, `"held_too_long"`), as the
+    /// metrics endpoint writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeakKind::Orphan => "orphan",
+            LeakKind::HeldTooLong => "held_too_long",
+        }
+    }
 }
 
 /// One leaked (or suspect) handle, as listed.

@@ -15,7 +15,15 @@
 //!   a clock on the hot path; it holds the worker's [`WorkerCounters`].
 //! - [`Holdings`]: every live tracked resource handle (kind, holder task,
 //!   where and when it was taken), for finding orphans and long holds.
-//! - [`Snapshot`]: a plain copy of all of it at one moment.
+//! - [`Histogram`]: fixed-bucket duration histograms (poll time, scheduling
+//!   delay, task lifetime per worker; hold time per resource kind).
+//! - [`Snapshot`]: a plain copy of all of it at one moment (`Display` for
+//!   a log; `serde::Serialize` with the default `serde` feature).
+//! - [`exposition`]: a snapshot as Prometheus or OpenMetrics text.
+//! - [`endpoint`]: the metrics endpoint, an HTTP server on its own thread
+//!   that reads everything through the books (`/metrics`, `/tasks`,
+//!   `/stalls`, `/leaks`, `/health`, `/`), so it answers while every worker
+//!   is stuck.
 //!
 //! Writes on the hot path go to a [`WorkerSlot`] owned by one worker thread:
 //! only that thread writes it, so a bump is a plain load and store, not a
@@ -29,16 +37,22 @@
 
 mod books;
 mod counters;
+pub mod endpoint;
+pub mod exposition;
+mod histogram;
 mod holdings;
 pub mod ledger;
 mod snapshot;
 mod source;
 mod stalls;
 mod sync;
+mod views;
 mod worker;
 
 pub use books::{AcceptPaused, Books};
 pub use counters::{Counter, SharedCounters, WorkerCounters};
+pub use endpoint::Endpoint;
+pub use histogram::{Histogram, HistogramSnapshot, WorkerHistograms, BUCKETS, BUCKET_BOUNDS_NANOS};
 pub use holdings::{Holding, Holdings, LeakKind, LeakReport, REPORTED_LONG, REPORTED_ORPHAN};
 pub use snapshot::{BlockingSnapshot, DriverSnapshot, KindSnapshot, Snapshot, WorkerSnapshot};
 pub use source::{Source, TaskInfo, TaskState};

@@ -3,17 +3,20 @@
 
 use crate::ledger::Kind;
 use crate::worker::WorkerState;
-use crate::{Books, SharedCounters};
+use crate::{Books, HistogramSnapshot, SharedCounters};
+use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// One ledger kind in a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindSnapshot {
     /// The kind's name (`"task"`, `"socket"`, a user's kind...).
     pub name: String,
     /// Permits held now.
     pub live: usize,
-    /// The budget (`usize::MAX`: no limit).
+    /// The budget (`usize::MAX`: no limit; `null` when serialized).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::views::budget"))]
     pub budget: usize,
     /// The most permits ever held at once.
     pub peak: usize,
@@ -23,6 +26,9 @@ pub struct KindSnapshot {
     pub admitted: u64,
     /// Acquisitions refused for want of a permit.
     pub refused: u64,
+    /// How long tracked handles of this kind were held, from `track` to
+    /// drop, for the handles returned so far.
+    pub hold_time: HistogramSnapshot,
 }
 
 impl KindSnapshot {
@@ -36,11 +42,13 @@ impl KindSnapshot {
             waiting: kind.waiting(),
             admitted: kind.admitted(),
             refused: kind.refused(),
+            hold_time: kind.hold_time().snapshot(),
         }
     }
 }
 
 /// One worker slot in a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerSnapshot {
     /// The worker's role (`"worker"`, `"replacement"`...).
@@ -53,9 +61,13 @@ pub struct WorkerSnapshot {
     pub polls_ended: u64,
     /// What it was doing at the read.
     pub state: WorkerState,
+    /// Tasks in the local queue of the seat this thread holds (stealable
+    /// ones; the LIFO slot aside); 0 for a thread that holds no seat.
+    pub queue_depth: usize,
 }
 
 /// What the blocking pool reports into a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlockingSnapshot {
     /// Threads the blocking pool has now, busy or idle.
@@ -67,6 +79,7 @@ pub struct BlockingSnapshot {
 }
 
 /// What the IO driver reports into a [`Snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriverSnapshot {
     /// Sockets registered with the driver now.
@@ -82,12 +95,20 @@ pub struct DriverSnapshot {
 
 /// A runtime's counts at one moment.
 ///
+/// Its `Display` is a compact report of a few lines, for a log; with the
+/// `serde` feature (on by default) it is `serde::Serialize`, field by field
+/// as named here (histograms as their per-bucket counts and `sum_nanos`,
+/// the bounds being [`BUCKET_BOUNDS_NANOS`](crate::BUCKET_BOUNDS_NANOS); a
+/// ceiling or budget of `usize::MAX` as `null`). The metrics endpoint's
+/// `/metrics` writes it in Prometheus' form ([`exposition`](crate::exposition)).
+///
 /// Counts are read one at a time without stopping the workers, so a snapshot
 /// taken while tasks run may be off by the tasks in flight. At quiescence
 /// nothing is lost: `tasks_spawned == tasks_completed + tasks_panicked +
 /// tasks_cancelled + tasks_deadline_exceeded + tasks_lost_cancelled +
 /// tasks_rejected` and `tasks_live == 0`. (`tasks_lost` counts detections,
 /// not outcomes: it is not in the sum.)
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -142,7 +163,9 @@ pub struct Snapshot {
     pub tasks_admitted_live: usize,
     /// The most tasks ever admitted at once.
     pub tasks_admitted_peak: usize,
-    /// The task ceiling (`max_tasks`).
+    /// The task ceiling (`max_tasks`; `usize::MAX`: none, `null` when
+    /// serialized).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::views::budget"))]
     pub max_tasks: usize,
     /// Tasks waiting for admission (`Admission::Wait`, `spawn_wait`).
     pub tasks_waiting: usize,
@@ -165,6 +188,10 @@ pub struct Snapshot {
     pub shedding_transitions: u64,
     /// Task polls run by the workers.
     pub polls: u64,
+    /// Tasks queued on the global queue (from outside the workers).
+    pub remote_schedules: u64,
+    /// Tasks in the global queue now.
+    pub global_queue_depth: usize,
     /// Tasks a worker took from another worker's queue.
     pub steals: u64,
     /// Times a worker went to sleep for want of work.
@@ -185,6 +212,16 @@ pub struct Snapshot {
     /// Times a listener waited because the runtime was shedding or at its
     /// task ceiling.
     pub accept_pauses: u64,
+    /// Time inside task polls. Sampled: one poll in
+    /// `SAMPLE` per worker is timed (see the runtime's docs), so `count` is
+    /// the polls timed, not every poll.
+    pub poll_duration: HistogramSnapshot,
+    /// Time from a task's wake to the start of its poll (its wait in a
+    /// queue). Sampled as `poll_duration` is.
+    pub scheduling_delay: HistogramSnapshot,
+    /// Time from spawn to end, for every task that ended (completed,
+    /// panicked, cancelled, past its deadline, lost and cancelled).
+    pub task_lifetime: HistogramSnapshot,
     /// Every registered ledger kind, in registration order (`task` first).
     pub kinds: Vec<KindSnapshot>,
     /// Every worker slot, in index order.
@@ -233,6 +270,8 @@ impl Snapshot {
             accept_backoffs: driver.accept_backoffs,
             accept_pauses: driver.accept_pauses,
             kinds: books.kinds().iter().map(|k| KindSnapshot::of(k)).collect(),
+            task_lifetime: shared.task_lifetime.snapshot(),
+            remote_schedules: shared.remote_schedules.load(Relaxed),
             ..Snapshot::default()
         };
         for slot in books.workers() {
@@ -243,7 +282,12 @@ impl Snapshot {
                 polls_started: view.polls_started,
                 polls_ended: view.polls_ended,
                 state: view.state(),
+                queue_depth: 0,
             });
+            let h = &slot.histograms;
+            h.poll_duration.add_to(&mut s.poll_duration);
+            h.scheduling_delay.add_to(&mut s.scheduling_delay);
+            h.task_lifetime.add_to(&mut s.task_lifetime);
             let w = &slot.counters;
             s.workers += 1;
             s.polls += view.polls_started;
@@ -265,6 +309,114 @@ impl Snapshot {
             + s.tasks_rejected;
         s.tasks_live = s.tasks_spawned.saturating_sub(finished);
         s
+    }
+}
+
+/// A bound, or "no limit" for `usize::MAX`.
+struct Limit(usize);
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == usize::MAX {
+            f.write_str("no limit")
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+/// A histogram's p50 and p99 and how many values it holds.
+struct Quantiles<'a>(&'a HistogramSnapshot);
+
+impl fmt::Display for Quantiles<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.quantile(0.5), self.0.quantile(0.99)) {
+            (Some(p50), Some(p99)) => {
+                write!(f, "p50 {p50:?} p99 {p99:?} ({} timed)", self.0.count())
+            }
+            _ => f.write_str("none timed"),
+        }
+    }
+}
+
+/// A few lines for a log: tasks and how they ended, admission, workers,
+/// latencies (p50 and p99 from the histograms), the blocking pool and the
+/// driver, and every ledger kind.
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "tasks: {} live ({} admitted, peak {}, ceiling {}), {} waiting for admission, {} children waiting",
+            self.tasks_live,
+            self.tasks_admitted_live,
+            self.tasks_admitted_peak,
+            Limit(self.max_tasks),
+            self.tasks_waiting,
+            self.children_waiting,
+        )?;
+        writeln!(
+            f,
+            "ended: {} spawned, {} completed, {} panicked, {} cancelled, {} past deadline, {} lost ({} cancelled), {} rejected ({} at ceiling, {} shed)",
+            self.tasks_spawned,
+            self.tasks_completed,
+            self.tasks_panicked,
+            self.tasks_cancelled,
+            self.tasks_deadline_exceeded,
+            self.tasks_lost,
+            self.tasks_lost_cancelled,
+            self.tasks_rejected,
+            self.rejected_at_ceiling,
+            self.rejected_shedding,
+        )?;
+        writeln!(
+            f,
+            "workers: {} slots, {} threads; {} polls, {} steals, {} parks; {} stalls, {} compensations; shedding {} ({} times)",
+            self.workers,
+            self.worker_threads,
+            self.polls,
+            self.steals,
+            self.parks,
+            self.stalls,
+            self.compensations,
+            if self.shedding { "on" } else { "off" },
+            self.shedding_transitions,
+        )?;
+        writeln!(
+            f,
+            "latency: poll {}; scheduling delay {}; task lifetime {}",
+            Quantiles(&self.poll_duration),
+            Quantiles(&self.scheduling_delay),
+            Quantiles(&self.task_lifetime),
+        )?;
+        writeln!(
+            f,
+            "blocking: {} threads ({} idle), {} queued; io: {} registrations, {} timers, {} accept back-offs, {} accept pauses",
+            self.blocking_threads,
+            self.blocking_threads_idle,
+            self.blocking_queue_depth,
+            self.io_registrations,
+            self.timers_pending,
+            self.accept_backoffs,
+            self.accept_pauses,
+        )?;
+        write!(
+            f,
+            "resources: {} tracked, {} orphans, {} long holds; kinds:",
+            self.resources_tracked, self.resource_orphans, self.resource_long_holds,
+        )?;
+        for k in &self.kinds {
+            write!(
+                f,
+                " {} {}/{} (peak {}, {} waiting, {} refused)",
+                k.name,
+                k.live,
+                Limit(k.budget),
+                k.peak,
+                k.waiting,
+                k.refused
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -325,6 +477,7 @@ mod tests {
                 waiting: 0,
                 admitted: 2,
                 refused: 1,
+                hold_time: HistogramSnapshot::default(),
             }
         );
         assert_eq!(s.kinds[0].name, "task");
@@ -340,5 +493,28 @@ mod tests {
             (s.worker_states[1].polls_started, s.worker_states[1].index),
             (8, 1)
         );
+    }
+
+    #[test]
+    fn display_is_a_short_report() {
+        let books = Books::new(10, false);
+        books.register_kind("db", 4).unwrap();
+        let shared = SharedCounters::default();
+        SharedCounters::bump(&shared.spawned);
+        let mut s = Snapshot::collect(
+            &books,
+            &shared,
+            BlockingSnapshot::default(),
+            DriverSnapshot::default(),
+        );
+        s.poll_duration.counts[2] = 3;
+        let text = s.to_string();
+        assert!(text.lines().count() <= 8, "{text}");
+        assert!(text.contains("tasks: 1 live"), "{text}");
+        assert!(text.contains("ceiling 10"), "{text}");
+        assert!(text.contains("poll p50"), "{text}");
+        assert!(text.contains("scheduling delay none timed"), "{text}");
+        assert!(text.contains("socket 0/no limit"), "{text}");
+        assert!(text.contains("db 0/4"), "{text}");
     }
 }

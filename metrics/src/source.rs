@@ -5,7 +5,7 @@
 //! ([`Books::set_source`](crate::Books::set_source)); the books never keep
 //! the runtime alive, and a read after the runtime is gone finds nothing.
 
-use crate::Snapshot;
+use crate::{LeakReport, Snapshot};
 use std::time::Duration;
 
 /// What a live task is doing, as its source last saw it.
@@ -32,6 +32,42 @@ pub enum TaskState {
     Lost,
 }
 
+impl TaskState {
+    /// Every state, in the order of the lifecycle.
+    pub const ALL: [TaskState; 6] = [
+        TaskState::WaitingAdmission,
+        TaskState::Idle,
+        TaskState::Scheduled,
+        TaskState::Running,
+        TaskState::Cancelling,
+        TaskState::Lost,
+    ];
+
+    /// The state's name in snake case (`"waiting_admission"`, `"idle"`...),
+    /// as the metrics endpoint writes it and reads it in `/tasks?state=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::WaitingAdmission => "waiting_admission",
+            TaskState::Idle => "idle",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Running => "running",
+            TaskState::Cancelling => "cancelling",
+            TaskState::Lost => "lost",
+        }
+    }
+
+    /// The state named `name` (as [`name`](Self::name) writes it), if any.
+    pub fn from_name(name: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One live task, for `/tasks` and idle reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskInfo {
@@ -51,6 +87,17 @@ pub struct TaskInfo {
     /// `None` otherwise. Coarse: it may read long by up to one worker
     /// maintenance tick's polls.
     pub idle_for: Option<Duration>,
+    /// Polls run so far.
+    pub polls: u64,
+    /// Time spent inside its polls so far, estimated from the sampled polls
+    /// (see the runtime's histograms); `None` while no poll of it was
+    /// sampled.
+    pub busy: Option<Duration>,
+    /// Time left before its deadline cancels it (zero if past), if it has
+    /// one.
+    pub deadline: Option<Duration>,
+    /// Tracked resource handles (`bulwark::resource`, sockets) it holds.
+    pub resources: usize,
 }
 
 /// A runtime seen from outside its threads: the executor implements this.
@@ -64,4 +111,8 @@ pub trait Source: Send + Sync {
 
     /// The live tasks now, in no particular order.
     fn tasks(&self) -> Vec<TaskInfo>;
+
+    /// Tracked handles that are orphans (holder task finished) or held past
+    /// their kind's `max_hold`, found by a scan now.
+    fn leaks(&self) -> Vec<LeakReport>;
 }

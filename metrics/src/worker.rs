@@ -40,6 +40,9 @@ pub struct WorkerSlot {
     parked: AtomicBool,
     /// What this worker counts (polls, spawns, steals...).
     pub counters: WorkerCounters,
+    /// What this worker times (poll duration, scheduling delay, task
+    /// lifetime).
+    pub histograms: crate::WorkerHistograms,
 }
 
 impl fmt::Debug for WorkerSlot {
@@ -114,6 +117,7 @@ impl WorkerSlot {
             location: AtomicPtr::new(std::ptr::null_mut()),
             parked: AtomicBool::new(false),
             counters: WorkerCounters::default(),
+            histograms: crate::WorkerHistograms::default(),
         }
     }
 

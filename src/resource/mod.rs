@@ -108,7 +108,11 @@ impl Drop for Entry {
         let Some((books, holding)) = &self.tracking else {
             return;
         };
-        books.holdings().remove(holding);
+        let held = books.holdings().remove(holding);
+        self._permit
+            .kind()
+            .hold_time()
+            .record_shared(held.as_nanos() as u64);
         if holding.reported() != 0 {
             tracing::warn!(
                 target: "bulwark::resource",

@@ -99,6 +99,9 @@ pub(crate) struct Shared {
     pub(crate) lost_task: LostTask,
     /// The idle report's threshold (`Builder::idle_report`); `None`: off.
     pub(crate) idle_report: Option<std::time::Duration>,
+    /// Whether workers time a sample of polls and wakes, and tasks'
+    /// lifetimes (`Builder::histograms`).
+    pub(crate) histograms: bool,
 }
 
 /// The scheduler value each task of the runtime carries: the runtime, the
@@ -142,6 +145,7 @@ pub(crate) struct Parts {
     pub(crate) fanout: Fanout,
     pub(crate) lost_task: LostTask,
     pub(crate) idle_report: Option<std::time::Duration>,
+    pub(crate) histograms: bool,
 }
 
 impl Shared {
@@ -180,6 +184,7 @@ impl Shared {
             fanout: parts.fanout,
             lost_task: parts.lost_task,
             idle_report: parts.idle_report,
+            histograms: parts.histograms,
         }
     }
 
@@ -244,6 +249,7 @@ impl Shared {
 
     /// Queues a task on the injector and wakes a worker if none searches.
     pub(crate) fn schedule_remote(&self, task: Queued) {
+        SharedCounters::bump(&self.counters.remote_schedules);
         self.injector.push(task);
         // Pairs with the store in `begin_shutdown`: either we see the flag and
         // drain, or shutdown's drain sees our push.
@@ -316,6 +322,13 @@ impl Shared {
             self.driver.handle().stats(),
         );
         s.children_waiting = self.fanout.waiting();
+        s.global_queue_depth = self.injector.len();
+        for remote in self.remotes.iter() {
+            let slot = remote.occupant.load(std::sync::atomic::Ordering::Relaxed);
+            if let Some(w) = s.worker_states.iter_mut().find(|w| w.index == slot) {
+                w.queue_depth = remote.stealer.len();
+            }
+        }
         s.worker_threads = self.live_threads();
         s.wasted_subtasks = self.fanout.wasted();
         s
@@ -331,9 +344,31 @@ impl Source for Shared {
     }
 
     fn tasks(&self) -> Vec<TaskInfo> {
+        let held = self.held_by_task();
         let mut out = Vec::new();
-        self.registry.for_each(|task| out.push(task_info(task)));
+        self.registry.for_each(|task| {
+            let mut info = task_info(task);
+            info.resources = held.get(&info.id).copied().unwrap_or(0);
+            out.push(info)
+        });
         out
+    }
+
+    fn leaks(&self) -> Vec<bulwark_metrics::LeakReport> {
+        leaks::scan(self)
+    }
+}
+
+impl Shared {
+    /// How many tracked handles each task holds now, by task id.
+    pub(crate) fn held_by_task(&self) -> std::collections::HashMap<u64, usize> {
+        let mut held = std::collections::HashMap::new();
+        self.admit.books().holdings().for_each(|h| {
+            if let Some(id) = h.holder() {
+                *held.entry(id).or_insert(0) += 1;
+            }
+        });
+        held
     }
 }
 
@@ -367,6 +402,18 @@ pub(crate) fn task_info(task: &Task<Sched>) -> TaskInfo {
         },
         age: crate::clock::since(header.spawned_at),
         idle_for: None,
+        polls: header.polls(),
+        busy: header.busy_estimate(),
+        deadline: match header
+            .deadline_nanos
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            u64::MAX => None,
+            at => Some(std::time::Duration::from_nanos(
+                at.saturating_sub(crate::clock::now()),
+            )),
+        },
+        resources: 0,
     };
     info.idle_for = lost::idle_for(&task.scheduler().shared, task, info.state);
     info
@@ -387,10 +434,17 @@ impl Schedule for Sched {
         self.shared.registry.remove(task)
     }
 
-    fn on_finish(&self, how: Finish) {
+    fn on_finish(&self, how: Finish, spawned_at: u64) {
         let shared = &*self.shared;
         worker::with_local(shared, |local| match local {
             Some(cx) => {
+                if shared.histograms {
+                    // The worker's coarse time: no clock read per task, and
+                    // never ahead of the clock, so a lifetime reads short by
+                    // at most the polls since its last refresh.
+                    let lifetime = cx.coarse_now().saturating_sub(spawned_at);
+                    cx.histograms().task_lifetime.record(lifetime);
+                }
                 let c = cx.counters();
                 match how {
                     Finish::Completed => c.completed.bump(),
@@ -401,7 +455,13 @@ impl Schedule for Sched {
                     Finish::Lost => c.lost_cancelled.bump(),
                 }
             }
-            None => blocking::count_shared(&shared.counters, how),
+            None => {
+                blocking::count_shared(&shared.counters, how);
+                if shared.histograms {
+                    let lifetime = crate::clock::now().saturating_sub(spawned_at);
+                    shared.counters.task_lifetime.record_shared(lifetime);
+                }
+            }
         });
         let ended = shared.admit.on_finish(&self.ticket);
         fanout::on_finish(self, ended, how);

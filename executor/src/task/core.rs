@@ -7,7 +7,9 @@ use bulwark_io::driver::TimerKey;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -95,9 +97,51 @@ pub(crate) struct Header {
     /// One of [`reason`]'s constants; the first one set wins, and it is set
     /// before the cancel transition.
     cancel_reason: AtomicU8,
+    /// Polls begun. Written only by the thread holding the task's
+    /// `Notified` (one at a time, handed on through the queues), as a load
+    /// and a store; read by listings. Relaxed: a metric, read alone.
+    polls: AtomicU64,
+    /// Of those, the polls the worker timed (one in the runtime's sample),
+    /// and the time they took, in nanoseconds: `fetch_add`, since the
+    /// worker adds them after its poll, when the task may already be
+    /// polled again elsewhere.
+    polls_timed: AtomicU32,
+    busy_timed: AtomicU64,
 }
 
 impl Header {
+    /// A poll begins. Only the holder of the task's `Notified` calls this.
+    #[inline]
+    pub(crate) fn count_poll(&self) {
+        self.polls
+            .store(self.polls.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    /// Polls begun so far.
+    pub(crate) fn polls(&self) -> u64 {
+        self.polls.load(Relaxed)
+    }
+
+    /// A timed poll of this task took `nanos`.
+    pub(crate) fn add_timed_poll(&self, nanos: u64) {
+        self.polls_timed.fetch_add(1, Relaxed);
+        self.busy_timed.fetch_add(nanos, Relaxed);
+    }
+
+    /// Time spent in polls so far, estimated as the mean of the timed polls
+    /// times the polls begun; `None` if no poll was timed.
+    pub(crate) fn busy_estimate(&self) -> Option<std::time::Duration> {
+        let timed = self.polls_timed.load(Relaxed) as u64;
+        if timed == 0 {
+            return None;
+        }
+        let mean = self.busy_timed.load(Relaxed) as f64 / timed as f64;
+        let polls = self.polls().max(timed);
+        Some(std::time::Duration::from_nanos(
+            (mean * polls as f64) as u64,
+        ))
+    }
+
     /// Gives the reason for a cancellation about to happen, unless one was
     /// given already: the first canceller names the cause.
     pub(crate) fn set_cancel_reason(&self, why: u8) {
@@ -159,6 +203,9 @@ impl<F: Future, S> Cell<F, S> {
                 idle_since: AtomicU64::new(0),
                 deadline_timer: UnsafeCell::new(None),
                 cancel_reason: AtomicU8::new(reason::UNSET),
+                polls: AtomicU64::new(0),
+                polls_timed: AtomicU32::new(0),
+                busy_timed: AtomicU64::new(0),
             },
             scheduler,
             stage: crate::sync::UnsafeCell::new(Stage::Running(future)),

@@ -261,7 +261,9 @@ where
         // Giving a permit back may admit a waiter and wake its waker, which
         // is foreign code: a panic there must not leave this task RUNNING
         // forever, nor unwind through the worker.
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| cell.scheduler.on_finish(how)));
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+            cell.scheduler.on_finish(how, cell.header.spawned_at)
+        }));
         let prev = cell.header.state.transition_to_complete();
         let _ = panic::catch_unwind(AssertUnwindSafe(|| {
             if !prev.is_join_interested() {

@@ -104,7 +104,9 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// The task ended (`how`): count it, and give back whatever the
     /// scheduler holds for it (a permit of the task ceiling). Runs before the
     /// join handle can see the output.
-    fn on_finish(&self, how: Finish);
+    /// `spawned_at` is the task's spawn time (`clock` nanoseconds), for its
+    /// lifetime.
+    fn on_finish(&self, how: Finish, spawned_at: u64);
 
     /// Set the task's deadline timer: `waker` (which cancels the task) is
     /// woken at `deadline`, at once if it is past.
@@ -272,6 +274,14 @@ impl<S: 'static> Notified<S> {
 
     pub(crate) fn id(&self) -> Id {
         self.0.id()
+    }
+
+    /// One more counted reference to the task: it keeps the header readable
+    /// after this `Notified` is run (a worker timing the poll adds its time
+    /// to the task afterwards).
+    pub(crate) fn task_ref(&self) -> Task<S> {
+        self.0.raw.header().state.ref_inc();
+        Task::from_raw(self.0.raw)
     }
 
     pub(crate) fn header(&self) -> &self::core::Header {

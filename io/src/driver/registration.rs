@@ -217,7 +217,12 @@ impl<F> Drop for Ready<'_, F> {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.handle.release(&self.io, self.token);
-        self.handle.books().holdings().remove(&self.holding);
+        let books = self.handle.books();
+        let held = books.holdings().remove(&self.holding);
+        books
+            .sockets()
+            .hold_time()
+            .record_shared(held.as_nanos() as u64);
     }
 }
 

@@ -161,6 +161,9 @@ pub struct Kind {
     admitted: AtomicU64,
     refused: AtomicU64,
     over_released: AtomicU64,
+    /// How long tracked handles of this kind were held (recorded by whoever
+    /// drops a tracked handle; see [`Holdings`](crate::Holdings)).
+    hold_time: crate::Histogram,
 }
 
 impl fmt::Debug for Kind {
@@ -194,7 +197,14 @@ impl Kind {
             admitted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             over_released: AtomicU64::new(0),
+            hold_time: crate::Histogram::default(),
         }
+    }
+
+    /// How long tracked handles of this kind were held, from `track` to
+    /// drop: recorded with `record_shared` as each handle drops.
+    pub fn hold_time(&self) -> &crate::Histogram {
+        &self.hold_time
     }
 
     /// The kind's name (`"task"`, `"socket"`, a user's `"db"`...).
