@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests: runtimes built the usual ways, a
 //! bound on every wait (on a thread or inside the runtime), a CPU spin, panic
 //! payload text, a drop counter, a live-task count and a count of this
-//! process's threads by name.
+//! process's threads by name; in [`tools`], real tools (promtool,
+//! prometheus, chromium) driven against the metrics endpoint.
 //!
 //! Not every test file uses every helper.
 #![allow(dead_code)]
+
+pub mod tools;
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
