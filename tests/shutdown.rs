@@ -1,6 +1,7 @@
 //! Shutdown: dropping the runtime drops every unfinished task's future,
 //! resolves their join handles as cancelled and leaves no thread behind;
-//! `shutdown_timeout` returns on time even when a worker is blocked.
+//! `shutdown_timeout` returns on time even when a worker is blocked, and
+//! `shutdown_background` does not wait at all.
 
 mod common;
 
@@ -169,5 +170,58 @@ fn shutdown_timeout_on_an_idle_runtime_drops_pending_tasks() {
             let err = futures::executor::block_on(handle).expect_err("a pending task returned Ok");
             assert!(err.is_cancelled(), "after shutdown_timeout: {err}");
         }
+    });
+}
+
+#[test]
+fn shutdown_background_never_waits_for_a_stuck_task_and_still_drops_the_waiting_ones() {
+    within(30, "shutdown_background with a stuck worker", || {
+        let rt = builder(2)
+            .thread_name("bwsdbg")
+            .build()
+            .expect("build the runtime");
+        let drops = Arc::new(AtomicUsize::new(0));
+        let waiting = spawn_pending(&rt, 100, &drops);
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let stuck = rt.spawn(async move {
+            started_tx.send(()).expect("signal started");
+            // Blocks its worker until the test lets go (bounded, so the
+            // thread ends even if the test fails).
+            let _ = release_rx.recv_timeout(Duration::from_secs(20));
+            // Then waits: the cancellation, not an output, ends it.
+            std::future::pending::<()>().await;
+        });
+        // And a blocking closure that will not return soon either.
+        let (closure_tx, closure_rx) = mpsc::channel::<()>();
+        drop(rt.spawn_blocking(move || {
+            let _ = closure_rx.recv_timeout(Duration::from_secs(20));
+        }));
+        started_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the stuck task never started");
+
+        let start = Instant::now();
+        rt.shutdown_background();
+        let took = start.elapsed();
+        // Dropping 100 futures and waking threads, on a noisy machine.
+        assert!(
+            took < Duration::from_secs(2),
+            "shutdown_background took {took:?} with a stuck worker and a blocking closure"
+        );
+        assert_eq!(drops.load(Ordering::SeqCst), 100, "waiting futures dropped");
+        for handle in waiting {
+            let err = futures::executor::block_on(handle).expect_err("a pending task returned Ok");
+            assert!(err.is_cancelled(), "after shutdown_background: {err}");
+        }
+        // The stuck task is cancelled when its poll returns; its thread, and
+        // the blocking one, then end on their own.
+        release_tx.send(()).expect("release the stuck task");
+        closure_tx.send(()).expect("release the closure");
+        let err = futures::executor::block_on(stuck).expect_err("the stuck task finished Ok");
+        assert!(err.is_cancelled(), "{err}");
+        wait_until(10, "the detached threads to end", || {
+            threads_named("bwsdbg").is_empty()
+        });
     });
 }

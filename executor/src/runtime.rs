@@ -521,6 +521,35 @@ impl Runtime {
         self.shutdown(Some(Instant::now() + timeout));
     }
 
+    /// Shuts down without waiting for anything, as tokio's: the workers are
+    /// told to stop, every task not being polled has its future dropped
+    /// here, a task being polled is cancelled when its poll returns, and
+    /// threads still busy (a worker stuck in a poll, a blocking closure)
+    /// are left to finish on their own, detached. It never blocks on a
+    /// stuck task; it is [`shutdown_timeout`](Self::shutdown_timeout) with
+    /// a zero timeout.
+    ///
+    /// Use it where dropping the runtime must not wait: in a signal path,
+    /// at the end of `main` with a blocking closure that may never return,
+    /// or from inside a task (where joining the runtime's threads would wait
+    /// on itself).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = bulwark_executor::Runtime::new().unwrap();
+    /// // A blocking closure that will not return for a long time.
+    /// rt.spawn_blocking(|| std::thread::sleep(Duration::from_secs(2)));
+    /// let start = Instant::now();
+    /// rt.shutdown_background();
+    /// assert!(start.elapsed() < Duration::from_secs(1), "did not wait for the closure");
+    /// ```
+    pub fn shutdown_background(self) {
+        self.shutdown_timeout(Duration::ZERO);
+    }
+
     fn shutdown(&mut self, deadline: Option<Instant>) {
         // The endpoint first: its thread is woken and joined (it never waits
         // on a worker, so this is prompt even with every worker stuck), and
