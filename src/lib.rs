@@ -65,6 +65,73 @@
 pub use bulwark_executor::spawn::{spawn, try_spawn};
 pub use bulwark_executor::Runtime;
 
+/// tokio's `join!`, re-exported: it needs no tokio runtime (it polls its
+/// futures in the task that awaits it), and works in a crate with no tokio
+/// dependency of its own (its expansion names tokio as `$crate`).
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let (a, b) = bulwark::join!(async { 1 }, async { "two" });
+///     assert_eq!((a, b), (1, "two"));
+/// });
+/// ```
+pub use tokio::join;
+
+/// tokio's `try_join!`, re-exported (runtime-free, as [`join!`]).
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let ok = bulwark::try_join!(async { Ok::<_, &str>(1) }, async { Ok(2) });
+///     assert_eq!(ok, Ok((1, 2)));
+///     let failed: Result<(u8, u8), &str> =
+///         bulwark::try_join!(async { Ok(1) }, async { Err("no") });
+///     assert_eq!(failed, Err("no"));
+/// });
+/// ```
+pub use tokio::try_join;
+
+/// tokio's `select!`, re-exported: it needs no tokio runtime (tokio's
+/// cooperative budget, which it consults, is unconstrained outside one),
+/// and works in a crate with no tokio dependency (its expansion and the
+/// proc-macro helpers it calls name tokio only as `$crate`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let (tx, rx) = bulwark::sync::oneshot::channel();
+///     bulwark::spawn(async move { tx.send("done").unwrap() });
+///     bulwark::select! {
+///         msg = rx => assert_eq!(msg.unwrap(), "done"),
+///         _ = bulwark::time::sleep(Duration::from_secs(10)) => panic!("timed out"),
+///     }
+/// });
+/// ```
+pub use tokio::select;
+
+/// tokio's `pin!`, re-exported: pins a value on the stack.
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let fut = async { 3 };
+///     bulwark::pin!(fut);
+///     assert_eq!((&mut fut).await, 3);
+/// });
+/// ```
+pub use tokio::pin;
+
 /// The runtime, its builder and handle (as `tokio::runtime`).
 pub mod runtime {
     pub use bulwark_executor::runtime::{
@@ -73,14 +140,116 @@ pub mod runtime {
     };
 }
 
+/// Asynchronous IO traits and utilities: tokio's runtime-free ones,
+/// re-exported (as `tokio::io`).
+///
+/// What is here needs no tokio runtime: the traits (`AsyncRead`,
+/// `AsyncWrite`, `AsyncBufRead`, `AsyncSeek` and their `Ext` traits),
+/// buffering (`BufReader`, `BufWriter`, `BufStream`), `copy`,
+/// `copy_bidirectional`, `split`, in-memory pipes (`duplex`, `simplex`),
+/// `empty`, `sink`, `repeat`, `ReadBuf`, and std's `Error`, `ErrorKind`,
+/// `Result` and `SeekFrom`. They are tokio's own items, so code written
+/// against `tokio::io` and crates built on it (tokio-util's codecs) work on
+/// bulwark's sockets ([`net::TcpStream`] implements tokio's `AsyncRead` and
+/// `AsyncWrite`).
+///
+/// Left out, because they need tokio's runtime:
+/// - `stdin`, `stdout`, `stderr` (tokio runs their reads and writes on its
+///   blocking pool; outside a tokio runtime they panic). Read and write
+///   standard streams with [`task::spawn_blocking`] and `std::io`.
+/// - `Interest`, `Ready` and `unix::AsyncFd` (tokio's reactor). bulwark's
+///   sockets have `readable`/`writable` and `try_read`/`try_write`.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::io::{self, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let (client, server) = io::duplex(64);
+///     let echo = bulwark::spawn(async move {
+///         let (read, mut write) = io::split(server);
+///         let mut lines = BufReader::new(read).lines();
+///         while let Some(line) = lines.next_line().await? {
+///             write.write_all(line.to_uppercase().as_bytes()).await?;
+///             write.write_all(b"\n").await?;
+///         }
+///         io::Result::Ok(())
+///     });
+///     let (mut read, mut write) = io::split(client);
+///     write.write_all(b"hello\nbulwark\n").await.unwrap();
+///     write.shutdown().await.unwrap(); // end of input: the echo task's loop ends
+///     let mut out = String::new();
+///     read.read_to_string(&mut out).await.unwrap();
+///     assert_eq!(out, "HELLO\nBULWARK\n");
+///     echo.await.unwrap().unwrap();
+/// });
+/// ```
+pub mod io {
+    pub use tokio::io::{
+        copy, copy_bidirectional, copy_bidirectional_with_sizes, copy_buf, duplex, empty, join,
+        repeat, simplex, sink, split, AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt,
+        AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufReader, BufStream, BufWriter, Chain,
+        DuplexStream, Empty, Error, ErrorKind, Join, Lines, ReadBuf, ReadHalf, Repeat, Result,
+        SeekFrom, SimplexStream, Sink, Split, Take, WriteHalf,
+    };
+}
+
+/// Synchronization for tasks: `tokio::sync`, re-exported (channels
+/// `mpsc`, `oneshot`, `broadcast`, `watch`; `Mutex`, `RwLock`,
+/// `Semaphore`, `Notify`, `Barrier`, `OnceCell`...).
+///
+/// Everything in it is runtime-agnostic: it works inside bulwark tasks with
+/// no tokio runtime in the process. Two notes:
+/// - `mpsc::Sender::send_timeout` exists only when some crate in the build
+///   turns on tokio's `time` feature, and then needs tokio's timer: use
+///   `bulwark::time::timeout(d, tx.send(v))` instead.
+/// - The `blocking_*` methods (`Mutex::blocking_lock`,
+///   `mpsc::Receiver::blocking_recv`...) block the calling thread. tokio
+///   panics when they are called inside one of its runtimes; bulwark cannot
+///   tell, so called from a task they block its worker (the watchdog reports
+///   it). Call them from [`task::spawn_blocking`] or plain threads.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::sync::{mpsc, Mutex};
+/// use std::sync::Arc;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let total = Arc::new(Mutex::new(0));
+///     let (tx, mut rx) = mpsc::channel(8);
+///     for i in 0..4 {
+///         let (tx, total) = (tx.clone(), total.clone());
+///         bulwark::spawn(async move {
+///             *total.lock().await += i;
+///             tx.send(i).await.unwrap();
+///         });
+///     }
+///     drop(tx);
+///     let mut seen = 0;
+///     while rx.recv().await.is_some() {
+///         seen += 1;
+///     }
+///     assert_eq!((seen, *total.lock().await), (4, 6));
+/// });
+/// ```
+pub mod sync {
+    pub use tokio::sync::*;
+}
+
 /// Tasks: spawning, joining, yielding (as `tokio::task`).
 pub mod task {
+    pub use bulwark_executor::block_in_place;
+    pub use bulwark_executor::join_set::JoinSet;
     pub use bulwark_executor::scope::{scope_deadline, ScopeDeadline};
     pub use bulwark_executor::spawn::{
         spawn, spawn_blocking, try_spawn, Builder, SpawnError, SpawnWait,
     };
     pub use bulwark_executor::task::{
-        deadline, id, lift_deadline, try_id, yield_now, Id, JoinError, JoinHandle,
+        deadline, id, lift_deadline, try_id, yield_now, AbortHandle, Id, JoinError, JoinHandle,
     };
 }
 

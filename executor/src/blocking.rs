@@ -79,6 +79,12 @@ impl Pool {
         }
     }
 
+    /// The cap on the pool's threads (`Builder::max_blocking_threads`), which
+    /// `block_in_place` also keeps to for the threads it starts.
+    pub(crate) fn max_threads(&self) -> usize {
+        self.max_threads
+    }
+
     pub(crate) fn snapshot(&self) -> BlockingSnapshot {
         let st = self.state.lock();
         BlockingSnapshot {

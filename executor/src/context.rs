@@ -87,6 +87,31 @@ pub(crate) fn enter_runtime(shared: &Arc<Shared>) -> RuntimeGuard {
     }
 }
 
+/// Leaves the runtime this thread drives, for a blocking section
+/// (`block_in_place`), until dropped: a `block_on` inside it is allowed (as
+/// tokio allows `Handle::current().block_on` inside its `block_in_place`),
+/// and the current runtime stays current, for `spawn` and
+/// `Handle::current`. Restores what it found, so nested sections and a
+/// thread outside any runtime come out as they went in.
+pub(crate) struct ExitGuard {
+    was_in_runtime: bool,
+}
+
+/// Leaves the runtime for a blocking section; see [`ExitGuard`].
+pub(crate) fn exit_runtime() -> ExitGuard {
+    let was_in_runtime = CONTEXT
+        .try_with(|c| c.in_runtime.replace(false))
+        .unwrap_or(false);
+    ExitGuard { was_in_runtime }
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let was = self.was_in_runtime;
+        let _ = CONTEXT.try_with(|c| c.in_runtime.set(was));
+    }
+}
+
 impl Drop for RuntimeGuard {
     fn drop(&mut self) {
         let _ = CONTEXT.try_with(|c| c.in_runtime.set(false));

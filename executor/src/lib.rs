@@ -27,10 +27,14 @@
 //! 7. [`scope`]: `scope_deadline`, a deadline for part of a task's work.
 //! 8. `threads`: starting worker threads, one per seat at build, and a
 //!    replacement later for a seat whose holder is stuck.
+//!    `block_in_place`: a task blocks where it stands, its worker's seat
+//!    handed to a new thread first.
 //! 9. `watchdog`: the thread that sees and reports a poll holding its
 //!    worker, and hands the worker's seat to a replacement.
 //! 10. [`spawn`](mod@spawn): the spawn path and the spawning API (`spawn`, `Builder`).
 //! 11. [`runtime`]: `Runtime`, its `Builder` and `Handle`.
+//! 12. [`join_set`]: `JoinSet`, a set of tasks joined as they finish (it
+//!     spawns through `spawn` and onto a `runtime::Handle`).
 //!
 //! # Under loom
 //!
@@ -52,12 +56,16 @@
 
 mod admission;
 #[cfg(not(loom))]
+mod block_in_place;
+#[cfg(not(loom))]
 mod blocking;
 mod clock;
 #[cfg(not(loom))]
 mod context;
 #[cfg(not(loom))]
 mod fanout;
+#[cfg(not(loom))]
+pub mod join_set;
 #[cfg(not(loom))]
 pub mod runtime;
 #[cfg(not(loom))]
@@ -82,6 +90,8 @@ mod watchdog;
 
 pub use admission::Admission;
 #[cfg(not(loom))]
+pub use block_in_place::block_in_place;
+#[cfg(not(loom))]
 pub use runtime::Runtime;
 #[cfg(not(loom))]
 pub use spawn::{spawn, try_spawn};
@@ -94,6 +104,8 @@ fn assert_send_sync() {
     is::<Runtime>();
     is::<runtime::Handle>();
     is::<task::JoinHandle<()>>();
+    is::<task::AbortHandle>();
+    is::<join_set::JoinSet<()>>();
     is::<task::JoinError>();
     is::<task::Id>();
 }

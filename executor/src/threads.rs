@@ -1,6 +1,7 @@
-//! Starting worker threads: the runtime's own at build, one per seat, and a
+//! Starting worker threads: the runtime's own at build, one per seat, a
 //! replacement later for a seat whose holder is stuck in a poll (the
-//! watchdog's compensation).
+//! watchdog's compensation), and a successor for a seat whose holder gives
+//! it away to block (`block_in_place`).
 //!
 //! Above the scheduler (which makes a worker's queue, parker and slot) and
 //! the context (which a worker thread enters), below the runtime and the
@@ -19,6 +20,8 @@ use std::thread;
 pub(crate) const ROLE_WORKER: &str = "worker";
 /// The role of a thread started to take over a stuck worker's seat.
 pub(crate) const ROLE_REPLACEMENT: &str = "replacement";
+/// The role of a thread a worker gave its seat to (`block_in_place`).
+pub(crate) const ROLE_HANDOVER: &str = "handover";
 
 /// Starts the thread of worker `index` at build, named `{name}-{index}`,
 /// holding its seat in generation 0.
@@ -56,13 +59,44 @@ pub(crate) fn start_worker(shared: &Arc<Shared>, index: usize) -> io::Result<()>
 /// The thread is started first and told to go only once the seat is taken,
 /// so a thread that cannot start leaves the seat with its holder.
 pub(crate) fn start_replacement(shared: &Arc<Shared>, index: usize) -> io::Result<bool> {
+    start_successor(shared, index, ROLE_REPLACEMENT, "r", |seat| seat.take())
+}
+
+/// Starts a thread that takes seat `index` over from `holder`, the calling
+/// thread, which gives it away from inside a poll (`block_in_place`).
+/// Returns false if the seat was not given (the watchdog took it first, or
+/// the runtime shuts down). As for a replacement, the thread is started
+/// before the seat is given, so a thread that cannot start (an error)
+/// leaves the seat with its holder.
+pub(crate) fn start_handover(
+    shared: &Arc<Shared>,
+    index: usize,
+    holder: &Arc<Holder>,
+) -> io::Result<bool> {
+    start_successor(shared, index, ROLE_HANDOVER, "h", |seat| {
+        seat.hand_over(holder)
+    })
+}
+
+/// Starts a thread named `{name}-{index}{suffix}`, playing `role`, that
+/// serves seat `index` as the holder `give` returns; if `give` returns none,
+/// the thread ends at once.
+fn start_successor(
+    shared: &Arc<Shared>,
+    index: usize,
+    role: &'static str,
+    suffix: &str,
+    give: impl FnOnce(
+        &crate::scheduler::seat::Seat<crate::scheduler::worker::Role>,
+    ) -> Option<Arc<Holder>>,
+) -> io::Result<bool> {
     if shared.is_shutdown() {
         return Ok(false);
     }
     let books = shared.admit.books();
-    let slot = books.add_worker(ROLE_REPLACEMENT);
+    let slot = books.add_worker(role);
     let (go_tx, go_rx) = mpsc::sync_channel::<Option<Arc<Holder>>>(1);
-    let name = format!("{}-{index}r", shared.thread_name);
+    let name = format!("{}-{index}{suffix}", shared.thread_name);
     shared.thread_started();
     let thread_shared = shared.clone();
     let thread_slot = slot.clone();
@@ -90,14 +124,16 @@ pub(crate) fn start_replacement(shared: &Arc<Shared>, index: usize) -> io::Resul
             return Err(e);
         }
     };
-    let taken = shared.remotes[index].seat.take();
-    let took = taken.is_some();
+    let given = give(&shared.remotes[index].seat);
+    let took = given.is_some();
     if took {
-        // The watchdog now watches the replacement for this seat.
+        // The watchdog now watches the new thread for this seat.
         shared.remotes[index].occupant.store(slot.index(), Release);
     }
-    // The thread waits on this; it cannot be gone.
-    let _ = go_tx.send(taken);
+    // The thread waits on this; it cannot be gone. The channel orders
+    // everything the seat's last holder did to it before the new thread's
+    // first look.
+    let _ = go_tx.send(given);
     shared.keep_thread(thread);
     Ok(took)
 }

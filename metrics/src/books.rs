@@ -45,6 +45,7 @@ pub struct Books {
     stalls_seen: AtomicU64,
     stalls: Stalls,
     compensations: AtomicU64,
+    blocks_in_place: AtomicU64,
     rejected_ceiling: AtomicU64,
     rejected_shedding: AtomicU64,
     accept_backoffs: AtomicU64,
@@ -95,6 +96,7 @@ impl Books {
             stalls_seen: AtomicU64::new(0),
             stalls: Stalls::default(),
             compensations: AtomicU64::new(0),
+            blocks_in_place: AtomicU64::new(0),
             rejected_ceiling: AtomicU64::new(0),
             rejected_shedding: AtomicU64::new(0),
             accept_backoffs: AtomicU64::new(0),
@@ -337,6 +339,17 @@ impl Books {
     /// replacement thread.
     pub fn count_compensation(&self) {
         self.compensations.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a `block_in_place` that handed its worker's seat to a new
+    /// thread.
+    pub fn count_block_in_place(&self) {
+        self.blocks_in_place.fetch_add(1, Relaxed);
+    }
+
+    /// `block_in_place` hand-overs since the runtime was built.
+    pub fn blocks_in_place(&self) -> u64 {
+        self.blocks_in_place.load(Relaxed)
     }
 
     /// Compensations since the runtime was built.

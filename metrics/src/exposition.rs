@@ -202,6 +202,7 @@ pub const SCALARS: &[Scalar] = &[
     counter("parks", "Times a worker went to sleep for want of work.", |s| s.parks),
     counter("stalls", "Polls the watchdog saw hold their worker past its threshold.", |s| s.stalls),
     counter("compensations", "Times the watchdog handed a stuck worker's seat to a replacement thread.", |s| s.compensations),
+    counter("blocks_in_place", "Times block_in_place handed its worker's seat to a new thread.", |s| s.blocks_in_place),
     // The blocking pool and the driver.
     gauge("blocking_threads", "Threads of the blocking pool, busy or idle.", |s| s.blocking_threads as u64),
     gauge("blocking_threads_idle", "Blocking threads waiting for work.", |s| s.blocking_threads_idle as u64),

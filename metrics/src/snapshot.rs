@@ -144,6 +144,9 @@ pub struct Snapshot {
     /// Times the watchdog handed a stuck worker's seat (its queue, LIFO
     /// slot and share of the driver) to a replacement thread.
     pub compensations: u64,
+    /// Times a task's `block_in_place` handed its worker's seat to a new
+    /// thread, so that the worker's queue was served while it blocked.
+    pub blocks_in_place: u64,
     /// Tracked resource handles live now (`bulwark::resource`).
     pub resources_tracked: usize,
     /// Tracked handles found alive after their holder task finished.
@@ -259,6 +262,7 @@ impl Snapshot {
             scope_deadlines_exceeded: books.scope_deadlines(),
             stalls: books.stalls_seen(),
             compensations: books.compensations(),
+            blocks_in_place: books.blocks_in_place(),
             resources_tracked: books.holdings().len(),
             resource_orphans: books.holdings().orphans(),
             resource_long_holds: books.holdings().long_holds(),

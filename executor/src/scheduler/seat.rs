@@ -215,6 +215,43 @@ impl<T> Seat<T> {
     }
 }
 
+impl<T> Seat<T> {
+    /// The holder gives the seat away itself, from inside a poll
+    /// (`block_in_place`): returns the new holder, which the caller hands to
+    /// the thread that will run as it, or `None` if a taker took the seat
+    /// first (a replacement serves it already).
+    ///
+    /// No barrier is needed, unlike [`take`](Self::take): the barrier there
+    /// lets a taker learn that *another* thread is not touching the value,
+    /// and here the thread that would touch it is the one giving it away,
+    /// inside a poll, which from now on leaves it alone. What remains to
+    /// order is its own earlier writes to the value before the new
+    /// holder's first access, which the hand-off to the new thread (a
+    /// channel) does. Against a `take` at the same time: both run under
+    /// the `holder` lock, so one comes first. If the `take` did, the holder
+    /// is not `me` any more and nothing is given. If this did, the `take`
+    /// finds the new holder, not yet started (`HELD`), and releases its
+    /// claim. `me` gets a claim and a `TAKEN` verdict of its own, so that
+    /// from here on its `with_lent` and `reclaim` say the seat is gone,
+    /// exactly as after a `take`; with no lending at all (compensation
+    /// off) its thread is told by the caller.
+    pub(crate) fn hand_over(&self, me: &Arc<Holder>) -> Option<Arc<Holder>> {
+        let mut holder = self.holder.lock();
+        if !Arc::ptr_eq(&holder, me) {
+            return None;
+        }
+        let claim = self.claims.fetch_add(1, Relaxed) + 1;
+        // Read back only by this thread (`with_lent`, `reclaim`), in
+        // program order; a taker never claims a holder that is not the
+        // seat's, so nobody else reads them again.
+        me.claim.store(claim, Relaxed);
+        me.verdict.store(claim << VERDICT_SHIFT | TAKEN, Release);
+        let next = Arc::new(Holder::new());
+        *holder = next.clone();
+        Some(next)
+    }
+}
+
 /// The holder's side of the handshake: keeps the compiler from moving its
 /// load above its store; the CPU's reordering is the heavy fence's job.
 #[inline]
@@ -346,6 +383,35 @@ mod tests {
     }
 
     #[test]
+    fn a_seat_handed_over_is_gone_for_its_old_holder_and_cannot_be_handed_twice() {
+        // No barrier involved: works whether or not membarrier does.
+        let seat = Seat::new(0u32);
+        let old = seat.holder();
+        old.lend();
+        let new = seat.hand_over(&old).expect("the holder gives its own seat");
+        assert_eq!(old.with_lent(&seat, |_| 1), None);
+        assert!(!old.reclaim());
+        assert!(seat.hand_over(&old).is_none(), "not the holder any more");
+        assert!(Arc::ptr_eq(&seat.holder(), &new));
+        // The new holder is between polls: a taker finds nothing to take.
+        if supported() {
+            assert!(seat.take().is_none());
+        }
+        new.lend();
+        assert_eq!(new.with_lent(&seat, |_| 2), Some(2));
+        assert!(new.reclaim());
+    }
+
+    #[test]
+    fn a_seat_taken_first_is_not_handed_over() {
+        let Some((seat, old)) = seat() else { return };
+        old.lend();
+        let _replacement = seat.take().expect("taken inside a poll");
+        assert!(seat.hand_over(&old).is_none());
+        assert!(!old.reclaim());
+    }
+
+    #[test]
     fn a_panic_inside_with_lent_lends_the_value_again() {
         let Some((seat, holder)) = seat() else { return };
         holder.lend();
@@ -410,6 +476,55 @@ mod loom_tests {
             }
             let kept = holder.join().unwrap();
             assert!(took != kept, "exactly one of them ends holding the seat");
+        });
+    }
+
+    /// The holder hands its seat over (`block_in_place`) while the
+    /// watchdog may try to take it: exactly one of them gives the seat
+    /// away, and the old holder, its successor and the taker's replacement
+    /// never touch the queue at once. The successor is a thread started
+    /// with the new holder, as `threads` starts it (here between polls).
+    #[test]
+    fn loom_a_hand_over_and_a_take_give_the_seat_away_once() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound.get_or_insert(2);
+        builder.check(|| {
+            let seat = loom::sync::Arc::new(Seat::new(Queue(UnsafeCell::new(0))));
+            let first = seat.holder();
+            let holder = {
+                let seat = seat.clone();
+                loom::thread::spawn(move || {
+                    first.lend();
+                    let _ = first.with_lent(&seat, Queue::push);
+                    let successor = seat.hand_over(&first).map(|next| {
+                        let seat = seat.clone();
+                        loom::thread::spawn(move || {
+                            // Between polls: the successor's own.
+                            let _keep = next;
+                            unsafe { (*seat.value()).push() };
+                        })
+                    });
+                    let handed = successor.is_some();
+                    // Gone either way: handed over, or taken before.
+                    assert!(first.with_lent(&seat, Queue::push).is_none());
+                    let kept = first.reclaim();
+                    if let Some(s) = successor {
+                        s.join().unwrap();
+                    }
+                    (handed, kept)
+                })
+            };
+            let took = seat.take().is_some();
+            if took {
+                unsafe { (*seat.value()).push() };
+            }
+            let (handed, kept) = holder.join().unwrap();
+            assert!(!kept, "the old holder kept a seat it gave away");
+            assert!(
+                took != handed,
+                "the seat was given away {}",
+                if took { "twice" } else { "never" }
+            );
         });
     }
 

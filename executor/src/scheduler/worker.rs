@@ -75,9 +75,14 @@ pub(crate) struct WorkerCx {
     lends: bool,
     /// True while this thread has lent its seat: a task's poll runs.
     lent: Cell<bool>,
-    /// The seat was taken over while a poll ran: this thread no longer
-    /// holds it, and leaves its loop.
+    /// The seat was taken over while a poll ran (or given away by it:
+    /// `block_in_place`): this thread no longer holds it, and leaves its
+    /// loop.
     seat_lost: Cell<bool>,
+    /// The poll running now was closed in the books early: its task gave
+    /// the seat away to block (`block_in_place`), and what it does from
+    /// there on holds no worker up, so the watchdog must not see a stall.
+    poll_closed: Cell<bool>,
     /// This worker's slot in the books: its counters, and what it polls.
     slot: Arc<WorkerSlot>,
     /// True while this worker turns the driver: the tasks it wakes pile onto
@@ -166,6 +171,7 @@ pub(crate) fn run(shared: Arc<Shared>, start: WorkerStart) -> bool {
         role,
         lent: Cell::new(false),
         seat_lost: Cell::new(false),
+        poll_closed: Cell::new(false),
         slot,
         in_driver: Cell::new(false),
         pushed_in_driver: Cell::new(0),
@@ -266,6 +272,31 @@ impl WorkerCx {
         // scheduler value (never written after spawn), alive until its poll
         // returns, and we are inside that poll.
         Some(unsafe { &*sched })
+    }
+
+    /// The seat this thread may give away now (`block_in_place`): its index
+    /// and this thread's hold on it, if a task's poll runs on this worker
+    /// (not a cancellation, not the loop between polls) and the seat is
+    /// still this thread's.
+    pub(crate) fn seat_to_give(&self) -> Option<(usize, &Arc<Holder>)> {
+        if self.seat_lost.get() || self.parent().is_none() {
+            return None;
+        }
+        Some((self.index, &self.holder))
+    }
+
+    /// The poll running now gave the seat away (`block_in_place`; the new
+    /// holder's thread may be serving it already). From here this thread
+    /// leaves the core alone: its wakes and spawns go to the injector
+    /// (`with_core` says `None`: through the holder's verdict while it
+    /// lends, through `seat_lost` otherwise), and it leaves its loop when
+    /// the poll returns, as a thread whose seat the watchdog took does. The
+    /// poll is closed in the books now, so the watchdog does not report
+    /// the blocking that follows as a stall.
+    pub(crate) fn seat_given_away(&self) {
+        self.seat_lost.set(true);
+        self.poll_closed.set(true);
+        self.slot.end_poll();
     }
 
     /// This worker's coarse time (see the field).
@@ -412,8 +443,13 @@ impl WorkerCx {
             // replacement, which serves it already: this thread is done.
             self.seat_lost.set(true);
         }
-        self.slot.end_poll();
-        if let Some((task, start)) = timed {
+        // A poll that gave its seat away was closed in the books then, and
+        // is not timed: the rest of it held no worker.
+        let closed = self.poll_closed.replace(false);
+        if !closed {
+            self.slot.end_poll();
+        }
+        if let Some((task, start)) = timed.filter(|_| !closed) {
             let end = std::time::Instant::now();
             let nanos = end.saturating_duration_since(start).as_nanos() as u64;
             self.slot.histograms.poll_duration.record(nanos);

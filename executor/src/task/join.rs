@@ -1,6 +1,6 @@
 //! `JoinHandle`: the owned permission to await a task's output.
 
-use super::{Id, JoinError, RawTask};
+use super::{AbortHandle, Id, JoinError, RawTask};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -88,6 +88,28 @@ impl<T> JoinHandle<T> {
         match self.inner {
             Inner::Task(raw) => raw.header().id,
             Inner::Rejected { id, .. } => id,
+        }
+    }
+
+    /// A handle that can cancel the task but not read its output, as
+    /// tokio's: for another owner (a `JoinSet` keeps the `JoinHandle`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// let handle = bulwark_executor::spawn(std::future::pending::<()>());
+    /// let abort = handle.abort_handle();
+    /// assert_eq!(abort.id(), handle.id());
+    /// abort.abort();
+    /// assert!(handle.await.unwrap_err().is_cancelled());
+    /// # });
+    /// ```
+    pub fn abort_handle(&self) -> AbortHandle {
+        match self.inner {
+            Inner::Task(raw) => AbortHandle::new(raw),
+            Inner::Rejected { id, .. } => AbortHandle::rejected(id),
         }
     }
 }

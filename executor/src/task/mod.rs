@@ -1,5 +1,5 @@
 //! Tasks: one allocation per spawned future, driven by a state word, and the
-//! task types users hold (`JoinHandle`, `JoinError`, `Id`, `yield_now`,
+//! task types users hold (`JoinHandle`, `AbortHandle`, `JoinError`, `Id`, `yield_now`,
 //! `id`, `deadline`).
 //!
 //! This module is the bottom of the executor: it imports nothing from the
@@ -55,6 +55,7 @@
 //! pointer (the vtable entries in `harness`, `RawTask::header`) says in its
 //! `// SAFETY:` comment which reference it relies on.
 
+mod abort;
 mod core;
 mod current;
 mod error;
@@ -67,6 +68,7 @@ mod state;
 mod waker;
 mod yield_now;
 
+pub use abort::AbortHandle;
 pub(crate) use current::mark_blocking_thread;
 pub use current::{deadline, holder_id, id, lift_deadline, try_id};
 pub(crate) use current::{enter_scope, restore_scope};
