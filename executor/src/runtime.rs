@@ -59,6 +59,8 @@ pub struct Builder {
     resource_budgets: Vec<(&'static str, usize)>,
     resource_max_holds: Vec<(&'static str, Duration)>,
     metrics_endpoint: Option<SocketAddr>,
+    /// Made by `new_current_thread`: exactly one worker.
+    current_thread: bool,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -77,9 +79,65 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// A builder for the multi-thread work-stealing runtime (the only kind
-    /// bulwark has), with defaults: one worker per core, threads named
-    /// `bulwark-worker-N`, up to 512 blocking threads kept 10 s when idle.
+    /// A builder for the runtime tokio calls current-thread: all tasks run
+    /// on one thread, so nothing a task touches needs to be shared with a
+    /// second worker.
+    ///
+    /// # How it differs from tokio's
+    ///
+    /// It is bulwark's runtime with exactly one worker thread (named
+    /// `bulwark-worker-0`), not the thread that calls
+    /// [`Runtime::block_on`]: the future given to `block_on` runs on the
+    /// calling thread, as everywhere in bulwark, and spawned tasks run on
+    /// the worker, also while no `block_on` is running (tokio's
+    /// current-thread runtime runs its tasks only inside `block_on`). So
+    /// spawned futures must be `Send`, as with [`new_multi_thread`]
+    /// (there is no `LocalSet`). What it keeps: one thread runs the tasks,
+    /// in order, and every guard works as on the multi-thread runtime (the
+    /// ceiling, admission, deadlines, the watchdog, which hands a stuck
+    /// worker's queue to a replacement thread, the histograms and the
+    /// metrics endpoint). [`worker_threads`](Self::worker_threads) with
+    /// anything but 1 is refused by [`build`](Self::build).
+    ///
+    /// [`new_multi_thread`]: Self::new_multi_thread
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = bulwark_executor::runtime::Builder::new_current_thread()
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn(async { 6 * 7 })).unwrap(), 42);
+    /// assert_eq!(rt.metrics().workers, 1);
+    /// ```
+    pub fn new_current_thread() -> Builder {
+        let mut b = Builder::new_multi_thread();
+        b.worker_threads = Some(1);
+        b.current_thread = true;
+        b
+    }
+
+    /// Does nothing: bulwark's IO and time drivers are always on. Here so
+    /// that a tokio builder chain (`.enable_all()`) ports by renaming.
+    pub fn enable_all(&mut self) -> &mut Self {
+        self
+    }
+
+    /// Does nothing: the IO driver is always on (see
+    /// [`enable_all`](Self::enable_all)).
+    pub fn enable_io(&mut self) -> &mut Self {
+        self
+    }
+
+    /// Does nothing: timers are always on (see
+    /// [`enable_all`](Self::enable_all)).
+    pub fn enable_time(&mut self) -> &mut Self {
+        self
+    }
+
+    /// A builder for the multi-thread work-stealing runtime, with
+    /// defaults: one worker per core, threads named `bulwark-worker-N`, up
+    /// to 512 blocking threads kept 10 s when idle.
     pub fn new_multi_thread() -> Builder {
         Builder {
             worker_threads: None,
@@ -99,6 +157,7 @@ impl Builder {
             resource_budgets: Vec::new(),
             resource_max_holds: Vec::new(),
             metrics_endpoint: None,
+            current_thread: false,
         }
     }
 
@@ -322,6 +381,11 @@ impl Builder {
             Some(n) => n,
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if self.current_thread && workers != 1 {
+            return Err(invalid(
+                "a current-thread runtime has exactly one worker: worker_threads must be 1",
+            ));
+        }
         if self.max_tasks == 0 {
             return Err(invalid("max_tasks must be at least 1"));
         }
