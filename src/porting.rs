@@ -20,7 +20,7 @@
 //! | `Builder::start_paused`, `time::{pause, resume, advance}` | not yet | |
 //! | `Builder::{on_thread_start, on_thread_stop, thread_stack_size, global_queue_interval, event_interval}` | none | |
 //! | `Runtime::{block_on, spawn, spawn_blocking, handle, enter, shutdown_timeout, shutdown_background}` | the same | |
-//! | `Runtime::metrics()` | `Runtime::metrics()` | a plain copy of the counts, [`metrics::Snapshot`](crate::metrics::Snapshot), not tokio's `RuntimeMetrics` |
+//! | `Runtime::metrics()` | `Runtime::metrics()` | a plain copy of the counts, `bulwark::metrics::Snapshot`, not tokio's `RuntimeMetrics` |
 //! | `runtime::Handle::{current, try_current, spawn, spawn_blocking, block_on, enter}` | `bulwark::runtime::Handle::{...}`, the same | |
 //! | `tokio::spawn` | `bulwark::spawn` | a rejected spawn resolves its `JoinHandle` with an error: see below |
 //! | | `bulwark::try_spawn` | gives the future back when the runtime will not take it |
@@ -55,7 +55,7 @@
 //!   other than 1 is refused by `build()`. `#[bulwark::test]` uses this
 //!   runtime by default, as `#[tokio::test]` uses tokio's.
 //! - **A spawn can be refused.** Live tasks are bounded by `max_tasks`,
-//!   1,000,000 by default ([`runtime::DEFAULT_MAX_TASKS`](crate::runtime::DEFAULT_MAX_TASKS)).
+//!   1,000,000 by default (`runtime::DEFAULT_MAX_TASKS`).
 //!   At the ceiling `spawn` neither blocks nor panics: the future is
 //!   dropped unpolled and the `JoinHandle` resolves at once to a
 //!   `JoinError` with `is_rejected()`. A program that never holds a
@@ -90,8 +90,7 @@
 //!   sees none of these.
 //! - **Sockets have a budget.** The runtime's sockets are counted against
 //!   the process's fd limit less a sixteenth
-//!   ([`net::default_socket_budget`](crate::net::default_socket_budget): 3,840
-//!   of 4,096). At the budget, `accept` leaves connections in the backlog
+//!   (`net::default_socket_budget()`: 3,840 of 4,096). At the budget, `accept` leaves connections in the backlog
 //!   and `connect` waits for a socket to close, where tokio would fail with
 //!   `EMFILE`.
 //! - **One waiting reader and one waiting writer per socket.** Two tasks
@@ -100,6 +99,11 @@
 //!   overwrite each other's waker, and one of them is left waiting. tokio
 //!   keeps a list of waiters. The halves of `into_split` (one reader, one
 //!   writer) work.
+//! - **A `spawn_blocking` closure is outside the runtime.** tokio enters
+//!   the runtime on its blocking threads; bulwark does not, so inside the
+//!   closure `Handle::current()` and `bulwark::spawn` panic and
+//!   `Handle::try_current()` is an error. Take a `Handle` in with the
+//!   closure (`handle.spawn(..)`, `handle.block_on(..)`).
 //! - **Sockets made outside a runtime are an error, not a panic.**
 //!   `bind`, `connect` and `from_std` return `Err` where tokio panics.
 //!   `sleep` and the other timers still panic outside a runtime, as
@@ -141,7 +145,7 @@
 //!   stuck worker's queue handed to a replacement thread.
 //! - **Lost tasks** (`Builder::on_lost_task`) and the **idle report**
 //!   (`Builder::idle_report`, `Handle::idle_tasks()`).
-//! - **Resources** ([`crate::resource`]): `track` any value as a handle
+//! - **Resources** (`bulwark::resource`): `track` any value as a handle
 //!   that knows its holder task and the line that took it; budgets per
 //!   kind (`Builder::resource_budget`); orphans and long holds reported;
 //!   a `Pool` whose leases come back on every path; the runtime's own
