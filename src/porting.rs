@@ -38,6 +38,7 @@
 //! | `net::{TcpSocket, UnixListener, UnixStream, UnixDatagram}` | none | |
 //! | `tokio::io` (`AsyncRead`, `AsyncWrite`, the `Ext` traits, `BufReader`, `copy`, `split`, `duplex`...) | `bulwark::io` | tokio's runtime-free IO traits and utilities, re-exported |
 //! | `tokio::fs`, `tokio::process`, `io::{stdin, stdout, stderr}` | none | std's, inside `spawn_blocking` |
+//! | `hyper_util::rt::{TokioExecutor, TokioTimer, TokioIo}` | `bulwark::hyper::{BulwarkExecutor, BulwarkTimer}` | `TcpStream` implements hyper's `Read` and `Write` itself: no `TokioIo` wrapper |
 //! | `tokio::sync` | `bulwark::sync` | `tokio::sync` re-exported; it also works used directly |
 //! | `signal::{ctrl_c, unix::signal}` | `bulwark::signal::{ctrl_c, unix::signal}` | |
 //! | `select!`, `join!`, `try_join!`, `pin!` | `bulwark::{select, join, try_join, pin}` | |
@@ -90,9 +91,9 @@
 //!   sees none of these.
 //! - **Sockets have a budget.** The runtime's sockets are counted against
 //!   the process's fd limit less a sixteenth
-//!   (`net::default_socket_budget()`: 3,840 of 4,096). At the budget, `accept` leaves connections in the backlog
-//!   and `connect` waits for a socket to close, where tokio would fail with
-//!   `EMFILE`.
+//!   (`net::default_socket_budget()`: 3,840 of 4,096). At the budget,
+//!   `accept` leaves connections in the backlog and `connect` waits for a
+//!   socket to close, where tokio would fail with `EMFILE`.
 //! - **One waiting reader and one waiting writer per socket.** Two tasks
 //!   that wait on the same socket in the same direction at once (two
 //!   `recv`s on one `Arc<UdpSocket>`, two `accept`s on one listener)
@@ -119,8 +120,9 @@
 //!
 //! # What bulwark adds
 //!
-//! Each is off or generous by default, so a ported program behaves as it
-//! did until it asks for more.
+//! The ceiling (at 1,000,000), the watchdog and lost-task reports are on by
+//! default, as above, and so are the duration histograms; everything else
+//! here is off until a program asks for it.
 //!
 //! - **Task ceiling** (`Builder::max_tasks`): live tasks never pass it,
 //!   whoever spawns and from which thread.
