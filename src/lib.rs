@@ -60,7 +60,7 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub use bulwark_executor::spawn::{spawn, try_spawn};
 pub use bulwark_executor::Runtime;
@@ -178,6 +178,7 @@ pub mod net {
 
 #[cfg(feature = "hyper")]
 pub mod hyper;
+pub mod porting;
 pub mod resource;
 
 /// What the runtime counts, as read by [`Runtime::metrics`], and the live
