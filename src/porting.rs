@@ -17,7 +17,7 @@
 //! | `Builder::new_current_thread()` | `Builder::new_current_thread()` | one worker thread: see below |
 //! | `Builder::{worker_threads, thread_name, max_blocking_threads, thread_keep_alive}` | the same | defaults: one worker per core, `bulwark-worker`, 512, 10 s |
 //! | `Builder::{enable_all, enable_io, enable_time}` | the same | no-ops: IO and timers are always on |
-//! | `Builder::start_paused`, `time::{pause, resume, advance}` | not yet | |
+//! | `Builder::start_paused`, `time::{pause, resume, advance}` | the same | timers and task deadlines follow the paused clock, which jumps to the next timer when nothing else can run, on either runtime; `time::Instant` is std's and reads real time |
 //! | `Builder::{on_thread_start, on_thread_stop, thread_stack_size, global_queue_interval, event_interval}` | none | |
 //! | `Runtime::{block_on, spawn, spawn_blocking, handle, enter, shutdown_timeout, shutdown_background}` | the same | |
 //! | `Runtime::metrics()` | `Runtime::metrics()` | a plain copy of the counts, `bulwark::metrics::Snapshot`, not tokio's `RuntimeMetrics` |
