@@ -1,0 +1,2 @@
+#[bulwark::main(default_deadline = "5 seconds")]
+async fn main() {}

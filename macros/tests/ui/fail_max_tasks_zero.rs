@@ -1,0 +1,2 @@
+#[bulwark::main(max_tasks = 0)]
+async fn main() {}

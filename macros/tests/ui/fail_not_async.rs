@@ -1,0 +1,2 @@
+#[bulwark::main]
+fn main() {}

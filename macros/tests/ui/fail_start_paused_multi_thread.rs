@@ -1,0 +1,2 @@
+#[bulwark::main(start_paused = true)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[bulwark::main(threads = 4)]
+async fn main() {}

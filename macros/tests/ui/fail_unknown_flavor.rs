@@ -1,0 +1,2 @@
+#[bulwark::main(flavor = "local")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[bulwark::main(worker_threads = "4")]
+async fn main() {}

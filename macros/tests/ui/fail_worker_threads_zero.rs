@@ -1,0 +1,2 @@
+#[bulwark::main(worker_threads = 0)]
+async fn main() {}
