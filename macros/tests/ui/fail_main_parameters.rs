@@ -1,3 +1,4 @@
+//! `main` takes no parameters.
 #[bulwark::main]
 async fn main(port: u16) {
     let _ = port;

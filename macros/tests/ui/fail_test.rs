@@ -1,4 +1,4 @@
-// `#[bulwark::test]` mistakes; each is its own error.
+//! `#[bulwark::test]` mistakes; each is its own error.
 
 #[bulwark::test]
 fn not_async() {}

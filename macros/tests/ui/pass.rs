@@ -1,4 +1,5 @@
-// Every argument that compiles on today's runtime, through the facade only.
+//! Every argument that compiles on today's runtime, through the facade
+//! only (`start_paused` has no runtime side yet); `main` runs.
 use std::time::Duration;
 
 #[bulwark::test(flavor = "multi_thread", worker_threads = 2, max_tasks = 4, default_deadline = "1h")]
