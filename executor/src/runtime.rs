@@ -61,6 +61,8 @@ pub struct Builder {
     metrics_endpoint: Option<SocketAddr>,
     /// Made by `new_current_thread`: exactly one worker.
     current_thread: bool,
+    /// The clock starts paused (`start_paused`).
+    start_paused: bool,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -117,6 +119,34 @@ impl Builder {
         b
     }
 
+    /// Whether the runtime's clock starts paused, as tokio's test-util
+    /// builder option: see `bulwark::time::pause`. Timers and task
+    /// deadlines then follow a virtual clock that jumps to the next timer
+    /// when nothing else in the runtime can make progress, so a test of an
+    /// hour-long deadline takes no time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = bulwark_executor::runtime::Builder::new_current_thread()
+    ///     .start_paused(true)
+    ///     .build()
+    ///     .unwrap();
+    /// let real = Instant::now();
+    /// let task = bulwark_executor::spawn::Builder::new()
+    ///     .timeout(Duration::from_secs(3600))
+    ///     .spawn_on(std::future::pending::<()>(), rt.handle())
+    ///     .unwrap();
+    /// assert!(rt.block_on(task).unwrap_err().is_deadline_exceeded());
+    /// assert!(real.elapsed() < Duration::from_secs(60));
+    /// ```
+    pub fn start_paused(&mut self, paused: bool) -> &mut Self {
+        self.start_paused = paused;
+        self
+    }
+
     /// Does nothing: bulwark's IO and time drivers are always on. Here so
     /// that a tokio builder chain (`.enable_all()`) ports by renaming.
     pub fn enable_all(&mut self) -> &mut Self {
@@ -158,6 +188,7 @@ impl Builder {
             resource_max_holds: Vec::new(),
             metrics_endpoint: None,
             current_thread: false,
+            start_paused: false,
         }
     }
 
@@ -463,6 +494,14 @@ impl Builder {
         let source: Arc<dyn Source> = shared.clone();
         shared.admit.books().set_source(Arc::downgrade(&source));
         drop(source);
+        let weak = Arc::downgrade(&shared);
+        shared.io().set_idle_check(Box::new(move || {
+            weak.upgrade()
+                .is_some_and(|shared| shared.only_timers_can_move())
+        }));
+        if self.start_paused {
+            shared.io().pause();
+        }
         // Bound before any worker starts: a taken address fails the build
         // with nothing left running.
         let endpoint = match self.metrics_endpoint {
@@ -722,13 +761,18 @@ impl Handle {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter_runtime(&self.shared);
         let mut future = pin!(future);
+        // Counted as active while it polls, so that a paused clock does not
+        // jump past a timer while this thread still has work to do.
+        let active = Active::new(&self.shared.block_on_active);
         BLOCK_ON_PARKER.with(|(parker, waker)| {
             let mut cx = Context::from_waker(waker);
             loop {
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
                 }
+                active.pause();
                 parker.park();
+                active.resume();
             }
         })
     }
@@ -886,3 +930,39 @@ impl fmt::Display for TryCurrentError {
 }
 
 impl std::error::Error for TryCurrentError {}
+
+/// A `block_on` thread counted in `Shared::block_on_active` while it polls.
+struct Active<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    counted: std::cell::Cell<bool>,
+}
+
+impl<'a> Active<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Active<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Active {
+            count,
+            counted: std::cell::Cell::new(true),
+        }
+    }
+
+    /// About to park: not active.
+    fn pause(&self) {
+        if self.counted.replace(false) {
+            self.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Woken: active again.
+    fn resume(&self) {
+        if !self.counted.replace(true) {
+            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Outside a bulwark runtime (there is no timer to set), as tokio's does.
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    let deadline = Instant::now()
+    let deadline = super::now()
         .checked_add(duration)
         .unwrap_or_else(far_future);
     sleep_until(deadline)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// Outside a bulwark runtime.
 #[track_caller]
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
-    let deadline = Instant::now()
+    let deadline = super::now()
         .checked_add(duration)
         .unwrap_or_else(far_future);
     timeout_at(deadline, future)
