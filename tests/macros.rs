@@ -1,11 +1,12 @@
 //! `#[bulwark::main]` and `#[bulwark::test]` build the runtime their
 //! arguments ask for: the flavor (one worker for `current_thread`, the
 //! default of `#[bulwark::test]`), `worker_threads`, `max_tasks` (a spawn
-//! past it is rejected) and `default_deadline` (a task sleeping past it ends
-//! with `is_deadline_exceeded()`); `main`-style functions keep their
-//! parameters and `Result` return, tests their `#[should_panic]`.
+//! past it is rejected), `default_deadline` (a task sleeping past it ends
+//! with `is_deadline_exceeded()`) and `start_paused` (an hour passes at
+//! once); `main`-style functions keep their parameters and `Result`
+//! return, tests their `#[should_panic]`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bulwark::runtime::Handle;
 use bulwark::task::JoinError;
@@ -75,6 +76,21 @@ async fn a_task_past_the_default_deadline_is_dropped() {
         .expect("dropped at its deadline")
         .unwrap_err();
     assert!(err.is_deadline_exceeded(), "{err}");
+}
+
+#[bulwark::test(start_paused = true, default_deadline = "1h")]
+async fn start_paused_lets_an_hour_pass_at_once() {
+    let real = Instant::now();
+    // The clock jumps to the next timer while nothing can run.
+    sleep(Duration::from_secs(2 * 3600 / 3)).await;
+    let stuck = bulwark::spawn(std::future::pending::<()>());
+    let err = stuck.await.unwrap_err();
+    assert!(err.is_deadline_exceeded(), "{err}");
+    assert!(
+        real.elapsed() < LATE,
+        "an hour and more of paused time took {:?}",
+        real.elapsed()
+    );
 }
 
 #[bulwark::test(default_deadline = "2m")]

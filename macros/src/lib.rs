@@ -129,6 +129,14 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     let slow = bulwark::spawn(bulwark::time::sleep(Duration::from_secs(10)));
 ///     assert!(slow.await.unwrap_err().is_deadline_exceeded());
 /// }
+///
+/// // Paused time: the clock jumps to the next timer while nothing can run.
+/// #[bulwark::test(start_paused = true)]
+/// async fn an_hour_passes_at_once() {
+///     let real = std::time::Instant::now();
+///     bulwark::time::sleep(Duration::from_secs(3600)).await;
+///     assert!(real.elapsed() < Duration::from_secs(60));
+/// }
 /// ```
 ///
 /// (A doc example only compiles a `#[test]`; the facade's

@@ -1,11 +1,10 @@
-//! Every argument that compiles on today's runtime, through the facade
-//! only (`start_paused` has no runtime side yet); `main` runs.
+//! Every argument, through the facade only; `main` runs.
 use std::time::Duration;
 
 #[bulwark::test(flavor = "multi_thread", worker_threads = 2, max_tasks = 4, default_deadline = "1h")]
 async fn a_test() {}
 
-#[bulwark::test(max_tasks = 2, default_deadline = "2m")]
+#[bulwark::test(max_tasks = 2, default_deadline = "2m", start_paused = true)]
 async fn a_current_thread_test() -> Result<(), bulwark::task::JoinError> {
     Ok(())
 }
