@@ -60,10 +60,11 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub use bulwark_executor::spawn::{spawn, try_spawn};
 pub use bulwark_executor::Runtime;
+pub use bulwark_macros::{main, test};
 
 /// tokio's `join!`, re-exported: it needs no tokio runtime (it polls its
 /// futures in the task that awaits it), and works in a crate with no tokio
@@ -278,10 +279,32 @@ pub mod task {
 ///     ticks.tick().await;
 /// });
 /// ```
+///
+/// Paused time, for tests (`pause`, `advance`, `resume`, and
+/// `runtime::Builder::start_paused`): the timers and task deadlines follow
+/// a clock that stands still until advanced, and jumps to the next timer
+/// when nothing else in the runtime can run. `Instant::now()` still reads
+/// real time (it is the standard library's `Instant`).
+///
+/// ```
+/// use bulwark::time::{advance, pause, sleep, Duration};
+/// use std::time::Instant;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let real = Instant::now();
+/// rt.block_on(async {
+///     pause();
+///     sleep(Duration::from_secs(3600)).await; // jumps: nothing else runs
+///     let nap = bulwark::spawn(sleep(Duration::from_secs(10)));
+///     advance(Duration::from_secs(10)).await;
+///     nap.await.unwrap();
+/// });
+/// assert!(real.elapsed() < Duration::from_secs(60));
+/// ```
 pub mod time {
     pub use bulwark_io::time::{
-        error, interval, interval_at, sleep, sleep_until, timeout, timeout_at, Duration, Instant,
-        Interval, MissedTickBehavior, Sleep, Timeout,
+        advance, error, interval, interval_at, pause, resume, sleep, sleep_until, timeout,
+        timeout_at, Duration, Instant, Interval, MissedTickBehavior, Sleep, Timeout,
     };
 }
 
@@ -325,6 +348,7 @@ pub mod net {
 
 #[cfg(feature = "hyper")]
 pub mod hyper;
+pub mod porting;
 pub mod resource;
 
 /// What the runtime counts, as read by [`Runtime::metrics`], and the live
