@@ -194,12 +194,19 @@ fn shutdown_background_never_waits_for_a_stuck_task_and_still_drops_the_waiting_
         });
         // And a blocking closure that will not return soon either.
         let (closure_tx, closure_rx) = mpsc::channel::<()>();
+        let (closure_started_tx, closure_started_rx) = mpsc::channel::<()>();
         drop(rt.spawn_blocking(move || {
+            let _ = closure_started_tx.send(());
             let _ = closure_rx.recv_timeout(Duration::from_secs(20));
         }));
         started_rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the stuck task never started");
+        // Running, not queued: a closure still queued is dropped at
+        // shutdown, and this one must be the kind that is not.
+        closure_started_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the blocking closure never started");
 
         let start = Instant::now();
         rt.shutdown_background();
