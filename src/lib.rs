@@ -116,7 +116,12 @@ pub mod time {
     };
 }
 
-/// Networking: TCP and UDP sockets on the runtime's driver (as `tokio::net`).
+/// Networking: TCP and UDP sockets on the runtime's driver, and name
+/// resolution (as `tokio::net`).
+///
+/// Constructors take tokio's [`ToSocketAddrs`](net::ToSocketAddrs): an
+/// address or an IP literal is used at once, and a host name is resolved on
+/// the blocking pool ([`lookup_host`](net::lookup_host)), never on a worker.
 ///
 /// `TcpStream` implements both `tokio::io::{AsyncRead, AsyncWrite}` and
 /// `futures_io::{AsyncRead, AsyncWrite}`, so tokio-util codecs and
