@@ -8,6 +8,8 @@
 //! - [`time`]: `sleep`, `timeout`, `interval` on the wheels.
 //! - [`net`]: TCP and UDP sockets registered with the driver, and name
 //!   resolution ([`net::lookup_host`]) on the blocking pool.
+//! - [`signal`]: Unix signals as streams of wake-ups, delivered through the
+//!   driver (`ctrl_c`, `unix::signal`).
 //! - [`coop`]: the per-poll budget that makes a hot IO loop yield.
 //!
 //! The executor sits above this crate: it makes a driver per runtime, parks
@@ -27,6 +29,7 @@ pub mod coop;
 pub mod driver;
 pub mod net;
 pub mod park;
+pub mod signal;
 mod sync;
 #[doc(hidden)]
 pub mod test_rt;
