@@ -21,7 +21,7 @@
 //! can spawn 100 000. The `spawn_flood` example runs the same workload with
 //! N = 1 000 000 and reports peak memory as well.
 //!
-//! `../shared/bench-ratios` prints the bulwark/tokio ratio.
+//! `scripts/bench-ratios` prints the bulwark/tokio ratio.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};

@@ -31,7 +31,7 @@
 //! from the bench thread, which spawns the workload onto the runtime and
 //! waits for its completion signal.
 //!
-//! `../shared/bench-ratios` prints the bulwark/tokio ratio per workload.
+//! `scripts/bench-ratios` prints the bulwark/tokio ratio per workload.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

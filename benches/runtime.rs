@@ -64,7 +64,7 @@
 //! built once per group. What is measured is the time of one whole iteration
 //! of the workload, as seen from the thread that drives it.
 //!
-//! `../shared/bench-ratios` prints the bulwark/tokio ratio per workload.
+//! `scripts/bench-ratios` prints the bulwark/tokio ratio per workload.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};

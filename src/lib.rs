@@ -60,7 +60,7 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub use bulwark_executor::spawn::{spawn, try_spawn};
 pub use bulwark_executor::Runtime;
@@ -109,10 +109,32 @@ pub mod task {
 ///     ticks.tick().await;
 /// });
 /// ```
+///
+/// Paused time, for tests (`pause`, `advance`, `resume`, and
+/// `runtime::Builder::start_paused`): the timers and task deadlines follow
+/// a clock that stands still until advanced, and jumps to the next timer
+/// when nothing else in the runtime can run. `Instant::now()` still reads
+/// real time (it is the standard library's `Instant`).
+///
+/// ```
+/// use bulwark::time::{advance, pause, sleep, Duration};
+/// use std::time::Instant;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let real = Instant::now();
+/// rt.block_on(async {
+///     pause();
+///     sleep(Duration::from_secs(3600)).await; // jumps: nothing else runs
+///     let nap = bulwark::spawn(sleep(Duration::from_secs(10)));
+///     advance(Duration::from_secs(10)).await;
+///     nap.await.unwrap();
+/// });
+/// assert!(real.elapsed() < Duration::from_secs(60));
+/// ```
 pub mod time {
     pub use bulwark_io::time::{
-        error, interval, interval_at, sleep, sleep_until, timeout, timeout_at, Duration, Instant,
-        Interval, MissedTickBehavior, Sleep, Timeout,
+        advance, error, interval, interval_at, pause, resume, sleep, sleep_until, timeout,
+        timeout_at, Duration, Instant, Interval, MissedTickBehavior, Sleep, Timeout,
     };
 }
 
@@ -200,6 +222,7 @@ pub mod signal {
 
 #[cfg(feature = "hyper")]
 pub mod hyper;
+pub mod porting;
 pub mod resource;
 
 /// What the runtime counts, as read by [`Runtime::metrics`], and the live

@@ -377,15 +377,19 @@ fn a_task_running_past_its_deadline_is_dropped_when_its_poll_returns() {
         let guard = SlowDrop(Arc::clone(&drops));
         let (counted, after) = (Arc::clone(&polls), Arc::clone(&resumed));
 
+        // Timing assumption: the task's first poll begins within 300 ms of
+        // its spawn (on an idle 2-worker runtime it begins at once; a machine
+        // so slow that it does not would drop the task unpolled, which
+        // another test covers). The poll then blocks past the deadline.
         let began = Instant::now();
         let join = task::Builder::new()
-            .timeout(Duration::from_millis(20))
+            .timeout(Duration::from_millis(300))
             .spawn_on(
                 async move {
                     let _guard = guard;
                     counted.fetch_add(1, SeqCst);
                     // Blocks the worker through the deadline, then yields.
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(Duration::from_millis(500));
                     task::yield_now().await;
                     after.store(true, SeqCst);
                     "ran on past its deadline"
@@ -402,8 +406,8 @@ fn a_task_running_past_its_deadline_is_dropped_when_its_poll_returns() {
         );
         assert_deadline_exceeded(result, "a task running past its deadline");
         assert!(
-            waited >= Duration::from_millis(100),
-            "resolved after {waited:?}, inside the 100 ms poll"
+            waited >= Duration::from_millis(500),
+            "resolved after {waited:?}, inside the 500 ms poll"
         );
         assert!(waited < LATE, "resolved {waited:?} after spawn");
         assert_eq!(polls.load(SeqCst), 1, "polled more than once");
@@ -510,14 +514,16 @@ fn a_child_spawned_past_its_parents_deadline_while_queued_for_admission_ends_at_
         let holder = rt.spawn(async move {
             let _ = hold.wait_for(|go| *go).await;
         });
+        // Timing assumption: the parent's first poll begins within 300 ms
+        // of its spawn (it would be dropped unpolled otherwise).
         let parent = task::Builder::new()
-            .timeout(Duration::from_millis(20))
+            .timeout(Duration::from_millis(300))
             .spawn_on(
                 async move {
                     // Run past the parent's own deadline without yielding, so
                     // the child is spawned with a deadline already gone and
                     // at a full ceiling (holder + parent).
-                    std::thread::sleep(Duration::from_millis(60));
+                    std::thread::sleep(Duration::from_millis(400));
                     let child = task::spawn(async { pending::<()>().await });
                     (child,)
                 },

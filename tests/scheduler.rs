@@ -304,3 +304,56 @@ fn tokio_sync_channels_work_between_tasks() {
         assert_eq!(rt.block_on(prev_rx).expect("chain broken"), 100);
     });
 }
+
+#[test]
+fn a_current_thread_runtime_runs_its_tasks_on_one_worker() {
+    within(30, "a current-thread runtime", || {
+        let rt = bulwark::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_tasks(4)
+            .build()
+            .expect("runtime");
+        let names: Vec<String> = rt.block_on(async {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    bulwark::spawn(async {
+                        bulwark::task::yield_now().await;
+                        std::thread::current().name().unwrap_or("").to_string()
+                    })
+                })
+                .collect();
+            let mut names = Vec::new();
+            for h in hs {
+                names.push(h.await.expect("a task"));
+            }
+            names
+        });
+        assert!(names.iter().all(|n| n == "bulwark-worker-0"), "{names:?}");
+        let s = rt.metrics();
+        assert_eq!(s.workers, 1);
+        // The guards hold: the ceiling of 4 refuses a fifth live task.
+        let (senders, held): (Vec<_>, Vec<_>) = (0..4)
+            .map(|_| {
+                let (tx, rx) = oneshot::channel::<()>();
+                (tx, rt.spawn(async move { rx.await.is_ok() }))
+            })
+            .unzip();
+        let fifth = rt
+            .block_on(rt.spawn(async {}))
+            .expect_err("past the ceiling");
+        assert!(fifth.is_rejected(), "{fifth}");
+        for tx in senders {
+            tx.send(()).unwrap();
+        }
+        for h in held {
+            assert!(rt.block_on(h).unwrap());
+        }
+        let mut b = bulwark::runtime::Builder::new_current_thread();
+        b.worker_threads(2);
+        let err = b
+            .build()
+            .expect_err("two workers on a current-thread runtime");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("exactly one worker"), "{err}");
+    });
+}

@@ -1018,7 +1018,7 @@ mod loom_tests {
         builder.preemption_bound.get_or_insert(3);
         builder.check(|| {
             let books = Arc::new(Books::new(1, false));
-            let admit = Arc::new(Admitter::<TestSched>::new(Admission::Wait, books));
+            let admit = Arc::new(Admitter::<TestSched>::new(Admission::Wait, books, false));
             // The holder of the only permit.
             assert_eq!(admit.decide(false, true), Decision::Admit);
             let holder = admit.ticket(Decision::Admit, false, None, None);

@@ -45,7 +45,8 @@
 //! -p bulwark-executor --lib loom_`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 // Under loom the spawn path and the runtime are left out (see above), so
 // much of `task` and `admission` has no caller there.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]

@@ -59,6 +59,10 @@ pub struct Builder {
     resource_budgets: Vec<(&'static str, usize)>,
     resource_max_holds: Vec<(&'static str, Duration)>,
     metrics_endpoint: Option<SocketAddr>,
+    /// Made by `new_current_thread`: exactly one worker.
+    current_thread: bool,
+    /// The clock starts paused (`start_paused`).
+    start_paused: bool,
 }
 
 /// The default task ceiling: a million live tasks.
@@ -77,9 +81,93 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// A builder for the multi-thread work-stealing runtime (the only kind
-    /// bulwark has), with defaults: one worker per core, threads named
-    /// `bulwark-worker-N`, up to 512 blocking threads kept 10 s when idle.
+    /// A builder for the runtime tokio calls current-thread: all tasks run
+    /// on one thread, so nothing a task touches needs to be shared with a
+    /// second worker.
+    ///
+    /// # How it differs from tokio's
+    ///
+    /// It is bulwark's runtime with exactly one worker thread (named
+    /// `bulwark-worker-0`), not the thread that calls
+    /// [`Runtime::block_on`]: the future given to `block_on` runs on the
+    /// calling thread, as everywhere in bulwark, and spawned tasks run on
+    /// the worker, also while no `block_on` is running (tokio's
+    /// current-thread runtime runs its tasks only inside `block_on`). So
+    /// spawned futures must be `Send`, as with [`new_multi_thread`]
+    /// (there is no `LocalSet`). What it keeps: one thread runs the tasks,
+    /// in order, and every guard works as on the multi-thread runtime (the
+    /// ceiling, admission, deadlines, the watchdog, which hands a stuck
+    /// worker's queue to a replacement thread, the histograms and the
+    /// metrics endpoint). [`worker_threads`](Self::worker_threads) with
+    /// anything but 1 is refused by [`build`](Self::build).
+    ///
+    /// [`new_multi_thread`]: Self::new_multi_thread
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = bulwark_executor::runtime::Builder::new_current_thread()
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn(async { 6 * 7 })).unwrap(), 42);
+    /// assert_eq!(rt.metrics().workers, 1);
+    /// ```
+    pub fn new_current_thread() -> Builder {
+        let mut b = Builder::new_multi_thread();
+        b.worker_threads = Some(1);
+        b.current_thread = true;
+        b
+    }
+
+    /// Whether the runtime's clock starts paused, as tokio's test-util
+    /// builder option: see `bulwark::time::pause`. Timers and task
+    /// deadlines then follow a virtual clock that jumps to the next timer
+    /// when nothing else in the runtime can make progress, so a test of an
+    /// hour-long deadline takes no time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = bulwark_executor::runtime::Builder::new_current_thread()
+    ///     .start_paused(true)
+    ///     .build()
+    ///     .unwrap();
+    /// let real = Instant::now();
+    /// let task = bulwark_executor::spawn::Builder::new()
+    ///     .timeout(Duration::from_secs(3600))
+    ///     .spawn_on(std::future::pending::<()>(), rt.handle())
+    ///     .unwrap();
+    /// assert!(rt.block_on(task).unwrap_err().is_deadline_exceeded());
+    /// assert!(real.elapsed() < Duration::from_secs(60));
+    /// ```
+    pub fn start_paused(&mut self, paused: bool) -> &mut Self {
+        self.start_paused = paused;
+        self
+    }
+
+    /// Does nothing: bulwark's IO and time drivers are always on. Here so
+    /// that a tokio builder chain (`.enable_all()`) ports by renaming.
+    pub fn enable_all(&mut self) -> &mut Self {
+        self
+    }
+
+    /// Does nothing: the IO driver is always on (see
+    /// [`enable_all`](Self::enable_all)).
+    pub fn enable_io(&mut self) -> &mut Self {
+        self
+    }
+
+    /// Does nothing: timers are always on (see
+    /// [`enable_all`](Self::enable_all)).
+    pub fn enable_time(&mut self) -> &mut Self {
+        self
+    }
+
+    /// A builder for the multi-thread work-stealing runtime, with
+    /// defaults: one worker per core, threads named `bulwark-worker-N`, up
+    /// to 512 blocking threads kept 10 s when idle.
     pub fn new_multi_thread() -> Builder {
         Builder {
             worker_threads: None,
@@ -99,6 +187,8 @@ impl Builder {
             resource_budgets: Vec::new(),
             resource_max_holds: Vec::new(),
             metrics_endpoint: None,
+            current_thread: false,
+            start_paused: false,
         }
     }
 
@@ -322,6 +412,11 @@ impl Builder {
             Some(n) => n,
             None => thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if self.current_thread && workers != 1 {
+            return Err(invalid(
+                "a current-thread runtime has exactly one worker: worker_threads must be 1",
+            ));
+        }
         if self.max_tasks == 0 {
             return Err(invalid("max_tasks must be at least 1"));
         }
@@ -402,6 +497,14 @@ impl Builder {
         let source: Arc<dyn Source> = shared.clone();
         shared.admit.books().set_source(Arc::downgrade(&source));
         drop(source);
+        let weak = Arc::downgrade(&shared);
+        shared.io().set_idle_check(Box::new(move || {
+            weak.upgrade()
+                .is_some_and(|shared| shared.only_timers_can_move())
+        }));
+        if self.start_paused {
+            shared.io().pause();
+        }
         // Bound before any worker starts: a taken address fails the build
         // with nothing left running.
         let endpoint = match self.metrics_endpoint {
@@ -661,13 +764,18 @@ impl Handle {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter_runtime(&self.shared);
         let mut future = pin!(future);
+        // Counted as active while it polls, so that a paused clock does not
+        // jump past a timer while this thread still has work to do.
+        let active = Active::new(&self.shared.block_on_active);
         BLOCK_ON_PARKER.with(|(parker, waker)| {
             let mut cx = Context::from_waker(waker);
             loop {
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
                 }
+                active.pause();
                 parker.park();
+                active.resume();
             }
         })
     }
@@ -825,3 +933,39 @@ impl fmt::Display for TryCurrentError {
 }
 
 impl std::error::Error for TryCurrentError {}
+
+/// A `block_on` thread counted in `Shared::block_on_active` while it polls.
+struct Active<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    counted: std::cell::Cell<bool>,
+}
+
+impl<'a> Active<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Active<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Active {
+            count,
+            counted: std::cell::Cell::new(true),
+        }
+    }
+
+    /// About to park: not active.
+    fn pause(&self) {
+        if self.counted.replace(false) {
+            self.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Woken: active again.
+    fn resume(&self) {
+        if !self.counted.replace(true) {
+            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}

@@ -406,7 +406,16 @@ fn effective_deadline(
             return (Some(inherited), None, at <= coarse);
         }
     }
-    let now = Instant::now();
+    // Deadlines are on the driver's clock (virtual while a test has paused
+    // it); the clock read handed back (to stamp the task for admission) is
+    // real time, which is the same read unless the clock was ever paused.
+    let io = shared.io();
+    let now = io.now();
+    let real = if io.clock_is_real() {
+        now
+    } else {
+        Instant::now()
+    };
     let own = match (spec.deadline, timeout) {
         (Some(d), Some(t)) => Some(d.min(deadline_after(now, t))),
         (Some(d), None) => Some(d),
@@ -417,7 +426,7 @@ fn effective_deadline(
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b).expect("one of them is set"),
     };
-    (Some(deadline), Some(now), deadline <= now)
+    (Some(deadline), Some(real), deadline <= now)
 }
 
 /// Sets the deadline timer. Done before the task is published, so the

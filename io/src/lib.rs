@@ -21,7 +21,8 @@
 //! tasks; wakers are all it needs.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod blocking;
 pub mod context;

@@ -33,7 +33,7 @@
 //! The ledger's atomics go through one switch (`sync`), so that
 //! `RUSTFLAGS="--cfg loom"` checks them with loom.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod books;
 mod counters;

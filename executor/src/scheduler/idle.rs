@@ -134,6 +134,11 @@ impl Idle {
         std::mem::take(&mut *sleepers)
     }
 
+    /// True when every worker is parked (none awake, none searching).
+    pub(crate) fn all_parked(&self) -> bool {
+        unparked(self.state.load(SeqCst)) == 0
+    }
+
     /// (unparked, searching), for tests.
     #[cfg(test)]
     fn counts(&self) -> (usize, usize) {

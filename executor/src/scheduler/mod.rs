@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     /// if not, workers never lend their seat, and a poll pays nothing for it.
     pub(crate) compensating: bool,
     pub(crate) idle: Idle,
+    /// Threads inside `block_on` polling their future (not parked): while
+    /// one is, a paused clock does not jump to the next timer.
+    pub(crate) block_on_active: std::sync::atomic::AtomicUsize,
     pub(crate) registry: Registry<Sched>,
     pub(crate) shutdown: AtomicBool,
     pub(crate) counters: Arc<SharedCounters>,
@@ -174,6 +177,7 @@ impl Shared {
             watchdog: std::sync::OnceLock::new(),
             compensating: parts.compensating,
             idle: Idle::new(parts.workers),
+            block_on_active: std::sync::atomic::AtomicUsize::new(0),
             registry: Registry::new(parts.registry_shards),
             shutdown: Default::default(),
             counters: parts.counters,
@@ -308,6 +312,19 @@ impl Shared {
         if let Some(watchdog) = self.watchdog.get() {
             watchdog.unpark();
         }
+    }
+
+    /// True when nothing in the runtime can make progress but a timer:
+    /// every worker parked, nothing queued on the injector, no `block_on`
+    /// polling, the blocking pool idle. What the driver asks before a
+    /// paused clock jumps to the next timer (`bulwark::time::pause`).
+    pub(crate) fn only_timers_can_move(&self) -> bool {
+        let blocking = self.blocking.snapshot();
+        self.block_on_active.load(SeqCst) == 0
+            && self.idle.all_parked()
+            && self.injector.is_empty()
+            && blocking.threads == blocking.idle
+            && blocking.queue_depth == 0
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {

@@ -4,7 +4,7 @@
 //! Sharded by task id, each shard a slab behind its own mutex, as tokio's
 //! `OwnedTasks` is sharded: spawn and completion take one uncontended lock on
 //! a shard picked by id, so concurrent spawners rarely meet. This is the one
-//! lock on the spawn path; DESIGN.md's "no lock" rule gives way here until a
+//! lock on the spawn path; the hot-path rule (no global lock, docs/ARCHITECTURE.md) gives way here until a
 //! lock-free registry measures better.
 
 use super::{Notified, Schedule, Task};

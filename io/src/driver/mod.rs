@@ -112,6 +112,13 @@ struct Inner {
     /// Set once `signals` is: the fast path of `enable_signals`, and whether
     /// shutdown must wake signal listeners.
     signals_on: AtomicBool,
+    /// Real time, or virtual time while a test has paused it.
+    clock: crate::time::clock::Clock,
+    /// Set by the executor: true when nothing in the runtime can make
+    /// progress but a timer (every worker parked, no `block_on` running,
+    /// the blocking pool idle), so that a paused clock may jump to the next
+    /// timer.
+    idle_check: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 struct Ios {
@@ -207,6 +214,8 @@ impl Driver {
                 books,
                 signals: Mutex::new(None),
                 signals_on: AtomicBool::new(false),
+                clock: crate::time::clock::Clock::new(),
+                idle_check: std::sync::OnceLock::new(),
             }),
         };
         let driver = Driver {
@@ -231,26 +240,28 @@ impl Driver {
         // A zero wait never blocks, so there is nobody to unpark for an
         // earlier timer: no `parked_until` to announce or clear.
         let may_block = max_wait.is_none_or(|d| !d.is_zero());
-        let now = inner.tick_at(Instant::now());
-        let mut next: Option<u64> = None;
-        for shard in inner.shards.iter() {
-            let mut timers = shard.0.lock();
-            timers.wheel.advance(now, &mut self.wake);
-            let shard_next = timers.wheel.next_expiration();
-            if may_block {
-                // Announced in the critical section that read `shard_next`:
-                // see "No lost timer wake-up" above.
-                timers.parked_until = shard_next.unwrap_or(u64::MAX);
+        let mut next = advance_wheels(inner, &mut self.wake, may_block);
+        let paused = inner.clock.is_paused();
+        if paused && may_block && self.wake.is_empty() {
+            if let Some(tick) = next {
+                if inner.idle_check.get().is_some_and(|idle| idle()) {
+                    // Paused and nothing else can happen: time jumps to the
+                    // next timer, which fires now.
+                    inner.clock.advance_to(inner.instant_of(tick));
+                    next = advance_wheels(inner, &mut self.wake, may_block);
+                }
             }
-            next = match (next, shard_next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
         }
         let until_timer = next.map(|tick| {
-            inner
-                .instant_of(tick)
-                .saturating_duration_since(Instant::now())
+            if paused {
+                // Paused time does not pass by waiting: look again soon
+                // (something else may be running, and go idle).
+                PAUSED_RECHECK
+            } else {
+                inner
+                    .instant_of(tick)
+                    .saturating_duration_since(inner.clock.now())
+            }
         });
         let mut timeout = match (until_timer, max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -307,7 +318,7 @@ impl Driver {
             crate::signal::dispatch(&mut self.wake);
         }
         if may_block {
-            let now = inner.tick_at(Instant::now());
+            let now = inner.tick_at(inner.clock.now());
             for shard in inner.shards.iter() {
                 let mut timers = shard.0.lock();
                 timers.parked_until = 0;
@@ -315,6 +326,36 @@ impl Driver {
             }
         }
         wake_all(&mut self.wake);
+    }
+}
+
+/// How often a driver turn looks again while the clock is paused and a
+/// timer is pending but the runtime is not idle (a task runs, `block_on`
+/// polls): paused time only moves by `advance` or when all is idle.
+const PAUSED_RECHECK: Duration = Duration::from_millis(1);
+
+/// Fires the timers due on every shard (into `wake`) and returns the
+/// earliest tick still set; announces it as `parked_until` if the turn may
+/// block.
+fn advance_wheels(inner: &Inner, wake: &mut Vec<Waker>, may_block: bool) -> Option<u64> {
+    {
+        let now = inner.tick_at(inner.clock.now());
+        let mut next: Option<u64> = None;
+        for shard in inner.shards.iter() {
+            let mut timers = shard.0.lock();
+            timers.wheel.advance(now, wake);
+            let shard_next = timers.wheel.next_expiration();
+            if may_block {
+                // Announced in the critical section that read `shard_next`:
+                // see "No lost timer wake-up" above.
+                timers.parked_until = shard_next.unwrap_or(u64::MAX);
+            }
+            next = match (next, shard_next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
     }
 }
 
@@ -388,6 +429,57 @@ impl Inner {
 }
 
 impl Handle {
+    /// The driver's time now: `Instant::now()`, or the virtual time of a
+    /// paused clock (see [`pause`](Self::pause)). Every timer of this
+    /// driver is measured on it.
+    #[inline]
+    pub fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    /// Stops the driver's clock (`bulwark::time::pause`): timers are then
+    /// due only when [`advance`](Self::advance) moves the clock, or when
+    /// the runtime is idle and the clock jumps to the next timer.
+    pub fn pause(&self) {
+        self.inner.clock.pause();
+        self.unpark();
+    }
+
+    /// Lets the clock run again from where it stands.
+    pub fn resume(&self) {
+        self.inner.clock.resume();
+        self.unpark();
+    }
+
+    /// True while the clock has never been paused: [`now`](Self::now) is
+    /// then `Instant::now()`, so a caller that needs real time can use the
+    /// same read.
+    #[inline]
+    pub fn clock_is_real(&self) -> bool {
+        self.inner.clock.is_real()
+    }
+
+    /// Whether the clock is paused.
+    pub fn is_paused(&self) -> bool {
+        self.inner.clock.is_paused()
+    }
+
+    /// Moves a paused clock forward by `by` and has the timers that are now
+    /// due fire. False, and nothing moves, if the clock runs.
+    pub fn advance(&self, by: Duration) -> bool {
+        let moved = self.inner.clock.advance(by);
+        self.unpark();
+        moved
+    }
+
+    /// Gives the test the driver asks before a paused clock jumps to the
+    /// next timer: true when nothing in the runtime can make progress but a
+    /// timer. Set once, by the executor; without it a paused clock moves
+    /// only by [`advance`](Self::advance).
+    pub fn set_idle_check(&self, idle: Box<dyn Fn() -> bool + Send + Sync>) {
+        let _ = self.inner.idle_check.set(idle);
+    }
+
     /// Wakes the thread blocked in the driver, if any (or makes its next
     /// turn return at once).
     pub fn unpark(&self) {

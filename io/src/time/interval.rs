@@ -26,7 +26,7 @@ pub enum MissedTickBehavior {
 /// If `period` is zero, or outside a bulwark runtime (as tokio's does).
 #[track_caller]
 pub fn interval(period: Duration) -> Interval {
-    interval_at(Instant::now(), period)
+    interval_at(super::now(), period)
 }
 
 /// An interval whose first tick is at `start`.
@@ -64,7 +64,7 @@ impl Interval {
             return Poll::Pending;
         }
         let scheduled = self.sleep.deadline();
-        let now = Instant::now();
+        let now = super::now();
         let next = match self.missed {
             MissedTickBehavior::Burst => scheduled + self.period,
             MissedTickBehavior::Delay if now > scheduled + self.period => now + self.period,
@@ -85,7 +85,7 @@ impl Interval {
 
     /// Makes the next tick one period from now.
     pub fn reset(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.period);
+        self.sleep.as_mut().reset(super::now() + self.period);
     }
 
     /// The period.

@@ -5,6 +5,7 @@
 //! fired by whichever worker turns the driver. A deadline is rounded up to
 //! the next millisecond, so a timer never fires early.
 
+pub(crate) mod clock;
 mod interval;
 mod sleep;
 mod timeout;
@@ -13,6 +14,88 @@ pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};
 pub use std::time::{Duration, Instant};
 pub use timeout::{timeout, timeout_at, Timeout};
+
+/// The current runtime's time: `Instant::now()`, or its virtual time while
+/// a test has paused its clock ([`pause`]). Outside a runtime, real time.
+pub(crate) fn now() -> Instant {
+    crate::context::current().map_or_else(Instant::now, |h| h.now())
+}
+
+/// Stops the current runtime's clock, for tests, as tokio's `time::pause`:
+/// from here its timers and task deadlines are due only when [`advance`]
+/// moves the clock, or when nothing in the runtime can make progress but a
+/// timer (every worker parked, no `block_on` polling, the blocking pool
+/// idle), at which point the clock jumps to the next timer. A test that
+/// sleeps an hour then takes no time.
+///
+/// Unlike tokio's, it works on the multi-thread runtime too. What it does
+/// not do yet: [`Instant::now`] is the standard library's and reads real
+/// time; the timers, `sleep`, `timeout`, `interval` and task deadlines
+/// follow the paused clock.
+///
+/// # Panics
+///
+/// Outside a bulwark runtime, as tokio's does.
+///
+/// The facade's `bulwark::time` module shows it in a test.
+#[track_caller]
+pub fn pause() {
+    match crate::context::current() {
+        Some(h) => h.pause(),
+        None => panic!("{}", crate::context::NO_RUNTIME),
+    }
+}
+
+/// Lets the current runtime's clock run again from where it stands.
+///
+/// # Panics
+///
+/// Outside a bulwark runtime.
+#[track_caller]
+pub fn resume() {
+    match crate::context::current() {
+        Some(h) => h.resume(),
+        None => panic!("{}", crate::context::NO_RUNTIME),
+    }
+}
+
+/// Moves the current runtime's paused clock forward by `duration`, then
+/// yields once so that the timers now due fire, as tokio's
+/// `time::advance`.
+///
+/// # Panics
+///
+/// Outside a bulwark runtime, or if the clock is not paused (as tokio's).
+#[track_caller]
+pub fn advance(duration: Duration) -> impl std::future::Future<Output = ()> {
+    let moved = match crate::context::current() {
+        Some(h) => h.advance(duration),
+        None => panic!("{}", crate::context::NO_RUNTIME),
+    };
+    assert!(
+        moved,
+        "time::advance needs a paused clock: call time::pause first"
+    );
+    YieldOnce(false)
+}
+
+/// Returns `Pending` once (waking itself), then `Ready`.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
 
 /// Errors of the time functions.
 pub mod error {

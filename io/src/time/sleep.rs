@@ -14,10 +14,17 @@ use std::time::{Duration, Instant};
 /// Outside a bulwark runtime (there is no timer to set), as tokio's does.
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
-    sleep_until(deadline)
+    match crate::context::current() {
+        Some(handle) => {
+            // The driver's clock: virtual while a test has paused it.
+            let deadline = handle
+                .now()
+                .checked_add(duration)
+                .unwrap_or_else(far_future);
+            Sleep::new(handle, deadline)
+        }
+        None => panic!("{}", crate::context::NO_RUNTIME),
+    }
 }
 
 /// Waits until `deadline`.

@@ -1,7 +1,7 @@
 //! `timeout`: a future with a deadline.
 
 use super::error::Elapsed;
-use super::sleep::{far_future, sleep_until, Sleep};
+use super::sleep::{sleep_until, Sleep};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 /// Outside a bulwark runtime.
 #[track_caller]
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
-    timeout_at(deadline, future)
+    Timeout {
+        future,
+        sleep: super::sleep(duration),
+    }
 }
 
 /// As [`timeout`], with a deadline instead of a duration.

@@ -1,0 +1,110 @@
+//! Paused time (`time::pause`, `advance`, `resume`, `Builder::start_paused`):
+//! timers and task deadlines follow a virtual clock that stands still until
+//! advanced, and jumps to the next timer only when nothing else in the
+//! runtime can run. Each test states its wall-clock bound, generous for a
+//! loaded machine: what it checks is that an hour of virtual time costs
+//! nothing like an hour.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bulwark::runtime::Builder;
+use bulwark::time::{advance, pause, resume, sleep};
+use common::within;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn a_one_hour_deadline_expires_in_no_time_under_start_paused() {
+    within(30, "a paused one-hour deadline", || {
+        let rt = Builder::new_current_thread()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let real = Instant::now();
+        let task = bulwark::task::Builder::new()
+            .timeout(HOUR)
+            .spawn_on(std::future::pending::<()>(), rt.handle())
+            .expect("spawn");
+        let err = rt.block_on(task).expect_err("the deadline passes");
+        assert!(err.is_deadline_exceeded(), "{err}");
+        // The issue asks for under 100 ms; allow a loaded machine 10x.
+        assert!(
+            real.elapsed() < Duration::from_secs(1),
+            "an hour of virtual time took {:?}",
+            real.elapsed()
+        );
+    });
+}
+
+#[test]
+fn sleeps_jump_when_idle_and_advance_moves_the_clock_by_hand() {
+    within(30, "paused sleeps", || {
+        let rt = bulwark::Runtime::new().expect("runtime");
+        let real = Instant::now();
+        rt.block_on(async {
+            pause();
+            // block_on itself sleeps: idle, so the clock jumps.
+            sleep(HOUR).await;
+            // A spawned task's sleep, moved by hand: not due after 5 s of
+            // the 10, due after the other 5.
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            let nap = bulwark::spawn(async move {
+                sleep(Duration::from_secs(10)).await;
+                flag.store(true, SeqCst);
+            });
+            // Let the task set its timer.
+            bulwark::task::yield_now().await;
+            advance(Duration::from_secs(5)).await;
+            assert!(!done.load(SeqCst), "woke 5 s early");
+            advance(Duration::from_secs(5)).await;
+            nap.await.expect("the nap ends");
+            assert!(done.load(SeqCst));
+            // Running again, real time moves the timers.
+            resume();
+            let start = Instant::now();
+            sleep(Duration::from_millis(20)).await;
+            assert!(start.elapsed() >= Duration::from_millis(20));
+        });
+        assert!(
+            real.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            real.elapsed()
+        );
+    });
+}
+
+#[test]
+fn the_clock_does_not_jump_while_a_task_still_runs() {
+    within(30, "no jump while busy", || {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let woke = Arc::new(AtomicBool::new(false));
+        let flag = woke.clone();
+        let sleeper = rt.spawn(async move {
+            sleep(HOUR).await;
+            flag.store(true, SeqCst);
+        });
+        // A task that keeps a worker busy for 200 ms of real time, yielding
+        // as it goes: the runtime is not idle, so the hour does not pass.
+        let seen = woke.clone();
+        let busy = rt.spawn(async move {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(200) {
+                assert!(!seen.load(SeqCst), "the hour passed while a task ran");
+                bulwark::task::yield_now().await;
+            }
+        });
+        rt.block_on(busy).expect("the busy task");
+        // Now idle: the sleeper's hour passes at once.
+        rt.block_on(sleeper).expect("the sleeper");
+        assert!(woke.load(SeqCst));
+    });
+}
