@@ -64,6 +64,7 @@
 
 pub use bulwark_executor::spawn::{spawn, try_spawn};
 pub use bulwark_executor::Runtime;
+pub use bulwark_macros::{main, test};
 
 /// The runtime, its builder and handle (as `tokio::runtime`).
 pub mod runtime {

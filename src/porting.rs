@@ -206,9 +206,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! An entry point, once `#[bulwark::main]` is in your version:
+//! An entry point (a `main` that serves until its listener fails):
 //!
-//! ```text
+//! ```no_run
+//! # async fn serve(_stream: bulwark::net::TcpStream) {}
 //! #[bulwark::main(worker_threads = 4, max_tasks = 100_000)]
 //! async fn main() -> std::io::Result<()> {
 //!     let listener = bulwark::net::TcpListener::bind("0.0.0.0:8080").await?;

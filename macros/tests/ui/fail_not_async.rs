@@ -1,0 +1,3 @@
+//! The attribute on a function that is not `async`.
+#[bulwark::main]
+fn main() {}
