@@ -308,7 +308,12 @@ pub mod time {
     };
 }
 
-/// Networking: TCP and UDP sockets on the runtime's driver (as `tokio::net`).
+/// Networking: TCP and UDP sockets on the runtime's driver, and name
+/// resolution (as `tokio::net`).
+///
+/// Constructors take tokio's [`ToSocketAddrs`](net::ToSocketAddrs): an
+/// address or an IP literal is used at once, and a host name is resolved on
+/// the blocking pool ([`lookup_host`](net::lookup_host)), never on a worker.
 ///
 /// `TcpStream` implements both `tokio::io::{AsyncRead, AsyncWrite}` and
 /// `futures_io::{AsyncRead, AsyncWrite}`, so tokio-util codecs and
@@ -344,6 +349,45 @@ pub mod time {
 /// ```
 pub mod net {
     pub use bulwark_io::net::*;
+}
+
+/// Signals (as `tokio::signal`): [`ctrl_c`](signal::ctrl_c), and any Unix
+/// signal as a stream of wake-ups ([`unix::signal`](signal::unix::signal)),
+/// delivered through the runtime's driver.
+///
+/// The first listener for a signal installs a process-wide handler that
+/// stays for the life of the process (the signal's default action, such as
+/// ending the process on SIGINT or SIGTERM, no longer happens); every
+/// listener for a signal, in every runtime, is woken by each delivery.
+///
+/// # Examples
+///
+/// Graceful shutdown, as with tokio:
+///
+/// ```
+/// use bulwark::signal::unix::{signal, SignalKind};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let mut terminate = signal(SignalKind::terminate())?;
+///     let server = bulwark::spawn(std::future::pending::<()>()); // the service
+/// #   // SAFETY: SIGTERM has a handler (installed above).
+/// #   unsafe { libc::raise(libc::SIGTERM) };
+///     terminate.recv().await;
+///     server.abort(); // or: stop accepting, drain, then return
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub mod signal {
+    pub use bulwark_io::signal::ctrl_c;
+
+    pub mod unix {
+        //! Unix signals (as `tokio::signal::unix`): [`signal`], [`SignalKind`],
+        //! [`Signal`].
+
+        pub use bulwark_io::signal::unix::{signal, Signal, SignalKind};
+    }
 }
 
 #[cfg(feature = "hyper")]

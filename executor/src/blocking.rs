@@ -310,6 +310,28 @@ where
     join
 }
 
+/// bulwark-io's hook for its blocking work (name lookups; see
+/// `bulwark_io::blocking`): runs `job` on the blocking pool of this thread's
+/// runtime, detached (its result goes back through the job's own channel).
+/// Gives the job back on a thread with no runtime, and bulwark-io runs it on
+/// a thread of its own.
+pub(crate) fn run_for_io(
+    job: bulwark_io::blocking::BlockingJob,
+    site: &'static std::panic::Location<'static>,
+) -> Result<(), bulwark_io::blocking::BlockingJob> {
+    match crate::context::current() {
+        Some(shared) => {
+            drop(spawn_blocking(
+                &shared.blocking,
+                job,
+                TaskMeta::new(Some("bulwark-io blocking"), site),
+            ));
+            Ok(())
+        }
+        None => Err(job),
+    }
+}
+
 /// Counts a finish made off the workers.
 pub(crate) fn count_shared(counters: &SharedCounters, how: Finish) {
     SharedCounters::bump(match how {

@@ -447,6 +447,9 @@ impl Builder {
 
         // Accept loops' spawns are roots, not children (see `fanout`).
         bulwark_io::context::set_accept_hook(crate::spawn::on_accept);
+        // Name lookups (`lookup_host`, `connect("host:port")`) block their
+        // thread: bulwark-io sends them to the blocking pool through this.
+        bulwark_io::blocking::set_blocking_hook(crate::blocking::run_for_io);
         let books = Arc::new(Books::new(self.max_tasks, self.pause_accept));
         // Sockets stay under the fd limit (`resource_budget("socket", n)`
         // below replaces the default).

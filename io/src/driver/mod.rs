@@ -33,6 +33,13 @@
 //! value announced in a shard is never below the tick the turner really
 //! sleeps until, so no earlier timer goes unnoticed; it is lowered to that
 //! tick once all shards are read, which only saves spurious unparks.
+//!
+//! # Signals
+//!
+//! The first signal listener made on a runtime registers the signal
+//! registry's pipe with its driver (`Handle::enable_signals`, token
+//! `SIGNAL_TOKEN`); a turn that sees it readable hands the delivery to
+//! `signal::dispatch`, which wakes the listeners (see `signal/registry.rs`).
 
 mod registration;
 pub(crate) mod scheduled_io;
@@ -48,7 +55,9 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -56,6 +65,9 @@ use wheel::{EntryState, Wheel};
 
 /// The token of the driver's own `mio::Waker`.
 const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
+/// The token of the signal registry's pipe. Like `WAKE_TOKEN` it has the top
+/// bit set, which no source's token has (see `encode`).
+const SIGNAL_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
 /// Slab indices take the low bits of a token, the generation the rest.
 const INDEX_BITS: u32 = 24;
 const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
@@ -93,6 +105,13 @@ struct Inner {
     start: Instant,
     /// The runtime's books: whether accepting is paused, the accept counts.
     books: Arc<Books>,
+    /// The signal registry's pipe, once a signal listener was made on this
+    /// runtime (registered with `SIGNAL_TOKEN`); the lock makes two first
+    /// listeners register it once.
+    signals: Mutex<Option<mio::net::UnixStream>>,
+    /// Set once `signals` is: the fast path of `enable_signals`, and whether
+    /// shutdown must wake signal listeners.
+    signals_on: AtomicBool,
     /// Real time, or virtual time while a test has paused it.
     clock: crate::time::clock::Clock,
     /// Set by the executor: true when nothing in the runtime can make
@@ -193,6 +212,8 @@ impl Driver {
                 shards,
                 start: Instant::now(),
                 books,
+                signals: Mutex::new(None),
+                signals_on: AtomicBool::new(false),
                 clock: crate::time::clock::Clock::new(),
                 idle_check: std::sync::OnceLock::new(),
             }),
@@ -270,11 +291,16 @@ impl Driver {
             // EINTR and the like: the next turn polls again.
             debug_assert_eq!(e.kind(), io::ErrorKind::Interrupted, "mio poll failed: {e}");
         }
+        let mut signalled = false;
         {
             let ios = inner.ios.lock();
             for event in self.events.iter() {
                 let token = event.token();
                 if token == WAKE_TOKEN {
+                    continue;
+                }
+                if token == SIGNAL_TOKEN {
+                    signalled = true;
                     continue;
                 }
                 let (index, generation) = decode(token);
@@ -287,6 +313,9 @@ impl Driver {
                     _ => {}
                 }
             }
+        }
+        if signalled {
+            crate::signal::dispatch(&mut self.wake);
         }
         if may_block {
             let now = inner.tick_at(inner.clock.now());
@@ -510,6 +539,11 @@ impl Handle {
             io.wake_all(SHUTDOWN);
         }
         let mut fired = Vec::new();
+        if self.inner.signals_on.load(Acquire) {
+            // Signal listeners of this runtime see the shutdown when polled
+            // (those of other runtimes go back to waiting).
+            crate::signal::wake_all(&mut fired);
+        }
         for shard in self.inner.shards.iter() {
             let mut timers = shard.0.lock();
             timers.shutdown = true;
@@ -579,6 +613,45 @@ impl Handle {
         (TimerKey { shard, key }, back)
     }
 
+    /// Registers the signal registry's pipe with this driver, once: from
+    /// then on a turn that sees it readable delivers signals. Called by each
+    /// new signal listener.
+    ///
+    /// # Errors
+    ///
+    /// After shutdown; when the pipe cannot be duplicated (out of fds) or
+    /// registered.
+    pub(crate) fn enable_signals(&self) -> io::Result<()> {
+        if self.inner.signals_on.load(Acquire) {
+            return Ok(());
+        }
+        let mut signals = self.inner.signals.lock();
+        if signals.is_some() {
+            return Ok(());
+        }
+        if self.is_shut_down() {
+            return Err(io::Error::other(SHUT_DOWN_SIGNALS));
+        }
+        // A descriptor of its own for the shared pipe (as tokio does), so
+        // each driver owns the source it registered. Its registration ends
+        // with this driver's epoll instance, which `Inner` holds beside it
+        // (epoll would keep it past a close of this descriptor alone, as
+        // the pipe stays open).
+        let fd = crate::signal::receiver()?;
+        let mut pipe = mio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd));
+        self.inner
+            .registry
+            .register(&mut pipe, SIGNAL_TOKEN, mio::Interest::READABLE)?;
+        *signals = Some(pipe);
+        self.inner.signals_on.store(true, Release);
+        Ok(())
+    }
+
+    /// Whether the driver has shut down (its runtime is gone).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.inner.ios.lock().shutdown
+    }
+
     fn register(
         &self,
         source: &mut impl mio::event::Source,
@@ -625,6 +698,8 @@ impl Handle {
 }
 
 pub(crate) const SHUT_DOWN: &str = "the bulwark runtime that drives this socket has shut down";
+pub(crate) const SHUT_DOWN_SIGNALS: &str =
+    "the bulwark runtime that delivers this signal has shut down";
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

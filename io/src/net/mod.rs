@@ -34,10 +34,10 @@
 //! they return an error, never panic. Dropping a socket deregisters it,
 //! closes it and drops the wakers waiting on it.
 //!
-//! Addresses are resolved with [`std::net::ToSocketAddrs`], and each address
-//! is tried in turn. Resolving a host name blocks the calling thread, as it
-//! does in std; pass a [`SocketAddr`] (or an `"ip:port"` string) on a hot
-//! path.
+//! Addresses are anything that implements [`ToSocketAddrs`] (tokio's trait
+//! and the same types), and each address is tried in turn. An address or an
+//! IP literal resolves at once; a host name is resolved on the runtime's
+//! blocking pool ([`lookup_host`]), so DNS never blocks a worker.
 //!
 //! A socket keeps one waiting reader and one waiting writer: a task that
 //! reads and another that writes (the halves of [`TcpStream::into_split`], a
@@ -45,27 +45,30 @@
 //! wait to read from the same socket (or to accept from the same listener)
 //! at once overwrite each other's waker, and one of them is left waiting.
 
+mod addr;
 pub mod tcp;
 mod udp;
 
 #[cfg(feature = "hyper")]
 mod hyper;
 
+pub(crate) use addr::resolve;
+pub use addr::{lookup_host, ToSocketAddrs};
 pub use tcp::listener::TcpListener;
 pub use tcp::stream::TcpStream;
 pub use udp::UdpSocket;
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
-/// Runs `f` on each address `addr` resolves to, until one succeeds; the last
-/// error otherwise.
+/// Runs `f` on each of `addrs` in turn, until one succeeds; the last error
+/// otherwise.
 pub(crate) fn each_addr<T>(
-    addr: impl ToSocketAddrs,
+    addrs: impl IntoIterator<Item = SocketAddr>,
     mut f: impl FnMut(SocketAddr) -> io::Result<T>,
 ) -> io::Result<T> {
     let mut last_err = None;
-    for addr in addr.to_socket_addrs()? {
+    for addr in addrs {
         match f(addr) {
             Ok(t) => return Ok(t),
             Err(e) => last_err = Some(e),
@@ -102,90 +105,5 @@ pub fn default_socket_budget() -> usize {
     limit.saturating_sub(headroom).max(1)
 }
 
-/// A hand-made runtime for the unit tests: a driver turned by a thread of its
-/// own, and a `block_on` on a parker.
 #[cfg(test)]
-pub(crate) mod test_rt {
-    use crate::driver::{Driver, Handle};
-    use crate::park::Parker;
-    use std::future::Future;
-    use std::pin::pin;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use std::task::{Context, Poll};
-    use std::thread::JoinHandle;
-    use std::time::{Duration, Instant};
-
-    /// How long a test future may take before the test fails.
-    const LIMIT: Duration = Duration::from_secs(20);
-
-    pub(crate) struct Rt {
-        pub(crate) handle: Handle,
-        stop: Arc<AtomicBool>,
-        thread: Option<JoinHandle<()>>,
-    }
-
-    impl Rt {
-        pub(crate) fn new() -> Rt {
-            let (mut driver, handle) = Driver::new().unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            let stop2 = stop.clone();
-            let thread = std::thread::spawn(move || {
-                while !stop2.load(Ordering::SeqCst) {
-                    driver.turn(Some(Duration::from_millis(10)));
-                }
-            });
-            Rt {
-                handle,
-                stop,
-                thread: Some(thread),
-            }
-        }
-
-        pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
-            block_on(&self.handle, f)
-        }
-    }
-
-    impl Drop for Rt {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::SeqCst);
-            self.handle.unpark();
-            if let Some(t) = self.thread.take() {
-                t.join().unwrap();
-            }
-        }
-    }
-
-    /// A waker that does nothing (`Waker::noop` is newer than the MSRV).
-    pub(crate) fn noop_waker() -> std::task::Waker {
-        struct Noop;
-        impl std::task::Wake for Noop {
-            fn wake(self: Arc<Self>) {}
-        }
-        std::task::Waker::from(Arc::new(Noop))
-    }
-
-    /// Polls `f` to completion on this thread, with `handle` as the current
-    /// driver.
-    pub(crate) fn block_on<F: Future>(handle: &Handle, f: F) -> F::Output {
-        let _enter = crate::context::enter(handle.clone());
-        let parker = Parker::new();
-        let waker = parker.unparker().waker();
-        let mut cx = Context::from_waker(&waker);
-        let mut f = pin!(f);
-        let start = Instant::now();
-        loop {
-            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-                return v;
-            }
-            // Only a wake-up polls again: a lost waker fails the test
-            // instead of being papered over by a periodic poll.
-            let left = LIMIT.checked_sub(start.elapsed());
-            let left = left.unwrap_or_else(|| {
-                panic!("a test future was not woken or did not finish in {LIMIT:?}")
-            });
-            parker.park_timeout(left);
-        }
-    }
-}
+pub(crate) use crate::test_rt;

@@ -6,10 +6,11 @@
 
 use crate::driver::scheduled_io::Direction;
 use crate::driver::PollEvented;
+use crate::net::ToSocketAddrs;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::panic::Location;
 use std::task::{ready, Context, Poll};
 use tokio::io::ReadBuf;
@@ -28,6 +29,7 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds a socket to `addr`, trying each address it resolves to in turn
     /// (the last error if none binds). Port 0 asks the OS for a free port.
+    /// A host name is resolved on the blocking pool (see [`ToSocketAddrs`]).
     ///
     /// # Errors
     ///
@@ -35,8 +37,9 @@ impl UdpSocket {
     #[track_caller]
     pub fn bind<A: ToSocketAddrs>(addr: A) -> impl Future<Output = io::Result<UdpSocket>> {
         let site = Location::caller();
+        let addrs = super::resolve(&addr, site);
         async move {
-            super::each_addr(addr, |addr| {
+            super::each_addr(addrs.await?, |addr| {
                 UdpSocket::new(mio::net::UdpSocket::bind(addr)?, site)
             })
         }
@@ -79,7 +82,8 @@ impl UdpSocket {
     ///
     /// When no address resolves or connects.
     pub async fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        super::each_addr(addr, |addr| self.io.connect(addr))
+        let addrs = super::resolve(&addr, Location::caller()).await?;
+        super::each_addr(addrs, |addr| self.io.connect(addr))
     }
 
     /// The address this socket is bound to.
@@ -176,14 +180,16 @@ impl UdpSocket {
     }
 
     /// Sends `buf` to `target` (the first address it resolves to); the
-    /// bytes sent.
+    /// bytes sent. A host name is looked up on each call, on the blocking
+    /// pool: resolve it once with [`lookup_host`](super::lookup_host) to send
+    /// many datagrams.
     ///
     /// # Errors
     ///
     /// `InvalidInput` when `target` resolves to nothing; as `sendto(2)`.
     pub async fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], target: A) -> io::Result<usize> {
-        let target = target
-            .to_socket_addrs()?
+        let target = super::resolve(&target, Location::caller())
+            .await?
             .next()
             .ok_or_else(super::no_addresses)?;
         self.io

@@ -3,13 +3,14 @@
 use super::stream::TcpStream;
 use crate::driver::scheduled_io::Direction;
 use crate::driver::PollEvented;
+use crate::net::ToSocketAddrs;
 use crate::time::Sleep;
 use bulwark_metrics::ledger::{self, Permit};
 use bulwark_metrics::AcceptPaused;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
@@ -40,8 +41,9 @@ impl TcpListener {
     /// (the last error if none binds). Port 0 asks the OS for a free port;
     /// [`local_addr`](TcpListener::local_addr) tells which.
     ///
-    /// `SO_REUSEADDR` is set (on unix), as mio and tokio do. Resolving a host
-    /// name blocks the thread, as [`ToSocketAddrs`] does.
+    /// `SO_REUSEADDR` is set (on unix), as mio and tokio do. A host name is
+    /// resolved on the blocking pool (see [`ToSocketAddrs`]); an address or
+    /// an IP literal needs no lookup.
     ///
     /// # Errors
     ///
@@ -49,8 +51,9 @@ impl TcpListener {
     #[track_caller]
     pub fn bind<A: ToSocketAddrs>(addr: A) -> impl Future<Output = io::Result<TcpListener>> {
         let site = Location::caller();
+        let addrs = crate::net::resolve(&addr, site);
         async move {
-            super::super::each_addr(addr, |addr| {
+            crate::net::each_addr(addrs.await?, |addr| {
                 TcpListener::new(mio::net::TcpListener::bind(addr)?, site)
             })
         }

@@ -9,11 +9,12 @@
 use super::split::{split, split_owned, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 use crate::driver::scheduled_io::Direction;
 use crate::driver::{Handle, PollEvented};
+use crate::net::ToSocketAddrs;
 use bulwark_metrics::ledger::Permit;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::panic::Location;
 use std::task::{ready, Context, Poll};
 
@@ -39,7 +40,8 @@ impl TcpStream {
     /// Opens a TCP connection to `addr`, trying each address it resolves to
     /// in turn until one connects (the last error if none does).
     ///
-    /// Resolving a host name blocks the thread, as [`ToSocketAddrs`] does.
+    /// A host name is resolved on the blocking pool (see
+    /// [`ToSocketAddrs`]); an address or an IP literal needs no lookup.
     /// The connect itself waits as long as the OS lets it; wrap it in
     /// [`timeout`](crate::time::timeout) for a shorter limit.
     ///
@@ -50,15 +52,16 @@ impl TcpStream {
     #[track_caller]
     pub fn connect<A: ToSocketAddrs>(addr: A) -> impl Future<Output = io::Result<TcpStream>> {
         let site = Location::caller();
-        async move { TcpStream::connect_at(addr, site).await }
+        let addrs = crate::net::resolve(&addr, site);
+        async move { TcpStream::connect_at(addrs.await?, site).await }
     }
 
-    async fn connect_at<A: ToSocketAddrs>(
-        addr: A,
+    async fn connect_at(
+        addrs: impl Iterator<Item = SocketAddr>,
         site: &'static Location<'static>,
     ) -> io::Result<TcpStream> {
         let mut last_err = None;
-        for addr in addr.to_socket_addrs()? {
+        for addr in addrs {
             match TcpStream::connect_addr(addr, site).await {
                 Ok(stream) => return Ok(stream),
                 Err(e) => last_err = Some(e),
