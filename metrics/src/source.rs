@@ -89,9 +89,10 @@ pub struct TaskInfo {
     pub idle_for: Option<Duration>,
     /// Polls run so far.
     pub polls: u64,
-    /// Time spent inside its polls so far, estimated from the sampled polls
-    /// (see the runtime's histograms); `None` while no poll of it was
-    /// sampled.
+    /// Time spent inside its polls so far, estimated as the mean of its
+    /// timed polls (the runtime times a sample: see its histograms) times
+    /// its polls, and never more than its age; `None` while no poll of it
+    /// was timed. One timed poll that was preempted can make it read high.
     pub busy: Option<Duration>,
     /// Time left before its deadline cancels it (zero if past), if it has
     /// one.

@@ -394,6 +394,7 @@ pub(crate) fn task_info(task: &Task<Sched>) -> TaskInfo {
     let header = task.header();
     let state = header.state.load();
     let location = header.location;
+    let age = crate::clock::since(header.spawned_at);
     let mut info = TaskInfo {
         id: header.id.as_u64(),
         name: header.name.as_deref().map(String::from),
@@ -417,10 +418,12 @@ pub(crate) fn task_info(task: &Task<Sched>) -> TaskInfo {
         } else {
             TaskState::Idle
         },
-        age: crate::clock::since(header.spawned_at),
+        age,
         idle_for: None,
         polls: header.polls(),
-        busy: header.busy_estimate(),
+        // An estimate from a sample of polls: one preempted timed poll can
+        // put it past what the task has lived, which it cannot have spent.
+        busy: header.busy_estimate().map(|b| b.min(age)),
         deadline: match header
             .deadline_nanos
             .load(std::sync::atomic::Ordering::Relaxed)
