@@ -49,6 +49,30 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     }
 }
 
+/// Gives the worker back once: `Pending` with the task woken, then ready
+/// (a listener pausing between accepts, `time::advance` letting the timers
+/// it made due fire).
+pub(crate) struct YieldOnce(bool);
+
+impl YieldOnce {
+    pub(crate) fn new() -> YieldOnce {
+        YieldOnce(false)
+    }
+}
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,25 +76,7 @@ pub fn advance(duration: Duration) -> impl std::future::Future<Output = ()> {
         moved,
         "time::advance needs a paused clock: call time::pause first"
     );
-    YieldOnce(false)
-}
-
-/// Returns `Pending` once (waking itself), then `Ready`.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
+    crate::coop::YieldOnce::new()
 }
 
 /// Errors of the time functions.

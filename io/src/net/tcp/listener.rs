@@ -190,7 +190,7 @@ impl TcpListener {
                 // (and spawns what its request needs) before the next
                 // connection is taken: a burst of accepts would otherwise
                 // admit many requests whose work then cannot all fit.
-                YieldOnce(false).await;
+                crate::coop::YieldOnce::new().await;
             }
         }
         loop {
@@ -337,55 +337,5 @@ impl std::os::fd::AsRawFd for TcpListener {
 impl std::os::fd::AsFd for TcpListener {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.io.as_fd()
-    }
-}
-
-/// Gives the worker back once: `Pending` with the task woken, then ready.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_are_sorted_into_back_off_retry_and_return() {
-        let os = io::Error::from_raw_os_error;
-        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
-            assert!(is_out_of_resources(&os(code)), "{code}");
-            assert!(!is_connection_error(&os(code)), "{code}");
-        }
-        for code in [
-            libc::ECONNABORTED,
-            libc::ECONNRESET,
-            libc::EINTR,
-            libc::EPROTO,
-            libc::EPERM,
-        ] {
-            assert!(is_connection_error(&os(code)), "{code}");
-            assert!(!is_out_of_resources(&os(code)), "{code}");
-        }
-        for code in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK, libc::EFAULT] {
-            assert!(
-                !is_connection_error(&os(code)) && !is_out_of_resources(&os(code)),
-                "{code}"
-            );
-        }
-        assert!(!is_out_of_resources(&io::Error::other("no os code")));
     }
 }
