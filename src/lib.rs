@@ -283,21 +283,22 @@ pub mod task {
 /// Paused time, for tests (`pause`, `advance`, `resume`, and
 /// `runtime::Builder::start_paused`): the timers and task deadlines follow
 /// a clock that stands still until advanced, and jumps to the next timer
-/// when nothing else in the runtime can run. `Instant::now()` still reads
-/// real time (it is the standard library's `Instant`).
+/// when nothing else in the runtime can run. [`time::Instant`] is tokio's
+/// kind, not std's: its `now()` reads the runtime's clock, paused or not.
 ///
 /// ```
-/// use bulwark::time::{advance, pause, sleep, Duration};
-/// use std::time::Instant;
+/// use bulwark::time::{advance, pause, sleep, Duration, Instant};
 ///
 /// let rt = bulwark::Runtime::new().unwrap();
-/// let real = Instant::now();
+/// let real = std::time::Instant::now();
 /// rt.block_on(async {
 ///     pause();
+///     let start = Instant::now();
 ///     sleep(Duration::from_secs(3600)).await; // jumps: nothing else runs
 ///     let nap = bulwark::spawn(sleep(Duration::from_secs(10)));
 ///     advance(Duration::from_secs(10)).await;
 ///     nap.await.unwrap();
+///     assert!(start.elapsed() >= Duration::from_secs(3610));
 /// });
 /// assert!(real.elapsed() < Duration::from_secs(60));
 /// ```

@@ -17,7 +17,7 @@
 //! | `Builder::new_current_thread()` | `Builder::new_current_thread()` | one worker thread: see below |
 //! | `Builder::{worker_threads, thread_name, max_blocking_threads, thread_keep_alive}` | the same | defaults: one worker per core, `bulwark-worker`, 512, 10 s |
 //! | `Builder::{enable_all, enable_io, enable_time}` | the same | no-ops: IO and timers are always on |
-//! | `Builder::start_paused`, `time::{pause, resume, advance}` | the same | timers and task deadlines follow the paused clock, which jumps to the next timer when nothing else can run, on either runtime; `time::Instant` is std's and reads real time |
+//! | `Builder::start_paused`, `time::{pause, resume, advance}` | the same | timers and task deadlines follow the paused clock, which jumps to the next timer when nothing else can run, on either runtime; so does `time::Instant::now()` |
 //! | `Builder::{on_thread_start, on_thread_stop, thread_stack_size, global_queue_interval, event_interval}` | none | |
 //! | `Runtime::{block_on, spawn, spawn_blocking, handle, enter, shutdown_timeout, shutdown_background}` | the same | |
 //! | `Runtime::metrics()` | `Runtime::metrics()` | a plain copy of the counts, `bulwark::metrics::Snapshot`, not tokio's `RuntimeMetrics` |
@@ -32,7 +32,7 @@
 //! | `task::Builder` (`name`, `spawn`, `spawn_on`, `spawn_blocking`, `spawn_blocking_on`; `tokio_unstable` in tokio) | `bulwark::task::Builder` | also `deadline`, `timeout`, `detached_deadline`, `essential`, `max_children`, `spawn_wait` |
 //! | `task::{spawn_local, LocalSet, task_local!, unconstrained, consume_budget}` | none | every task is `Send` |
 //! | `time::{sleep, sleep_until, timeout, timeout_at, interval, interval_at, Sleep, Timeout, Interval, MissedTickBehavior, Duration, error::Elapsed}` | `bulwark::time::{...}`, the same | |
-//! | `time::Instant` | `bulwark::time::Instant` | it is `std::time::Instant` |
+//! | `time::Instant` (`now`, `from_std`, `into_std`, `elapsed`, `duration_since`...) | `bulwark::time::Instant` | the same: std's `Instant` behind a `now()` that reads the runtime's clock |
 //! | `net::{TcpListener, TcpStream, UdpSocket, tcp::{ReadHalf, WriteHalf, OwnedReadHalf, OwnedWriteHalf}}` | `bulwark::net::{...}`, the same | `TcpStream` also implements `futures_io`'s traits and hyper's |
 //! | `net::{ToSocketAddrs, lookup_host}` | `bulwark::net::{ToSocketAddrs, lookup_host}` | |
 //! | `net::{TcpSocket, UnixListener, UnixStream, UnixDatagram}` | none | |

@@ -7,10 +7,10 @@
 
 mod common;
 
+use bulwark::time::{Duration, Instant};
 use std::future::pending;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
 
 use bulwark::task::{self, JoinError, JoinHandle};
 use common::{builder, runtime, wait_until, within, DropCounter, LATE};

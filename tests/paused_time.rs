@@ -108,3 +108,57 @@ fn the_clock_does_not_jump_while_a_task_still_runs() {
         assert!(woke.load(SeqCst));
     });
 }
+
+/// `time::Instant::now()` follows the paused clock, on every thread of the
+/// runtime: the pattern of a cache that stores `now + ttl` and sleeps
+/// until it (tokio's mini-redis does) agrees with the timers, and an
+/// advance moves `now` by exactly what was advanced.
+#[test]
+fn instant_now_follows_the_paused_clock_on_every_worker() {
+    within(30, "paused Instant::now", || {
+        for rt in [
+            Builder::new_current_thread()
+                .start_paused(true)
+                .build()
+                .expect("runtime"),
+            Builder::new_multi_thread()
+                .worker_threads(2)
+                .start_paused(true)
+                .build()
+                .expect("runtime"),
+        ] {
+            let real = Instant::now();
+            rt.block_on(async {
+                use bulwark::time::{sleep_until, Instant};
+                let t0 = Instant::now();
+                advance(Duration::from_secs(7)).await;
+                assert_eq!(Instant::now() - t0, Duration::from_secs(7));
+                // A task on a worker reads the same clock.
+                let seen = bulwark::spawn(async { Instant::now() })
+                    .await
+                    .expect("the task");
+                assert_eq!(seen - t0, Duration::from_secs(7), "a worker's now");
+                // Store an expiry, sleep until it (the clock jumps: idle),
+                // and the expiry has passed by the clock's own reading.
+                let expires = Instant::now() + HOUR;
+                let waiter = bulwark::spawn(async move {
+                    sleep_until(expires).await;
+                    Instant::now()
+                });
+                let woke = waiter.await.expect("the waiter");
+                assert!(woke >= expires, "woke at {woke:?}, before {expires:?}");
+                assert!(Instant::now() >= expires);
+                assert!(t0.elapsed() >= HOUR + Duration::from_secs(7));
+            });
+            assert!(
+                real.elapsed() < Duration::from_secs(5),
+                "an hour of virtual time took {:?} of real time",
+                real.elapsed()
+            );
+        }
+        // Outside a runtime, real time.
+        let a = bulwark::time::Instant::now();
+        let b = std::time::Instant::now();
+        assert!(b.saturating_duration_since(a.into_std()) < Duration::from_secs(60));
+    });
+}

@@ -13,11 +13,10 @@
 use crate::context;
 use crate::task as current;
 use bulwark_io::time::error::Elapsed;
-use bulwark_io::time::{timeout_at, Timeout};
+use bulwark_io::time::{timeout_at, Instant, Timeout};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 /// Runs `future` with a deadline at `deadline`, inherited by every task it
 /// spawns: its output, or `Err(Elapsed)` once the deadline passes (the
@@ -46,7 +45,7 @@ use std::time::Instant;
 /// # let rt = bulwark_executor::Runtime::new().unwrap();
 /// # rt.block_on(async {
 /// use bulwark_executor::{scope, spawn, task};
-/// use std::time::{Duration, Instant};
+/// use bulwark_io::time::{Duration, Instant};
 ///
 /// let handle = spawn(async {
 ///     let at = Instant::now() + Duration::from_millis(50);
@@ -68,7 +67,7 @@ pub fn scope_deadline<F: Future>(deadline: Instant, future: F) -> ScopeDeadline<
             deadline,
             Scoped {
                 future,
-                at: deadline,
+                at: deadline.into_std(),
             },
         ),
     }
@@ -84,7 +83,7 @@ pub struct ScopeDeadline<F> {
 impl<F> ScopeDeadline<F> {
     /// The scope's deadline.
     pub fn deadline(&self) -> Instant {
-        self.inner.get_ref().at
+        Instant::from_std(self.inner.get_ref().at)
     }
 }
 
@@ -111,7 +110,8 @@ impl<F: Future> Future for ScopeDeadline<F> {
 #[derive(Debug)]
 struct Scoped<F> {
     future: F,
-    at: Instant,
+    /// The deadline as the executor keeps it (the driver's std instant).
+    at: std::time::Instant,
 }
 
 impl<F: Future> Future for Scoped<F> {
@@ -130,7 +130,7 @@ impl<F: Future> Future for Scoped<F> {
 }
 
 /// Puts the outer scope back when a scoped poll returns or unwinds.
-struct Restore(Option<Instant>);
+struct Restore(Option<std::time::Instant>);
 
 impl Drop for Restore {
     fn drop(&mut self) {

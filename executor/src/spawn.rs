@@ -391,7 +391,7 @@ fn effective_deadline(
     let inherited = if spec.detached {
         None
     } else {
-        task::deadline()
+        task::deadline_std()
     };
     if spec.deadline.is_none() && timeout.is_none() && inherited.is_none() {
         return (None, None, false);
@@ -605,9 +605,9 @@ impl<'a> Builder<'a> {
     /// its handle resolves to a `JoinError` with `is_deadline_exceeded()`.
     /// The task's effective deadline is the earliest of this, `timeout`, and
     /// the spawning task's (unless [`detached_deadline`](Self::detached_deadline)).
-    pub fn deadline(self, deadline: Instant) -> Builder<'a> {
+    pub fn deadline(self, deadline: bulwark_io::time::Instant) -> Builder<'a> {
         Builder {
-            deadline: Some(deadline),
+            deadline: Some(deadline.into_std()),
             ..self
         }
     }

@@ -40,6 +40,15 @@ pub(crate) fn current() -> Option<Handle> {
         .flatten()
 }
 
+/// `f` of this thread's driver, without cloning its handle; `None` outside
+/// a runtime.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|h| h.as_ref().map(f)))
+        .ok()
+        .flatten()
+}
+
 pub(crate) const NO_RUNTIME: &str = "there is no bulwark runtime on this thread: sockets and \
                                      timers must be made from a task, inside `Runtime::block_on`, \
                                      or while a `Runtime::enter` guard lives";

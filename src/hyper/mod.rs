@@ -60,7 +60,13 @@ impl hyper::rt::Timer for BulwarkTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(HyperSleep(crate::time::sleep_until(deadline)))
+        Box::pin(HyperSleep(crate::time::sleep_until(deadline.into())))
+    }
+
+    /// The runtime's clock, so hyper's deadlines agree with the timers
+    /// while a test has paused it.
+    fn now(&self) -> Instant {
+        crate::time::Instant::now().into_std()
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: Instant) {
@@ -68,7 +74,7 @@ impl hyper::rt::Timer for BulwarkTimer {
             Some(ours) => {
                 // `Sleep` is `Unpin`: the pin projects to a plain `&mut`.
                 let inner = Pin::new(&mut ours.get_mut().0);
-                inner.reset(new_deadline);
+                inner.reset(new_deadline.into());
             }
             None => *sleep = self.sleep_until(new_deadline),
         }

@@ -20,6 +20,7 @@
 //! also runs while a keep-alive connection idles, which would fold the two
 //! limits into one.
 
+use crate::time::Instant;
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -32,7 +33,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::BulwarkTimer;
 use crate::task;

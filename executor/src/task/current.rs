@@ -157,7 +157,12 @@ pub fn holder_id() -> Option<Id> {
 /// assert!(handle.await.unwrap().is_some());
 /// # });
 /// ```
-pub fn deadline() -> Option<Instant> {
+pub fn deadline() -> Option<bulwark_io::time::Instant> {
+    deadline_std().map(bulwark_io::time::Instant::from_std)
+}
+
+/// [`deadline`] as the executor keeps it: the driver's std instant.
+pub(crate) fn deadline_std() -> Option<Instant> {
     get().and_then(|cur| cur.effective())
 }
 
@@ -190,7 +195,7 @@ pub fn deadline() -> Option<Instant> {
 /// assert_eq!(handle.await.unwrap(), None);
 /// # });
 /// ```
-pub fn lift_deadline() -> Option<Instant> {
+pub fn lift_deadline() -> Option<bulwark_io::time::Instant> {
     CURRENT
         .try_with(|c| {
             let mut cur = c.get()?;
@@ -208,4 +213,5 @@ pub fn lift_deadline() -> Option<Instant> {
             lifted
         })
         .unwrap_or(None)
+        .map(bulwark_io::time::Instant::from_std)
 }

@@ -71,7 +71,7 @@ mod yield_now;
 pub use abort::AbortHandle;
 pub(crate) use current::mark_blocking_thread;
 pub use current::{deadline, holder_id, id, lift_deadline, try_id};
-pub(crate) use current::{enter_scope, restore_scope};
+pub(crate) use current::{deadline_std, enter_scope, restore_scope};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;

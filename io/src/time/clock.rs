@@ -18,6 +18,16 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+/// Set when any clock in the process is first paused, never cleared: until
+/// then `time::Instant::now()` is real time without looking up the runtime.
+static ANY_EVER_PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether any clock in the process has been paused.
+#[inline]
+pub(crate) fn any_ever_paused() -> bool {
+    ANY_EVER_PAUSED.load(Relaxed)
+}
+
 /// One driver's clock.
 #[derive(Debug)]
 pub(crate) struct Clock {
@@ -79,6 +89,7 @@ impl Clock {
             s.paused = true;
         }
         self.ever_paused.store(true, Relaxed);
+        ANY_EVER_PAUSED.store(true, Relaxed);
     }
 
     /// Lets the clock run again from where it stands. Resuming a running

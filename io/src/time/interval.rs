@@ -1,10 +1,11 @@
 //! `Interval`: ticks at a fixed period.
 
 use super::sleep::{sleep_until, Sleep};
+use super::Instant;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What an [`Interval`] does when ticks were missed (the task was late).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,7 +27,7 @@ pub enum MissedTickBehavior {
 /// If `period` is zero, or outside a bulwark runtime (as tokio's does).
 #[track_caller]
 pub fn interval(period: Duration) -> Interval {
-    interval_at(super::now(), period)
+    interval_at(Instant::now(), period)
 }
 
 /// An interval whose first tick is at `start`.
@@ -64,7 +65,7 @@ impl Interval {
             return Poll::Pending;
         }
         let scheduled = self.sleep.deadline();
-        let now = super::now();
+        let now = Instant::now();
         let next = match self.missed {
             MissedTickBehavior::Burst => scheduled + self.period,
             MissedTickBehavior::Delay if now > scheduled + self.period => now + self.period,
@@ -85,7 +86,7 @@ impl Interval {
 
     /// Makes the next tick one period from now.
     pub fn reset(&mut self) {
-        self.sleep.as_mut().reset(super::now() + self.period);
+        self.sleep.as_mut().reset(Instant::now() + self.period);
     }
 
     /// The period.

@@ -6,19 +6,27 @@
 //! the next millisecond, so a timer never fires early.
 
 pub(crate) mod clock;
+mod instant;
 mod interval;
 mod sleep;
 mod timeout;
 
+pub use instant::Instant;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};
-pub use std::time::{Duration, Instant};
+pub use std::time::Duration;
 pub use timeout::{timeout, timeout_at, Timeout};
 
-/// The current runtime's time: `Instant::now()`, or its virtual time while
-/// a test has paused its clock ([`pause`]). Outside a runtime, real time.
-pub(crate) fn now() -> Instant {
-    crate::context::current().map_or_else(Instant::now, |h| h.now())
+/// The current runtime's time: `std::time::Instant::now()`, or its virtual
+/// time while a test has paused its clock ([`pause`]). Outside a runtime,
+/// real time. Until some clock in the process is paused, one relaxed load
+/// and the real time, without looking up the runtime.
+#[inline]
+pub(crate) fn now() -> std::time::Instant {
+    if !clock::any_ever_paused() {
+        return std::time::Instant::now();
+    }
+    crate::context::with_current(|h| h.now()).unwrap_or_else(std::time::Instant::now)
 }
 
 /// Stops the current runtime's clock, for tests, as tokio's `time::pause`:
@@ -28,9 +36,8 @@ pub(crate) fn now() -> Instant {
 /// idle), at which point the clock jumps to the next timer. A test that
 /// sleeps an hour then takes no time.
 ///
-/// Unlike tokio's, it works on the multi-thread runtime too. What it does
-/// not do yet: [`Instant::now`] is the standard library's and reads real
-/// time; the timers, `sleep`, `timeout`, `interval` and task deadlines
+/// Unlike tokio's, it works on the multi-thread runtime too. The timers,
+/// `sleep`, `timeout`, `interval`, task deadlines and [`Instant::now`]
 /// follow the paused clock.
 ///
 /// # Panics

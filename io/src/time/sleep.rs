@@ -1,10 +1,11 @@
 //! `Sleep`: a future that finishes at a deadline.
 
+use super::Instant;
 use crate::driver::{Handle, TimerKey};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits until `duration` has passed. The deadline is fixed when this is
 /// called, not when it is first polled.
@@ -35,14 +36,14 @@ pub fn sleep(duration: Duration) -> Sleep {
 #[track_caller]
 pub fn sleep_until(deadline: Instant) -> Sleep {
     match crate::context::current() {
-        Some(handle) => Sleep::new(handle, deadline),
+        Some(handle) => Sleep::new(handle, deadline.into_std()),
         None => panic!("{}", crate::context::NO_RUNTIME),
     }
 }
 
 /// About 30 years from now: "never" for a deadline that would overflow.
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+pub(crate) fn far_future() -> std::time::Instant {
+    std::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// The future of [`sleep`] and [`sleep_until`]. It sets its timer when first
@@ -51,13 +52,13 @@ pub(crate) fn far_future() -> Instant {
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {
     handle: Handle,
-    deadline: Instant,
+    deadline: std::time::Instant,
     key: Option<TimerKey>,
     fired: bool,
 }
 
 impl Sleep {
-    pub(crate) fn new(handle: Handle, deadline: Instant) -> Sleep {
+    pub(crate) fn new(handle: Handle, deadline: std::time::Instant) -> Sleep {
         Sleep {
             handle,
             deadline,
@@ -68,7 +69,7 @@ impl Sleep {
 
     /// The instant this sleep finishes.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        Instant::from_std(self.deadline)
     }
 
     /// True once the deadline has been reached (as seen by a poll).
@@ -80,7 +81,7 @@ impl Sleep {
     pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
         let this = self.get_mut();
         this.cancel();
-        this.deadline = deadline;
+        this.deadline = deadline.into_std();
         this.fired = false;
     }
 

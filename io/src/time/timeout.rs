@@ -2,10 +2,11 @@
 
 use super::error::Elapsed;
 use super::sleep::{sleep_until, Sleep};
+use super::Instant;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs `future` for at most `duration`: its output, or `Err(Elapsed)` (and
 /// the future dropped with the `Timeout`) if time runs out first.

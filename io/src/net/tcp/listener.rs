@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::Location;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The first back-off after `accept` fails for want of fds or memory.
 const BACKOFF_START: Duration = Duration::from_millis(1);
@@ -243,7 +243,7 @@ impl TcpListener {
                     // connections in the kernel backlog rather than accept
                     // work it cannot run. Look again shortly.
                     books.count_accept_pause();
-                    Sleep::new(handle.clone(), Instant::now() + paused).await;
+                    Sleep::new(handle.clone(), handle.now() + paused).await;
                     paused = (paused * 2).min(PAUSE_MAX);
                     continue;
                 }
@@ -251,7 +251,7 @@ impl TcpListener {
                     books.count_accept_backoff();
                     // The listener's own driver, not the thread's: the sleep
                     // works wherever the accept future is polled.
-                    Sleep::new(handle.clone(), Instant::now() + backoff).await;
+                    Sleep::new(handle.clone(), handle.now() + backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
                 Err(e) if is_connection_error(&e) => {}
