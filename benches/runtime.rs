@@ -35,7 +35,10 @@
 //! `spawn_many_remote_busy1` (its 10 000-task bursts queue behind 8 spinning
 //! tasks, a standing scheduling delay above CoDel's 5 ms target).
 //!
-//! Every group also has `bulwark-no-watchdog`: the default runtime with
+//! Every group also has `bulwark-main`: the same workload run inside a
+//! function under `#[bulwark::main(worker_threads = 4)]` (see
+//! `on_bulwark_main`), so `bulwark` against it shows what starting bulwark
+//! through the attribute costs. And `bulwark-no-watchdog`: the default runtime with
 //! `Watchdog::off()`, so no watchdog thread and no compensation (workers do
 //! not lend their seat around each poll). `bulwark` against it is what the
 //! watchdog costs. And `bulwark-no-histograms`: the default runtime with
@@ -415,6 +418,136 @@ workloads!(
     tokio::task::yield_now
 );
 
+/// `<workload>/bulwark-main`: each workload run inside a function under
+/// `#[bulwark::main(worker_threads = 4)]`, the way a service starts
+/// bulwark, against `<workload>/bulwark` on a runtime from the builder. The
+/// attribute builds a runtime when the function is called and drops it when
+/// it returns, so each function runs `iters` iterations in one call and
+/// returns their time alone (`iter_custom`): the runtime's start and
+/// shutdown are outside it. One iteration is the same work as on the
+/// builder's runtime: what runs inside `block_on` there runs in the
+/// function's body here, and what is spawned from outside the runtime
+/// there is spawned from the body (the `block_on` thread, not a worker) here.
+mod on_bulwark_main {
+    use super::*;
+
+    // The attribute takes a literal.
+    const _: () = assert!(WORKERS == 4, "keep worker_threads below equal to WORKERS");
+
+    #[bulwark::main(worker_threads = 4)]
+    pub async fn spawn_many_local(iters: u64, sig: &Signal) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            sig.arm(NUM_SPAWN);
+            for _ in 0..NUM_SPAWN {
+                let rem = sig.rem.clone();
+                let tx = sig.tx.clone();
+                drop(bulwark::spawn(async move { count_down(&rem, &tx) }));
+            }
+            sig.wait("spawn_many_local/bulwark-main");
+        }
+        start.elapsed()
+    }
+
+    #[bulwark::main(worker_threads = 4)]
+    pub async fn spawn_many_remote(iters: u64, busy: bool) -> Duration {
+        let run = Arc::new(AtomicBool::new(true));
+        if busy {
+            for _ in 0..BUSY_TASKS {
+                let run = run.clone();
+                drop(bulwark::spawn(async move {
+                    while run.load(Relaxed) {
+                        bulwark::task::yield_now().await;
+                        spin();
+                    }
+                }));
+            }
+        }
+        let start = Instant::now();
+        for _ in 0..iters {
+            let mut handles = Vec::with_capacity(NUM_SPAWN);
+            for _ in 0..NUM_SPAWN {
+                handles.push(bulwark::spawn(async {}));
+            }
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        }
+        let took = start.elapsed();
+        run.store(false, Relaxed);
+        took
+    }
+
+    #[bulwark::main(worker_threads = 4)]
+    pub async fn yield_many(iters: u64, sig: &Signal) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            sig.arm(YIELD_TASKS);
+            for _ in 0..YIELD_TASKS {
+                let rem = sig.rem.clone();
+                let tx = sig.tx.clone();
+                drop(bulwark::spawn(async move {
+                    for _ in 0..NUM_YIELD {
+                        bulwark::task::yield_now().await;
+                    }
+                    count_down(&rem, &tx);
+                }));
+            }
+            sig.wait("yield_many/bulwark-main");
+        }
+        start.elapsed()
+    }
+
+    #[bulwark::main(worker_threads = 4)]
+    pub async fn ping_pong(iters: u64, sig: &Signal) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            sig.arm(NUM_PINGS);
+            let rem = sig.rem.clone();
+            let done = sig.tx.clone();
+            drop(bulwark::spawn(async move {
+                for _ in 0..NUM_PINGS {
+                    let rem = rem.clone();
+                    let done = done.clone();
+                    drop(bulwark::spawn(async move {
+                        let (ping_tx, ping_rx) = tokio::sync::oneshot::channel();
+                        let (pong_tx, pong_rx) = tokio::sync::oneshot::channel();
+                        drop(bulwark::spawn(async move {
+                            ping_rx.await.unwrap();
+                            pong_tx.send(()).unwrap();
+                        }));
+                        ping_tx.send(()).unwrap();
+                        pong_rx.await.unwrap();
+                        count_down(&rem, &done);
+                    }));
+                }
+            }));
+            sig.wait("ping_pong/bulwark-main");
+        }
+        start.elapsed()
+    }
+
+    /// One link of the chain, as `on_bulwark`'s.
+    fn link(done: mpsc::SyncSender<()>, left: usize) {
+        if left == 0 {
+            done.send(()).unwrap();
+        } else {
+            drop(bulwark::spawn(async move { link(done, left - 1) }));
+        }
+    }
+
+    #[bulwark::main(worker_threads = 4)]
+    pub async fn chained_spawn(iters: u64, sig: &Signal) -> Duration {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let done = sig.tx.clone();
+            drop(bulwark::spawn(async move { link(done, CHAIN) }));
+            sig.wait("chained_spawn/bulwark-main");
+        }
+        start.elapsed()
+    }
+}
+
 /// The runtimes for one group, built once.
 struct Runtimes {
     bulwark: on_bulwark::Rt,
@@ -457,6 +590,9 @@ macro_rules! signalled {
         g.bench_function("bulwark", |b| {
             b.iter(|| on_bulwark::$workload(&rts.bulwark, &sig))
         });
+        g.bench_function("bulwark-main", |b| {
+            b.iter_custom(|iters| on_bulwark_main::$workload(iters, &sig))
+        });
         g.bench_function("bulwark-no-watchdog", |b| {
             b.iter(|| on_bulwark_no_watchdog::$workload(&rts.no_watchdog, &sig))
         });
@@ -486,6 +622,9 @@ fn spawn_many_local(c: &mut Criterion) {
     let sig = Signal::new();
     let mut g = group(c, "spawn_many_local");
     local_variant!(g, &sig, on_bulwark, "bulwark");
+    g.bench_function("bulwark-main", |b| {
+        b.iter_custom(|iters| on_bulwark_main::spawn_many_local(iters, &sig))
+    });
     local_variant!(g, &sig, on_bulwark_no_watchdog, "bulwark-no-watchdog");
     local_variant!(g, &sig, on_bulwark_no_histograms, "bulwark-no-histograms");
     {
@@ -505,6 +644,9 @@ fn spawn_many_remote_idle(c: &mut Criterion) {
     let mut g = group(c, "spawn_many_remote_idle");
     g.bench_function("bulwark", |b| {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
+    });
+    g.bench_function("bulwark-main", |b| {
+        b.iter_custom(|iters| on_bulwark_main::spawn_many_remote(iters, false))
     });
     g.bench_function("bulwark-no-watchdog", |b| {
         b.iter(|| on_bulwark_no_watchdog::spawn_many_remote(&rts.no_watchdog))
@@ -531,7 +673,14 @@ fn spawn_many_remote_busy1(c: &mut Criterion) {
     g.bench_function("bulwark", |b| {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
     });
+    g.bench_function("bulwark-main", |b| {
+        b.iter_custom(|iters| on_bulwark_main::spawn_many_remote(iters, false))
+    });
     bulwark_busy.store(false, Relaxed);
+    // Its own busy tasks, started in its own runtime.
+    g.bench_function("bulwark-main", |b| {
+        b.iter_custom(|iters| on_bulwark_main::spawn_many_remote(iters, true))
+    });
 
     let no_watchdog_busy = Arc::new(AtomicBool::new(true));
     on_bulwark_no_watchdog::start_busy(&rts.no_watchdog, &no_watchdog_busy);

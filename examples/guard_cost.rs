@@ -24,7 +24,7 @@
 //!
 //! # What runs
 //!
-//! Eight runtimes, each with 4 worker threads, built once and alive for the
+//! Nine runtimes, each with 4 worker threads, built once and alive for the
 //! whole run (an idle runtime's workers are parked):
 //!
 //! - `bulwark`: `bulwark::Runtime::builder()` with its defaults (a task
@@ -42,6 +42,10 @@
 //!   and workers do not lend their seat around each poll (no compensation).
 //! - `bulwark-no-histograms`: `.histograms(false)`: no poll timed, no wake
 //!   stamped, no lifetime recorded.
+//! - `bulwark-main`: the default runtime as `#[bulwark::main(worker_threads
+//!   = 4)]` builds it, held open on a thread of its own (`MainRt`); the
+//!   workloads run through its `Handle`. Against `bulwark`, what starting
+//!   bulwark through the attribute costs.
 //! - `tokio`: tokio's multi-thread runtime.
 //!
 //! The workload code is written once in a macro instantiated for the
@@ -56,7 +60,7 @@
 //! # How it measures
 //!
 //! Per workload: 3 warm-up rounds, then `rounds` rounds. In round `r` every
-//! runtime runs one iteration, starting with runtime `r mod 8`, in forward
+//! runtime runs one iteration, starting with runtime `r mod 9`, in forward
 //! order on even rounds and backward on odd ones (so none always goes first,
 //! and none always follows the same neighbour). The time of an iteration is
 //! its wall time as seen from the driving thread, as in the bench. Between
@@ -379,6 +383,14 @@ workloads!(
 );
 
 workloads!(
+    on_bulwark_handle,
+    bulwark::runtime::Handle,
+    bulwark::spawn,
+    bulwark::task::yield_now,
+    bulwark::time::timeout
+);
+
+workloads!(
     on_tokio,
     tokio::runtime::Runtime,
     tokio::spawn,
@@ -462,7 +474,61 @@ fn timed(f: impl FnOnce() -> usize) -> (Duration, usize) {
 
 enum Rt {
     Bulwark(bulwark::Runtime),
+    /// `bulwark-main`: a runtime started by `#[bulwark::main]`.
+    Main(MainRt),
     Tokio(tokio::runtime::Runtime),
+}
+
+/// A runtime built by `#[bulwark::main(worker_threads = 4)]` and held open:
+/// the attributed function runs on a thread of its own, hands out its
+/// runtime's handle, and awaits the word to stop (its `block_on` thread
+/// parks, as a service's `main` does while its server runs). The workloads run through the handle, whose `block_on` and
+/// `spawn` are what `Runtime`'s call.
+struct MainRt {
+    handle: bulwark::runtime::Handle,
+    stop: bulwark::sync::oneshot::Sender<()>,
+    thread: thread::JoinHandle<()>,
+}
+
+// The attribute takes a literal.
+const _: () = assert!(
+    WORKERS == 4,
+    "keep hold_main_runtime's worker_threads equal to WORKERS"
+);
+
+#[bulwark::main(worker_threads = 4)]
+async fn hold_main_runtime(
+    give: mpsc::Sender<bulwark::runtime::Handle>,
+    stop: bulwark::sync::oneshot::Receiver<()>,
+) {
+    give.send(bulwark::runtime::Handle::current())
+        .expect("the handle's receiver");
+    // Sender dropped or a stop: either ends the runtime.
+    let _ = stop.await;
+}
+
+impl MainRt {
+    fn start() -> MainRt {
+        let (give, handle) = mpsc::channel();
+        let (stop, stopped) = bulwark::sync::oneshot::channel();
+        let thread = thread::Builder::new()
+            .name("bulwark-main".into())
+            .spawn(move || hold_main_runtime(give, stopped))
+            .expect("spawning the bulwark-main thread");
+        let handle = handle
+            .recv_timeout(HANG)
+            .expect("the #[bulwark::main] runtime's handle");
+        MainRt {
+            handle,
+            stop,
+            thread,
+        }
+    }
+
+    fn shutdown(self) {
+        let _ = self.stop.send(());
+        self.thread.join().expect("the bulwark-main thread");
+    }
 }
 
 /// One runtime under test.
@@ -509,6 +575,15 @@ impl Variant {
                     panicked: m.tasks_panicked,
                 }
             }
+            Rt::Main(rt) => {
+                let m = rt.handle.metrics();
+                Drops {
+                    rejected: m.tasks_rejected,
+                    shed: m.rejected_shedding,
+                    deadline: m.tasks_deadline_exceeded,
+                    panicked: m.tasks_panicked,
+                }
+            }
             Rt::Tokio(_) => Drops::default(),
         }
     }
@@ -516,6 +591,7 @@ impl Variant {
     fn run(&self, w: Workload, sig: &Signal, busy: &Busy, what: &str) -> (Duration, usize) {
         match &self.rt {
             Rt::Bulwark(rt) => iteration!(on_bulwark, rt, w, sig, busy, what),
+            Rt::Main(rt) => iteration!(on_bulwark_handle, &rt.handle, w, sig, busy, what),
             Rt::Tokio(rt) => iteration!(on_tokio, rt, w, sig, busy, what),
         }
     }
@@ -523,6 +599,7 @@ impl Variant {
     fn shutdown(self) {
         match self.rt {
             Rt::Bulwark(rt) => rt.shutdown_timeout(HANG),
+            Rt::Main(rt) => rt.shutdown(),
             Rt::Tokio(rt) => rt.shutdown_timeout(HANG),
         }
     }
@@ -575,6 +652,10 @@ fn build_variants() -> Vec<Variant> {
         bulwark("bulwark-no-histograms", |b| {
             b.histograms(false);
         }),
+        Variant {
+            name: "bulwark-main",
+            rt: Rt::Main(MainRt::start()),
+        },
         Variant {
             name: "tokio",
             rt: Rt::Tokio(tokio),
