@@ -8,10 +8,19 @@
 //! `tokio::` becoming `bulwark::`; the others run the ported programs as
 //! their users would (a process, an address on the command line) and drive
 //! them over loopback.
+//!
+//! tokio's mini-redis is ported the same way, as a whole crate:
+//! `tests/ported/mini-redis-original/` holds its files as its repository has
+//! them (its manifest renamed `Cargo.toml.orig`, so cargo does not take it
+//! for a package), and `tests/ported/mini-redis/` is the workspace member
+//! `mini-redis`, whose own test suite runs on bulwark
+//! (`cargo test -p mini-redis`). The last test here checks that every `.rs`
+//! file of the port is its original with `tokio::` renamed `bulwark::`, and
+//! that both sides have the same files.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,6 +51,67 @@ fn each_port_differs_from_tokios_original_by_renames_only() {
             "{name}: the port differs from the original by more than `tokio::` -> `bulwark::`"
         );
     }
+}
+
+/// The `.rs` files under `root`, as paths relative to it, sorted.
+fn rust_files(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                out.push(path.strip_prefix(root).expect("under root").to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn the_mini_redis_port_differs_from_tokios_original_by_renames_only() {
+    let original_root = dir().join("mini-redis-original");
+    let port_root = dir().join("mini-redis");
+    let originals = rust_files(&original_root);
+    assert_eq!(
+        originals,
+        rust_files(&port_root),
+        "the port and the original have different sets of .rs files"
+    );
+    // src/ (with bin/, clients/, cmd/), tests/ and examples/: the walk saw
+    // all of them (an empty walk on both sides would pass the check above).
+    assert_eq!(
+        originals.len(),
+        28,
+        "mini-redis has 28 .rs files: {originals:?}"
+    );
+    let mut naming_tokio = 0;
+    for file in &originals {
+        let original = std::fs::read_to_string(original_root.join(file))
+            .unwrap_or_else(|e| panic!("original {}: {e}", file.display()));
+        let ported = std::fs::read_to_string(port_root.join(file))
+            .unwrap_or_else(|e| panic!("ported {}: {e}", file.display()));
+        if original.contains("tokio::") {
+            naming_tokio += 1;
+        }
+        assert!(
+            !ported.contains("tokio::"),
+            "{}: the port still names tokio::",
+            file.display()
+        );
+        assert_eq!(
+            original.replace("tokio::", "bulwark::"),
+            ported,
+            "{}: the port differs from the original by more than `tokio::` -> `bulwark::`",
+            file.display()
+        );
+    }
+    assert_eq!(naming_tokio, 18, "18 of mini-redis's files name tokio::");
 }
 
 /// A ported example's process, killed when dropped.

@@ -14,7 +14,7 @@ use crate::threads;
 use crate::watchdog;
 pub use crate::watchdog::Watchdog;
 use bulwark_io::driver::Driver;
-use bulwark_io::{DriverSlot, Parker};
+use bulwark_io::{DriverSlot, Parker, Unparker};
 use bulwark_metrics::{Books, Endpoint, SharedCounters, Snapshot, Source, StallReport, TaskInfo};
 use std::fmt;
 use std::future::Future;
@@ -23,6 +23,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::panic::Location;
 use std::pin::pin;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -793,11 +794,14 @@ impl Handle {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter_runtime(&self.shared);
         let mut future = pin!(future);
-        // Counted as active while it polls, so that a paused clock does not
-        // jump past a timer while this thread still has work to do.
-        let active = Active::new(&self.shared.block_on_active);
-        BLOCK_ON_PARKER.with(|(parker, waker)| {
-            let mut cx = Context::from_waker(waker);
+        BLOCK_ON_PARKER.with(|parker| {
+            // Counted as active while it polls, and from the moment it is
+            // woken, so that a paused clock does not jump past a timer while
+            // this thread still has work to do.
+            let active = Arc::new(Active::new(&self.shared, parker.unparker()));
+            let _done = ActiveDone(&active);
+            let waker = Waker::from(active.clone());
+            let mut cx = Context::from_waker(&waker);
             loop {
                 if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                     return out;
@@ -891,11 +895,7 @@ impl Handle {
 thread_local! {
     /// One parker per thread for `block_on`, made once: a runtime's
     /// `block_on` is often called in a loop.
-    static BLOCK_ON_PARKER: (Parker, Waker) = {
-        let parker = Parker::new();
-        let waker = parker.unparker().waker();
-        (parker, waker)
-    };
+    static BLOCK_ON_PARKER: Parker = Parker::new();
 }
 
 impl fmt::Debug for Handle {
@@ -963,38 +963,95 @@ impl fmt::Display for TryCurrentError {
 
 impl std::error::Error for TryCurrentError {}
 
-/// A `block_on` thread counted in `Shared::block_on_active` while it polls.
-struct Active<'a> {
-    count: &'a std::sync::atomic::AtomicUsize,
-    counted: std::cell::Cell<bool>,
+/// A `block_on` call, counted in `Shared::block_on_active` while its thread
+/// polls, and also its waker: a wake counts it again before unparking the
+/// thread. Counted from the wake, not from when the thread runs again: in
+/// between (the OS has yet to schedule it) the runtime would look idle, and
+/// a paused clock would jump to the next timer ahead of what the thread is
+/// about to do with what woke it (a reply read from a socket). Likewise a
+/// wake during the poll (a yield) keeps it counted through the `park` that
+/// returns at once.
+struct Active {
+    shared: std::sync::Weak<Shared>,
+    unparker: Unparker,
+    /// `POLLING`, `NOTIFIED` (polling, and woken since the poll began) and
+    /// `PARKED`; `DONE` once `block_on` returned (a late wake of a waker
+    /// clone counts nothing). Counted in `POLLING` and `NOTIFIED`; the side
+    /// whose exchange moves it into or out of them adds or takes the one.
+    state: std::sync::atomic::AtomicU8,
 }
 
-impl<'a> Active<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Active<'a> {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+const POLLING: u8 = 0;
+const NOTIFIED: u8 = 1;
+const PARKED: u8 = 2;
+const DONE: u8 = 3;
+
+impl Active {
+    fn new(shared: &Arc<Shared>, unparker: Unparker) -> Active {
+        shared.block_on_active.fetch_add(1, SeqCst);
         Active {
-            count,
-            counted: std::cell::Cell::new(true),
+            shared: Arc::downgrade(shared),
+            unparker,
+            state: std::sync::atomic::AtomicU8::new(POLLING),
         }
     }
 
-    /// About to park: not active.
+    fn count(&self, up: bool) {
+        if let Some(shared) = self.shared.upgrade() {
+            if up {
+                shared.block_on_active.fetch_add(1, SeqCst);
+            } else {
+                shared.block_on_active.fetch_sub(1, SeqCst);
+            }
+        }
+    }
+
+    fn exchange(&self, from: u8, to: u8) -> bool {
+        self.state
+            .compare_exchange(from, to, SeqCst, SeqCst)
+            .is_ok()
+    }
+
+    /// About to park: not counted, unless a wake came during the poll (the
+    /// park then returns at once).
     fn pause(&self) {
-        if self.counted.replace(false) {
-            self.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if !self.exchange(NOTIFIED, POLLING) && self.exchange(POLLING, PARKED) {
+            self.count(false);
         }
     }
 
-    /// Woken: active again.
+    /// Back from `park` (perhaps spuriously, with no wake): counted again.
     fn resume(&self) {
-        if !self.counted.replace(true) {
-            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.exchange(PARKED, POLLING) {
+            self.count(true);
         }
     }
 }
 
-impl Drop for Active<'_> {
+impl std::task::Wake for Active {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Counted before the thread can run: the waking thread (a worker
+        // that delivered a socket event) may check idleness next.
+        if self.exchange(PARKED, POLLING) {
+            self.count(true);
+        } else {
+            let _ = self.exchange(POLLING, NOTIFIED);
+        }
+        self.unparker.unpark();
+    }
+}
+
+/// Ends a `block_on`'s count however it leaves (a return or a panic).
+struct ActiveDone<'a>(&'a Active);
+
+impl Drop for ActiveDone<'_> {
     fn drop(&mut self) {
-        self.pause();
+        if matches!(self.0.state.swap(DONE, SeqCst), POLLING | NOTIFIED) {
+            self.0.count(false);
+        }
     }
 }

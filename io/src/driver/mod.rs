@@ -244,7 +244,22 @@ impl Driver {
         let paused = inner.clock.is_paused();
         if paused && may_block && self.wake.is_empty() {
             if let Some(tick) = next {
-                if inner.idle_check.get().is_some_and(|idle| idle()) {
+                let idle = || inner.idle_check.get().is_some_and(|idle| idle());
+                // Idle as the executor sees it, but a socket may be ready in
+                // the kernel that no turn has seen yet (a reply a task wrote
+                // on loopback just before the runtime went idle): that is
+                // work, and the timer must not fire ahead of it. So look
+                // first, without blocking, and jump only if nothing came.
+                if idle()
+                    && !poll_and_dispatch(
+                        &mut self.poll,
+                        &mut self.events,
+                        inner,
+                        &mut self.wake,
+                        Some(Duration::ZERO),
+                    )
+                    && idle()
+                {
                     // Paused and nothing else can happen: time jumps to the
                     // next timer, which fires now.
                     inner.clock.advance_to(inner.instant_of(tick));
@@ -287,36 +302,13 @@ impl Driver {
         }
         wake_all(&mut self.wake);
 
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
-            // EINTR and the like: the next turn polls again.
-            debug_assert_eq!(e.kind(), io::ErrorKind::Interrupted, "mio poll failed: {e}");
-        }
-        let mut signalled = false;
-        {
-            let ios = inner.ios.lock();
-            for event in self.events.iter() {
-                let token = event.token();
-                if token == WAKE_TOKEN {
-                    continue;
-                }
-                if token == SIGNAL_TOKEN {
-                    signalled = true;
-                    continue;
-                }
-                let (index, generation) = decode(token);
-                match ios.slab.get(index) {
-                    Some(io) if io.generation == generation => {
-                        io.set_readiness(ready_bits(event), &mut self.wake);
-                    }
-                    // A stale event for a slot deregistered (and perhaps
-                    // reused) since it was queued.
-                    _ => {}
-                }
-            }
-        }
-        if signalled {
-            crate::signal::dispatch(&mut self.wake);
-        }
+        poll_and_dispatch(
+            &mut self.poll,
+            &mut self.events,
+            inner,
+            &mut self.wake,
+            timeout,
+        );
         if may_block {
             let now = inner.tick_at(inner.clock.now());
             for shard in inner.shards.iter() {
@@ -327,6 +319,50 @@ impl Driver {
         }
         wake_all(&mut self.wake);
     }
+}
+
+/// Polls the sockets (waiting at most `timeout`) and puts the wakers of
+/// what became ready, sockets' and signals', into `wake`. True if it put
+/// any there.
+fn poll_and_dispatch(
+    poll: &mut mio::Poll,
+    events: &mut mio::Events,
+    inner: &Inner,
+    wake: &mut Vec<Waker>,
+    timeout: Option<Duration>,
+) -> bool {
+    let before = wake.len();
+    if let Err(e) = poll.poll(events, timeout) {
+        // EINTR and the like: the next turn polls again.
+        debug_assert_eq!(e.kind(), io::ErrorKind::Interrupted, "mio poll failed: {e}");
+    }
+    let mut signalled = false;
+    {
+        let ios = inner.ios.lock();
+        for event in events.iter() {
+            let token = event.token();
+            if token == WAKE_TOKEN {
+                continue;
+            }
+            if token == SIGNAL_TOKEN {
+                signalled = true;
+                continue;
+            }
+            let (index, generation) = decode(token);
+            match ios.slab.get(index) {
+                Some(io) if io.generation == generation => {
+                    io.set_readiness(ready_bits(event), wake);
+                }
+                // A stale event for a slot deregistered (and perhaps
+                // reused) since it was queued.
+                _ => {}
+            }
+        }
+    }
+    if signalled {
+        crate::signal::dispatch(wake);
+    }
+    wake.len() > before
 }
 
 /// How often a driver turn looks again while the clock is paused and a
@@ -440,8 +476,20 @@ impl Handle {
     /// Stops the driver's clock (`bulwark::time::pause`): timers are then
     /// due only when [`advance`](Self::advance) moves the clock, or when
     /// the runtime is idle and the clock jumps to the next timer.
+    ///
+    /// A running clock stops on the next tick boundary (less than 1 ms
+    /// ahead), so that a timer set for "now + d" is due once
+    /// [`advance`](Self::advance) has moved the clock by `d`: a deadline is
+    /// rounded up to a tick and the clock's time down, and off the grid
+    /// the two would stay a tick apart.
     pub fn pause(&self) {
-        self.inner.clock.pause();
+        let clock = &self.inner.clock;
+        let was_paused = clock.is_paused();
+        clock.pause();
+        if !was_paused {
+            let now = clock.now();
+            clock.advance_to(self.inner.instant_of(self.inner.deadline_tick(now)));
+        }
         self.unpark();
     }
 

@@ -1,0 +1,4 @@
+#[bulwark::main]
+async fn main() {
+    unimplemented!();
+}
