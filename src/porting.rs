@@ -100,11 +100,6 @@
 //!   overwrite each other's waker, and one of them is left waiting. tokio
 //!   keeps a list of waiters. The halves of `into_split` (one reader, one
 //!   writer) work.
-//! - **A `spawn_blocking` closure is outside the runtime.** tokio enters
-//!   the runtime on its blocking threads; bulwark does not, so inside the
-//!   closure `Handle::current()` and `bulwark::spawn` panic and
-//!   `Handle::try_current()` is an error. Take a `Handle` in with the
-//!   closure (`handle.spawn(..)`, `handle.block_on(..)`).
 //! - **Sockets made outside a runtime are an error, not a panic.**
 //!   `bind`, `connect` and `from_std` return `Err` where tokio panics.
 //!   `sleep` and the other timers still panic outside a runtime, as

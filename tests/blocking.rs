@@ -249,3 +249,32 @@ fn idle_blocking_threads_exit_after_the_keep_alive() {
         assert_eq!(value.expect("a call after the pool emptied failed"), 9);
     });
 }
+
+/// As on tokio's blocking threads, the runtime is current inside a
+/// `spawn_blocking` closure: `Handle::current()`, a bare `spawn` and
+/// timers reach it, and `Handle::current().block_on(..)` may wait for async
+/// work there (the pool thread does not drive the runtime).
+#[test]
+fn a_blocking_closure_runs_inside_its_runtime() {
+    within(30, "a blocking closure that uses its runtime", || {
+        let rt = builder(2).build().expect("build the runtime");
+        let out = rt.block_on(async {
+            task::spawn_blocking(|| {
+                let handle = bulwark::runtime::Handle::current();
+                let spawned = bulwark::spawn(async { 20 });
+                handle.block_on(async move {
+                    bulwark::time::sleep(Duration::from_millis(1)).await;
+                    spawned.await.expect("the task spawned from the closure") + 1
+                })
+            })
+            .await
+            .expect("the blocking closure")
+        });
+        assert_eq!(out, 21);
+        // Outside a runtime the same closure's thread has none once done:
+        // a plain thread still has none.
+        thread::spawn(|| assert!(bulwark::runtime::Handle::try_current().is_err()))
+            .join()
+            .expect("a plain thread");
+    });
+}

@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,7 +31,14 @@ pub(crate) struct Pool {
     thread_name: String,
     /// The runtime's counters for work done off the workers.
     counters: Arc<SharedCounters>,
+    /// Makes the pool's runtime current on a pool thread for one closure
+    /// (given by the runtime once it exists: see [`Pool::set_enter`]).
+    enter: OnceLock<EnterFn>,
 }
+
+/// Enters the pool's runtime on this thread until the returned guard drops;
+/// `None` once the runtime is gone.
+pub(crate) type EnterFn = Box<dyn Fn() -> Option<Box<dyn std::any::Any>> + Send + Sync>;
 
 struct State {
     queue: VecDeque<Notified<BlockingSchedule>>,
@@ -76,7 +83,17 @@ impl Pool {
             keep_alive,
             thread_name,
             counters,
+            enter: OnceLock::new(),
         }
+    }
+
+    /// Gives the pool the way into its runtime: each closure then runs with
+    /// the runtime current, as tokio's blocking threads do, so inside it
+    /// `Handle::current()` and a bare `spawn` reach the runtime and
+    /// `Handle::current().block_on(..)` works. The pool is built before the
+    /// runtime that owns it, hence the late setting (the first wins).
+    pub(crate) fn set_enter(&self, enter: EnterFn) {
+        let _ = self.enter.set(enter);
     }
 
     /// The cap on the pool's threads (`Builder::max_blocking_threads`), which
@@ -183,6 +200,7 @@ fn run_thread(pool: Arc<Pool>, id: usize) {
     'work: loop {
         while let Some(task) = st.queue.pop_front() {
             drop(st);
+            let _entered = pool.enter.get().and_then(|enter| enter());
             if let Some(task) = task.run() {
                 // Blocking tasks never wait: only if one did.
                 BlockingSchedule::yield_now(task);

@@ -87,6 +87,23 @@ pub(crate) fn enter_runtime(shared: &Arc<Shared>) -> RuntimeGuard {
     }
 }
 
+/// Makes `shared` current on a blocking-pool thread for one closure (its
+/// spawns, `Handle::current`, sockets and timers reach it) without marking
+/// the thread as driving it: a `block_on` inside the closure is allowed, as
+/// tokio allows `Handle::current().block_on` inside `spawn_blocking`.
+pub(crate) fn enter_blocking(shared: Arc<Shared>) -> BlockingGuard {
+    BlockingGuard {
+        _io: bulwark_io::context::enter(shared.io().clone()),
+        _set: set(shared),
+    }
+}
+
+/// Keeps a runtime current on a blocking-pool thread until dropped.
+pub(crate) struct BlockingGuard {
+    _set: SetGuard,
+    _io: bulwark_io::context::EnterGuard,
+}
+
 /// Leaves the runtime this thread drives, for a blocking section
 /// (`block_in_place`), until dropped: a `block_on` inside it is allowed (as
 /// tokio allows `Handle::current().block_on` inside its `block_in_place`),

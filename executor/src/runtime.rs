@@ -493,6 +493,13 @@ impl Builder {
             idle_report: self.idle_report,
             histograms: self.histograms,
         }));
+        // The blocking pool enters the runtime around each closure; weakly,
+        // so a pool thread never keeps the runtime alive between closures.
+        let weak = Arc::downgrade(&shared);
+        shared.blocking.set_enter(Box::new(move || {
+            weak.upgrade()
+                .map(|s| Box::new(context::enter_blocking(s)) as Box<dyn std::any::Any>)
+        }));
         // The books reach the runtime through a `Weak`: a reader on another
         // thread (the metrics endpoint) never keeps it alive.
         let source: Arc<dyn Source> = shared.clone();
