@@ -675,6 +675,14 @@ impl Runtime {
         // runtime is closing before any task is cancelled, so the permits
         // that cancelling frees go to nobody; no permit changes hands.
         shared.admit.close();
+        // So are the waiters for every other kind (the socket budget, resource
+        // budgets, pools): a `track_wait`, `Pool::acquire` or `connect` that
+        // waits in a `block_on` on another thread, which no cancel reaches,
+        // gets its error (`resource::Closed`, `PoolError::Closed`) instead of
+        // waiting for a place that nobody will give back.
+        for kind in shared.admit.books().kinds() {
+            kind.close();
+        }
         // Waiting children stay in their parents' queues; the registry's
         // shutdown below cancels them, and each one's end takes it out.
         shared.fanout.close();
