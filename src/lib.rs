@@ -329,7 +329,7 @@ pub mod time {
 ///
 /// ```
 /// use bulwark::net::{TcpListener, TcpStream};
-/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use bulwark::io::{AsyncReadExt, AsyncWriteExt};
 ///
 /// let rt = bulwark::Runtime::new().unwrap();
 /// rt.block_on(async {

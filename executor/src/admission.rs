@@ -68,6 +68,42 @@ pub(crate) fn current_task() -> Option<u64> {
 ///
 /// So: `Reject` with a ceiling sized to memory, plus `Adaptive` when
 /// requests can cost real CPU, which is most services.
+///
+/// # Examples
+///
+/// One task at a time: a second spawn is refused under `Reject`, and waits
+/// its turn under `Wait`.
+///
+/// ```
+/// use bulwark::runtime::{Admission, Builder};
+/// use bulwark::sync::oneshot;
+/// use std::time::Duration;
+///
+/// for admission in [Admission::Reject, Admission::Wait] {
+///     let rt = Builder::new_multi_thread()
+///         .max_tasks(1)
+///         .admission(admission)
+///         .build()
+///         .unwrap();
+///     rt.block_on(async {
+///         let (release, released) = oneshot::channel::<()>();
+///         let first = bulwark::spawn(async move { released.await.unwrap() });
+///         let second = bulwark::spawn(async { "second" });
+///         release.send(()).unwrap();
+///         first.await.unwrap();
+///         match admission {
+///             Admission::Reject => assert!(second.await.unwrap_err().is_rejected()),
+///             _ => assert_eq!(second.await.unwrap(), "second"),
+///         }
+///     });
+/// }
+///
+/// // Adaptive shedding's defaults: a 5 ms target over a 100 ms window.
+/// assert_eq!(
+///     Admission::adaptive(),
+///     Admission::Adaptive { target: Duration::from_millis(5), interval: Duration::from_millis(100) },
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Admission {
     /// At the ceiling, refuse: `spawn`'s `JoinHandle` resolves at once to a

@@ -65,17 +65,17 @@ use crate::threads;
 /// ```
 /// use std::time::Duration;
 ///
-/// let rt = bulwark_executor::Runtime::builder().worker_threads(1).build().unwrap();
+/// let rt = bulwark::Runtime::builder().worker_threads(1).build().unwrap();
 /// rt.block_on(async {
-///     let ticker = bulwark_executor::spawn(async {
+///     let ticker = bulwark::spawn(async {
 ///         for _ in 0..3 {
-///             bulwark_io::time::sleep(Duration::from_millis(1)).await;
+///             bulwark::time::sleep(Duration::from_millis(1)).await;
 ///         }
 ///     });
-///     let blocker = bulwark_executor::spawn(async {
+///     let blocker = bulwark::spawn(async {
 ///         // The one worker's queue goes to a new thread; the ticker runs
 ///         // there while this sleeps.
-///         bulwark_executor::block_in_place(|| std::thread::sleep(Duration::from_millis(50)));
+///         bulwark::task::block_in_place(|| std::thread::sleep(Duration::from_millis(50)));
 ///         "done"
 ///     });
 ///     ticker.await.unwrap();

@@ -64,9 +64,9 @@ use std::task::{Context, Poll, Wake, Waker};
 /// # Examples
 ///
 /// ```
-/// use bulwark_executor::join_set::JoinSet;
+/// use bulwark::task::JoinSet;
 ///
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
 /// let mut set = JoinSet::new();
 /// for i in 0..10u64 {
@@ -145,7 +145,7 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// let set = bulwark_executor::join_set::JoinSet::<()>::new();
+    /// let set = bulwark::task::JoinSet::<()>::new();
     /// assert!(set.is_empty());
     /// ```
     pub fn new() -> JoinSet<T> {
@@ -166,9 +166,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// set.spawn(async { 1 });
     /// set.spawn(async { 2 });
     /// assert_eq!(set.len(), 2);
@@ -185,9 +185,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// assert!(set.is_empty());
     /// set.spawn(async {});
     /// assert!(!set.is_empty());
@@ -237,9 +237,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// let abort = set.spawn(std::future::pending::<()>());
     /// abort.abort();
     /// assert!(set.join_next().await.unwrap().unwrap_err().is_cancelled());
@@ -265,9 +265,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::builder().max_tasks(1).build().unwrap();
+    /// # let rt = bulwark::Runtime::builder().max_tasks(1).build().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// // The ceiling is one live task: the second is refused and comes back.
     /// set.try_spawn(std::future::pending::<()>()).unwrap();
     /// let refused = set.try_spawn(std::future::pending::<()>()).unwrap_err();
@@ -289,8 +289,8 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// let rt = bulwark_executor::Runtime::new().unwrap();
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let rt = bulwark::Runtime::new().unwrap();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// // From outside any runtime: the handle says where.
     /// set.spawn_on(async { 5 }, rt.handle());
     /// assert_eq!(rt.block_on(set.join_next()).unwrap().unwrap(), 5);
@@ -315,9 +315,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// set.spawn_blocking(|| std::thread::sleep(std::time::Duration::from_millis(1)));
     /// assert!(set.join_next().await.unwrap().is_ok());
     /// # });
@@ -337,8 +337,8 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// let rt = bulwark_executor::Runtime::new().unwrap();
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let rt = bulwark::Runtime::new().unwrap();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// set.spawn_blocking_on(|| 6 * 7, rt.handle());
     /// assert_eq!(rt.block_on(set.join_next()).unwrap().unwrap(), 42);
     /// ```
@@ -360,11 +360,11 @@ impl<T> JoinSet<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// set.spawn(async {
-    ///     bulwark_io::time::sleep(Duration::from_millis(50)).await;
+    ///     bulwark::time::sleep(Duration::from_millis(50)).await;
     ///     "slow"
     /// });
     /// set.spawn(async { "fast" });
@@ -383,9 +383,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// let id = set.spawn(async { 1 }).id();
     /// assert_eq!(set.join_next_with_id().await.unwrap().unwrap(), (id, 1));
     /// # });
@@ -400,9 +400,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::<()>::new();
+    /// let mut set = bulwark::task::JoinSet::<()>::new();
     /// assert!(set.try_join_next().is_none());
     /// set.spawn(std::future::pending());
     /// assert!(set.try_join_next().is_none(), "it never finishes");
@@ -418,9 +418,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::<u8>::new();
+    /// let mut set = bulwark::task::JoinSet::<u8>::new();
     /// assert!(set.try_join_next_with_id().is_none());
     /// # });
     /// ```
@@ -441,9 +441,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// set.spawn(async { 9 });
     /// let out = std::future::poll_fn(|cx| set.poll_join_next(cx)).await;
     /// assert_eq!(out.unwrap().unwrap(), 9);
@@ -459,9 +459,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// let id = set.spawn(async { 'x' }).id();
     /// let out = std::future::poll_fn(|cx| set.poll_join_next_with_id(cx)).await;
     /// assert_eq!(out.unwrap().unwrap(), (id, 'x'));
@@ -529,9 +529,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let set: bulwark_executor::join_set::JoinSet<u32> =
+    /// let set: bulwark::task::JoinSet<u32> =
     ///     (1..=3).map(|i| async move { i * 10 }).collect();
     /// let mut out = set.join_all().await;
     /// out.sort();
@@ -559,9 +559,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::<()>::new();
+    /// let mut set = bulwark::task::JoinSet::<()>::new();
     /// set.spawn(std::future::pending());
     /// set.abort_all();
     /// assert!(set.join_next().await.unwrap().unwrap_err().is_cancelled());
@@ -579,10 +579,10 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
     /// let (tx, rx) = std::sync::mpsc::channel();
-    /// let mut set = bulwark_executor::join_set::JoinSet::new();
+    /// let mut set = bulwark::task::JoinSet::new();
     /// set.spawn(async move { tx.send("still ran").unwrap() });
     /// set.detach_all();
     /// assert!(set.is_empty());
@@ -617,9 +617,9 @@ impl<T> JoinSet<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let mut set = bulwark_executor::join_set::JoinSet::<()>::new();
+    /// let mut set = bulwark::task::JoinSet::<()>::new();
     /// for _ in 0..3 {
     ///     set.spawn(std::future::pending());
     /// }

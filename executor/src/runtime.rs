@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark_executor::Runtime::builder()
+/// let rt = bulwark::Runtime::builder()
 ///     .worker_threads(2)
 ///     .thread_name("svc")
 ///     .build()
@@ -107,7 +107,7 @@ impl Builder {
     /// # Examples
     ///
     /// ```
-    /// let rt = bulwark_executor::runtime::Builder::new_current_thread()
+    /// let rt = bulwark::runtime::Builder::new_current_thread()
     ///     .build()
     ///     .unwrap();
     /// assert_eq!(rt.block_on(rt.spawn(async { 6 * 7 })).unwrap(), 42);
@@ -131,12 +131,12 @@ impl Builder {
     /// ```
     /// use std::time::{Duration, Instant};
     ///
-    /// let rt = bulwark_executor::runtime::Builder::new_current_thread()
+    /// let rt = bulwark::runtime::Builder::new_current_thread()
     ///     .start_paused(true)
     ///     .build()
     ///     .unwrap();
     /// let real = Instant::now();
-    /// let task = bulwark_executor::spawn::Builder::new()
+    /// let task = bulwark::task::Builder::new()
     ///     .timeout(Duration::from_secs(3600))
     ///     .spawn_on(std::future::pending::<()>(), rt.handle())
     ///     .unwrap();
@@ -382,18 +382,29 @@ impl Builder {
     /// live counts). Port 0 picks a free port: read it back with
     /// [`Runtime::metrics_endpoint_addr`]. [`build`](Self::build) fails if
     /// the address cannot be bound. The thread stops when the runtime is
-    /// dropped or shut down. See `bulwark_metrics::endpoint` for its limits.
+    /// dropped or shut down. It bounds what a client can cost: a request
+    /// head of at most 8 KiB that must arrive within 2 s, at most 64
+    /// connections open (past that the one that has waited longest without
+    /// being answered is closed), one response per connection.
     ///
     /// # Examples
     ///
     /// ```
-    /// let rt = bulwark_executor::Runtime::builder()
+    /// let rt = bulwark::Runtime::builder()
     ///     .worker_threads(1)
     ///     .metrics_endpoint("127.0.0.1:0".parse().unwrap())
     ///     .build()
     ///     .unwrap();
     /// let addr = rt.metrics_endpoint_addr().expect("started");
     /// assert_ne!(addr.port(), 0);
+    ///
+    /// use std::io::{Read, Write};
+    /// let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    /// conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    /// let mut answer = String::new();
+    /// conn.read_to_string(&mut answer).unwrap();
+    /// assert!(answer.starts_with("HTTP/1.1 200"));
+    /// assert!(answer.contains("\nbulwark_tasks_spawned_total 0\n"));
     /// ```
     pub fn metrics_endpoint(&mut self, addr: SocketAddr) -> &mut Self {
         self.metrics_endpoint = Some(addr);
@@ -549,7 +560,7 @@ fn invalid(msg: &str) -> io::Error {
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark_executor::Runtime::new().unwrap();
+/// let rt = bulwark::Runtime::new().unwrap();
 /// let handle = rt.spawn(async { "hello" });
 /// assert_eq!(rt.block_on(handle).unwrap(), "hello");
 /// ```
@@ -572,7 +583,7 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on the current thread, with this runtime
-    /// current (so `bulwark_executor::spawn` inside reaches it). Tasks run on the
+    /// current (so `bulwark::spawn` inside reaches it). Tasks run on the
     /// workers meanwhile.
     ///
     /// # Panics
@@ -611,7 +622,7 @@ impl Runtime {
     }
 
     /// Makes this runtime current on this thread until the guard drops, so
-    /// that `bulwark_executor::spawn` works outside `block_on`.
+    /// that `bulwark::spawn` works outside `block_on`. See [`EnterGuard`].
     pub fn enter(&self) -> EnterGuard<'_> {
         self.handle.enter()
     }
@@ -651,14 +662,26 @@ impl Runtime {
     /// # Examples
     ///
     /// ```
-    /// use std::time::{Duration, Instant};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::{mpsc, Arc};
+    /// use std::time::Duration;
     ///
-    /// let rt = bulwark_executor::Runtime::new().unwrap();
-    /// // A blocking closure that will not return for a long time.
-    /// rt.spawn_blocking(|| std::thread::sleep(Duration::from_secs(2)));
-    /// let start = Instant::now();
+    /// let rt = bulwark::Runtime::new().unwrap();
+    /// // A blocking closure that will not return until told to (or 30 s).
+    /// let (started, running) = mpsc::channel::<()>();
+    /// let (release, told) = mpsc::channel::<()>();
+    /// let done = Arc::new(AtomicBool::new(false));
+    /// let done2 = done.clone();
+    /// rt.spawn_blocking(move || {
+    ///     started.send(()).unwrap();
+    ///     let _ = told.recv_timeout(Duration::from_secs(30));
+    ///     done2.store(true, Ordering::SeqCst);
+    /// });
+    /// running.recv_timeout(Duration::from_secs(30)).unwrap();
     /// rt.shutdown_background();
-    /// assert!(start.elapsed() < Duration::from_secs(1), "did not wait for the closure");
+    /// // It returned while the closure still runs.
+    /// assert!(!done.load(Ordering::SeqCst), "did not wait for the closure");
+    /// release.send(()).unwrap();
     /// ```
     pub fn shutdown_background(self) {
         self.shutdown_timeout(Duration::ZERO);
@@ -729,7 +752,7 @@ impl fmt::Debug for Runtime {
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark_executor::Runtime::new().unwrap();
+/// let rt = bulwark::Runtime::new().unwrap();
 /// let handle = rt.handle().clone();
 /// let out = std::thread::spawn(move || handle.block_on(async { 7 }))
 ///     .join()
@@ -950,6 +973,26 @@ impl crate::spawn::Builder<'_> {
 }
 
 /// Keeps a runtime current on this thread; see [`Runtime::enter`].
+///
+/// While it lives, what needs a current runtime works outside `block_on`:
+/// `spawn`, timers and sockets made on this thread. Dropping it makes the
+/// thread's previous runtime (or none) current again.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::runtime::Handle;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// assert!(Handle::try_current().is_err());
+/// let task = {
+///     let _guard = rt.enter();
+///     // No `block_on` here: the guard makes `rt` current.
+///     bulwark::spawn(async { 6 * 7 })
+/// };
+/// assert!(Handle::try_current().is_err(), "the guard is gone");
+/// assert_eq!(rt.block_on(task).unwrap(), 42);
+/// ```
 #[must_use = "the runtime is current only while the guard lives"]
 pub struct EnterGuard<'a> {
     _guard: context::SetGuard,
@@ -964,6 +1007,24 @@ impl fmt::Debug for EnterGuard<'_> {
 }
 
 /// Returned by [`Handle::try_current`] outside a runtime.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::runtime::Handle;
+///
+/// // A library function that works with or without a runtime.
+/// fn where_am_i() -> String {
+///     match Handle::try_current() {
+///         Ok(handle) => format!("in a runtime of {} workers", handle.metrics().workers),
+///         Err(e) => e.to_string(),
+///     }
+/// }
+///
+/// assert!(where_am_i().starts_with("there is no bulwark runtime"));
+/// let rt = bulwark::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+/// assert_eq!(rt.block_on(async { where_am_i() }), "in a runtime of 2 workers");
+/// ```
 #[derive(Debug)]
 pub struct TryCurrentError(());
 

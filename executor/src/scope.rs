@@ -42,23 +42,26 @@ use std::task::{Context, Poll};
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
-/// # rt.block_on(async {
-/// use bulwark_executor::{scope, spawn, task};
-/// use bulwark_io::time::{Duration, Instant};
+/// use bulwark::task::{self, scope_deadline};
+/// use bulwark::time::{Duration, Instant};
 ///
-/// let handle = spawn(async {
-///     let at = Instant::now() + Duration::from_millis(50);
-///     scope::scope_deadline(at, async move {
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let handle = bulwark::spawn(async {
 ///         // A child spawned in the scope inherits its deadline.
-///         let child = spawn(async { task::deadline() });
-///         assert_eq!(child.await.unwrap(), Some(at));
-///         std::future::pending::<()>().await
-///     })
-///     .await
+///         let at = Instant::now() + Duration::from_secs(60);
+///         let inherited = scope_deadline(at, async move {
+///             bulwark::spawn(async { task::deadline() }).await.unwrap()
+///         })
+///         .await;
+///         assert_eq!(inherited, Ok(Some(at)));
+///
+///         // Past the deadline, the scoped future is dropped.
+///         let soon = Instant::now() + Duration::from_millis(5);
+///         scope_deadline(soon, std::future::pending::<()>()).await
+///     });
+///     assert!(handle.await.unwrap().is_err(), "the second scope's deadline passed");
 /// });
-/// assert!(handle.await.unwrap().is_err(), "the scope's deadline passed");
-/// # });
 /// ```
 #[track_caller]
 pub fn scope_deadline<F: Future>(deadline: Instant, future: F) -> ScopeDeadline<F> {
@@ -73,7 +76,23 @@ pub fn scope_deadline<F: Future>(deadline: Instant, future: F) -> ScopeDeadline<
     }
 }
 
-/// The future of [`scope_deadline`].
+/// The future of [`scope_deadline`]: the scoped future's output, or
+/// `Err(Elapsed)` once the deadline passes.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::task::scope_deadline;
+/// use bulwark::time::{Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let at = Instant::now() + Duration::from_secs(60);
+///     let scoped = scope_deadline(at, async { "in time" });
+///     assert_eq!(scoped.deadline(), at);
+///     assert_eq!(scoped.await, Ok("in time"));
+/// });
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct ScopeDeadline<F> {

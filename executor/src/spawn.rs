@@ -71,6 +71,19 @@ pub(crate) enum Mode {
 
 /// `try_spawn` was refused: the runtime is at its ceiling or shedding. The
 /// future comes back unpolled.
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::runtime::Builder::new_multi_thread().max_tasks(1).build().unwrap();
+/// rt.block_on(async {
+///     let _busy = bulwark::spawn(std::future::pending::<()>()); // the one place
+///     let refused = bulwark::try_spawn(async { 7 }).unwrap_err();
+///     assert!(!refused.is_shedding(), "refused at the ceiling");
+///     // Run it here instead, or answer "busy".
+///     assert_eq!(refused.into_future().await, 7);
+/// });
+/// ```
 pub struct SpawnError<F> {
     future: F,
     shedding: bool,
@@ -472,9 +485,9 @@ const NO_RUNTIME: &str = "there is no bulwark runtime on this thread: `spawn` mu
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let handle = bulwark_executor::spawn(async { 1 + 2 });
+/// let handle = bulwark::spawn(async { 1 + 2 });
 /// assert_eq!(handle.await.unwrap(), 3);
 /// # });
 /// ```
@@ -502,11 +515,11 @@ where
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// match bulwark_executor::spawn::try_spawn(async { 7 }) {
+/// match bulwark::task::try_spawn(async { 7 }) {
 ///     Ok(handle) => assert_eq!(handle.await.unwrap(), 7),
-///     Err(refused) => drop(refused.into_future()), // at capacity: handle it here
+///     Err(refused) => drop(refused.into_future()), // at capacity: see `SpawnError`
 /// }
 /// # });
 /// ```
@@ -531,9 +544,9 @@ where
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let n = bulwark_executor::spawn::spawn_blocking(|| std::fs::read_dir(".").map(|d| d.count()));
+/// let n = bulwark::task::spawn_blocking(|| std::fs::read_dir(".").map(|d| d.count()));
 /// assert!(n.await.unwrap().is_ok());
 /// # });
 /// ```
@@ -565,10 +578,10 @@ fn with_current<R>(f: impl FnOnce(&Arc<Shared>) -> R) -> Option<R> {
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
 /// use std::time::Duration;
-/// let handle = bulwark_executor::spawn::Builder::new()
+/// let handle = bulwark::task::Builder::new()
 ///     .name("reporter")
 ///     .timeout(Duration::from_secs(30))
 ///     .spawn(async { "done" })
@@ -667,9 +680,9 @@ impl<'a> Builder<'a> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// use bulwark_executor::spawn::{spawn, Builder};
+    /// use bulwark::task::{spawn, Builder};
     /// let parent = Builder::new()
     ///     .max_children(10)
     ///     .spawn(async {
@@ -761,6 +774,28 @@ impl<'a> Builder<'a> {
 
 /// The future of [`Builder::spawn_wait`]: resolves to the task's
 /// `JoinHandle` once the runtime has admitted it.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::sync::oneshot;
+/// use bulwark::task::Builder;
+/// use bulwark::time::{timeout, Duration};
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread().max_tasks(1).build().unwrap();
+/// rt.block_on(async {
+///     let (release, released) = oneshot::channel::<()>();
+///     let first = bulwark::spawn(async move { released.await.unwrap() }); // the one place
+///     let mut second = Builder::new().spawn_wait(async { "second" });
+///     // At the ceiling it waits (it cannot finish while `first` runs)...
+///     assert!(timeout(Duration::from_millis(10), &mut second).await.is_err());
+///     release.send(()).unwrap();
+///     first.await.unwrap();
+///     // ...and spawns once `first` has ended.
+///     let handle = second.await.unwrap();
+///     assert_eq!(handle.await.unwrap(), "second");
+/// });
+/// ```
 #[must_use = "nothing is spawned unless the future is awaited"]
 pub struct SpawnWait<'a, F> {
     spec: SpawnSpec<'a>,

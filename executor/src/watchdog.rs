@@ -58,22 +58,24 @@ use std::time::{Duration, Instant};
 /// # Examples
 ///
 /// ```
-/// use bulwark_executor::runtime::{Runtime, Watchdog};
+/// use bulwark::runtime::{Runtime, Watchdog};
 /// use std::time::Duration;
+///
+/// assert_eq!(Watchdog::default().threshold(), Some(Watchdog::DEFAULT_THRESHOLD));
+/// // Thresholds below the minimum are raised to it.
+/// assert_eq!(Watchdog::new(Duration::ZERO).threshold(), Some(Watchdog::MIN_THRESHOLD));
+/// let report_only = Watchdog::default().compensate(false);
+/// assert!(!report_only.is_compensating());
+/// assert_eq!(Watchdog::off().threshold(), None);
 ///
 /// let rt = Runtime::builder()
 ///     .watchdog(Watchdog::new(Duration::from_millis(50)).max_extra_workers(8))
 ///     .build()
 ///     .unwrap();
-/// # drop(rt);
-/// let report_only = Runtime::builder()
-///     .watchdog(Watchdog::default().compensate(false))
-///     .build()
-///     .unwrap();
-/// # drop(report_only);
-/// let quiet = Runtime::builder().watchdog(Watchdog::off()).build().unwrap();
-/// # drop(quiet);
+/// assert!(rt.handle().stalls().is_empty());
 /// ```
+///
+/// A stall caught and reported: see `StallReport` (`bulwark::metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watchdog {
     threshold: Option<Duration>,

@@ -47,6 +47,22 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Which text format to write.
+///
+/// # Examples
+///
+/// Serving a scrape: the format the client asks for, and its content type.
+///
+/// ```
+/// use bulwark::metrics::exposition::{render, Format};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let accept = Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
+/// let format = Format::negotiate(accept);
+/// assert_eq!(format, Format::OpenMetrics);
+/// assert!(format.content_type().starts_with("application/openmetrics-text"));
+/// let body = render(&rt.metrics(), format);
+/// assert!(body.ends_with("# EOF\n"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Prometheus' text format, version 0.0.4.
@@ -70,7 +86,7 @@ impl Format {
     /// Prometheus' scraper does), else Prometheus' text format.
     ///
     /// ```
-    /// use bulwark_metrics::exposition::Format;
+    /// use bulwark::metrics::exposition::Format;
     /// let prometheus = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
     /// assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
     /// assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
@@ -101,6 +117,16 @@ impl Format {
 }
 
 /// What a family's samples are.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::exposition::{MetricType, SCALARS};
+///
+/// let ty = |name: &str| SCALARS.iter().find(|s| s.name == name).unwrap().ty;
+/// assert_eq!(ty("tasks_spawned"), MetricType::Counter);
+/// assert_eq!(ty("tasks_live"), MetricType::Gauge);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
     /// Only goes up (from the runtime's start).
@@ -122,6 +148,22 @@ impl MetricType {
 }
 
 /// A family with one sample read off the snapshot.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::exposition::SCALARS;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(rt.spawn(async {})).unwrap();
+/// let snapshot = rt.metrics();
+/// let spawned = SCALARS.iter().find(|s| s.name == "tasks_spawned").unwrap();
+/// assert_eq!((spawned.get)(&snapshot), 1);
+/// // Every family has its help text; a limit of `usize::MAX` is written +Inf.
+/// assert!(SCALARS.iter().all(|s| !s.help.is_empty()));
+/// let ceiling = SCALARS.iter().find(|s| s.name == "max_tasks").unwrap();
+/// assert!(ceiling.limit);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Scalar {
     /// The name after `bulwark_` (a counter's without `_total`).
@@ -270,16 +312,52 @@ const HOLD: (&str, &str) = (
 );
 
 /// The snapshot in Prometheus' text format (0.0.4).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::exposition::prometheus;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(rt.spawn(async {})).unwrap();
+/// let text = prometheus(&rt.metrics());
+/// assert!(text.contains("# TYPE bulwark_tasks_spawned_total counter\n"));
+/// assert!(text.contains("\nbulwark_tasks_spawned_total 1\n"));
+/// ```
 pub fn prometheus(s: &Snapshot) -> String {
     render(s, Format::Prometheus)
 }
 
 /// The snapshot in OpenMetrics 1.0 text, `# EOF` last.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::exposition::openmetrics;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let text = openmetrics(&rt.metrics());
+/// // A counter's family drops `_total`; its sample keeps it.
+/// assert!(text.contains("# TYPE bulwark_tasks_spawned counter\n"));
+/// assert!(text.contains("\nbulwark_tasks_spawned_total 0\n"));
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
 pub fn openmetrics(s: &Snapshot) -> String {
     render(s, Format::OpenMetrics)
 }
 
 /// The snapshot in `format`.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::exposition::{openmetrics, prometheus, render, Format};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let snapshot = rt.metrics();
+/// assert_eq!(render(&snapshot, Format::Prometheus), prometheus(&snapshot));
+/// assert_eq!(render(&snapshot, Format::OpenMetrics), openmetrics(&snapshot));
+/// ```
 pub fn render(s: &Snapshot, format: Format) -> String {
     let mut out = Out {
         buf: String::with_capacity(16 * 1024),

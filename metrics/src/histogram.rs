@@ -109,6 +109,32 @@ pub struct WorkerHistograms {
 
 /// A histogram's counts at one moment, merged from one or more
 /// [`Histogram`]s.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::HistogramSnapshot;
+/// use std::time::Duration;
+///
+/// // The bounds: 1 us times powers of four.
+/// let bounds: Vec<_> = HistogramSnapshot::bounds().take(3).collect();
+/// assert_eq!(bounds, [1, 4, 16].map(Duration::from_micros));
+///
+/// let mut h = HistogramSnapshot::default();
+/// h.counts[1] = 4; // four values in (1 us, 4 us]
+/// h.sum_nanos = 10_000;
+/// assert_eq!((h.count(), h.sum()), (4, Duration::from_micros(10)));
+/// // Interpolated within the bucket, as Prometheus' histogram_quantile.
+/// assert_eq!(h.quantile(0.5), Some(Duration::from_nanos(2_500)));
+/// let mut twice = h.clone();
+/// twice.merge(&h);
+/// assert_eq!(twice.cumulative()[1], 8);
+///
+/// // A runtime's: every task that ended is in `task_lifetime`.
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(rt.spawn(async {})).unwrap();
+/// assert_eq!(rt.metrics().task_lifetime.count(), 1);
+/// ```
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistogramSnapshot {

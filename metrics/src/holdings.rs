@@ -206,6 +206,34 @@ impl Holdings {
 }
 
 /// Why a handle is listed as a leak.
+///
+/// # Examples
+///
+/// A handle that outlives the task that took it is an orphan:
+///
+/// ```
+/// use bulwark::resource::{self, LeakKind};
+/// use std::time::Duration;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let task = rt.spawn(async { resource::track("upstream", "conn") });
+/// let conn = rt.block_on(task).unwrap(); // the holder task has ended
+/// // It is an orphan once the runtime sees the task gone (at once, or
+/// // nearly: the task leaves the runtime's list just after it ends).
+/// let leak = (0..1000)
+///     .find_map(|_| {
+///         let found = rt.handle().leaks().pop();
+///         if found.is_none() {
+///             std::thread::sleep(Duration::from_millis(10));
+///         }
+///         found
+///     })
+///     .expect("found within 10 s");
+/// assert_eq!(leak.why, LeakKind::Orphan);
+/// assert_eq!(leak.why.name(), "orphan");
+/// conn.rebind(); // taken over on purpose (here: by no task): no longer an orphan
+/// assert!(rt.handle().leaks().is_empty());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LeakKind {
@@ -227,6 +255,29 @@ impl LeakKind {
 }
 
 /// One leaked (or suspect) handle, as listed.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource::{self, LeakKind};
+/// use std::time::Duration;
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread()
+///     .resource_max_hold("db", Duration::from_millis(1))
+///     .build()
+///     .unwrap();
+/// let (conn, line) = (rt.block_on(async { resource::track("db", "conn") }), line!());
+/// std::thread::sleep(Duration::from_millis(5));
+/// let leaks = rt.handle().leaks();
+/// assert_eq!(leaks.len(), 1);
+/// let leak = &leaks[0];
+/// assert_eq!(leak.why, LeakKind::HeldTooLong);
+/// assert_eq!((leak.kind.as_str(), leak.holder), ("db", None)); // taken outside a task
+/// assert!(leak.age >= Duration::from_millis(5));
+/// assert_eq!(leak.site.line(), line, "the line that took it");
+/// drop(conn);
+/// assert!(rt.handle().leaks().is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeakReport {

@@ -8,6 +8,29 @@ use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// One ledger kind in a [`Snapshot`].
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource;
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread()
+///     .resource_budget("db", 2)
+///     .build()
+///     .unwrap();
+/// let db = |rt: &bulwark::Runtime| rt.metrics().kinds.into_iter().find(|k| k.name == "db").unwrap();
+/// rt.block_on(async {
+///     let conn = resource::track("db", "conn");
+///     let now = db(&rt);
+///     assert_eq!((now.live, now.budget, now.admitted), (1, 2, 1));
+///     drop(conn);
+/// });
+/// let after = db(&rt);
+/// assert_eq!((after.live, after.peak), (0, 1));
+/// assert_eq!(after.hold_time.count(), 1, "one handle held, and given back");
+/// // The runtime's own kinds: its tasks and sockets.
+/// assert!(rt.metrics().kinds.iter().any(|k| k.name == "task"));
+/// ```
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindSnapshot {
@@ -48,6 +71,21 @@ impl KindSnapshot {
 }
 
 /// One worker slot in a [`Snapshot`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+/// rt.block_on(rt.spawn(async {})).unwrap();
+/// let m = rt.metrics();
+/// assert_eq!(m.worker_states.len(), 2);
+/// for (i, w) in m.worker_states.iter().enumerate() {
+///     assert_eq!((w.index, w.role), (i, "worker"));
+///     assert!(w.polls_ended <= w.polls_started);
+/// }
+/// let polls: u64 = m.worker_states.iter().map(|w| w.polls_started).sum();
+/// assert!(polls >= 1, "the task was polled on a worker");
+/// ```
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerSnapshot {
@@ -108,6 +146,26 @@ pub struct DriverSnapshot {
 /// tasks_cancelled + tasks_deadline_exceeded + tasks_lost_cancelled +
 /// tasks_rejected` and `tasks_live == 0`. (`tasks_lost` counts detections,
 /// not outcomes: it is not in the sum.)
+///
+/// # Examples
+///
+/// ```
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let handles: Vec<_> = (0..10).map(|i| bulwark::spawn(async move { i })).collect();
+///     for h in handles {
+///         h.await.unwrap();
+///     }
+///     assert!(bulwark::spawn(async { panic!("oops") }).await.is_err());
+/// });
+/// let m = rt.metrics();
+/// assert_eq!((m.tasks_spawned, m.tasks_completed, m.tasks_panicked), (11, 10, 1));
+/// assert_eq!(m.tasks_live, 0);
+/// assert_eq!(m.max_tasks, bulwark::runtime::DEFAULT_MAX_TASKS);
+/// // A few lines for a log.
+/// let report = m.to_string();
+/// assert!(report.contains("11 spawned, 10 completed, 1 panicked"), "{report}");
+/// ```
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

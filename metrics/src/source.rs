@@ -9,6 +9,28 @@ use crate::{LeakReport, Snapshot};
 use std::time::Duration;
 
 /// What a live task is doing, as its source last saw it.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::TaskState;
+///
+/// // The names the metrics endpoint writes, and reads in `/tasks?state=`.
+/// assert_eq!(TaskState::Idle.name(), "idle");
+/// assert_eq!(TaskState::from_name("waiting_admission"), Some(TaskState::WaitingAdmission));
+/// for state in TaskState::ALL {
+///     assert_eq!(TaskState::from_name(&state.to_string()), Some(state));
+/// }
+///
+/// // A task looking at itself is in a poll.
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let state = rt.block_on(rt.spawn(async {
+///     let me = bulwark::task::id().as_u64();
+///     let tasks = bulwark::runtime::Handle::current().tasks();
+///     tasks.into_iter().find(|t| t.id == me).unwrap().state
+/// }));
+/// assert_eq!(state.unwrap(), TaskState::Running);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TaskState {
@@ -69,6 +91,30 @@ impl std::fmt::Display for TaskState {
 }
 
 /// One live task, for `/tasks` and idle reports.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::runtime::Handle;
+/// use bulwark::time::Duration;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let info = rt.block_on(async {
+///     let handle = bulwark::task::Builder::new()
+///         .name("lister")
+///         .timeout(Duration::from_secs(60))
+///         .spawn(async {
+///             let me = bulwark::task::id().as_u64();
+///             Handle::current().tasks().into_iter().find(|t| t.id == me).unwrap()
+///         })
+///         .unwrap();
+///     handle.await.unwrap()
+/// });
+/// assert_eq!(info.name.as_deref(), Some("lister"));
+/// assert!(info.location.contains(".rs:"), "file:line:column of the spawn");
+/// assert!(info.deadline.unwrap() <= Duration::from_secs(60));
+/// assert_eq!(info.resources, 0);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskInfo {
     /// The task's id (unique in its runtime, never 0).

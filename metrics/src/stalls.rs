@@ -12,6 +12,44 @@ use std::time::Duration;
 pub const STALLS_KEPT: usize = 64;
 
 /// One poll that blocked its worker past the watchdog's threshold.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::runtime::{Builder, Watchdog};
+/// use std::time::Duration;
+///
+/// let rt = Builder::new_multi_thread()
+///     .watchdog(Watchdog::new(Duration::from_millis(20)))
+///     .build()
+///     .unwrap();
+/// let handle = rt.handle().clone();
+/// let blocker = bulwark::task::Builder::new()
+///     .name("blocker")
+///     .spawn_on(
+///         async move {
+///             // Blocks its worker, on purpose, until the watchdog has seen it
+///             // (or 10 s).
+///             for _ in 0..1000 {
+///                 std::thread::sleep(Duration::from_millis(10));
+///                 if !handle.stalls().is_empty() {
+///                     break;
+///                 }
+///             }
+///         },
+///         rt.handle(),
+///     )
+///     .unwrap();
+/// let id = blocker.id().as_u64();
+/// rt.block_on(blocker).unwrap();
+///
+/// let stall = rt.handle().stalls().remove(0);
+/// assert_eq!(stall.seq, 1);
+/// assert_eq!(stall.task_id, Some(id));
+/// assert_eq!(stall.task_name.as_deref(), Some("blocker"));
+/// assert!(stall.reported_after >= Duration::from_millis(20));
+/// assert!(rt.metrics().stalls >= 1);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StallReport {
     /// A number for this stall, counting from 1 in the order they were seen.

@@ -56,6 +56,24 @@ impl fmt::Debug for WorkerSlot {
 }
 
 /// What a worker is doing, as far as one read can tell.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::metrics::WorkerState;
+/// use bulwark::runtime::Handle;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let states = rt.block_on(rt.spawn(async {
+///     let m = Handle::current().metrics();
+///     m.worker_states.into_iter().map(|w| w.state).collect::<Vec<_>>()
+/// }));
+/// // The worker running the task above was inside its poll.
+/// assert!(states
+///     .unwrap()
+///     .iter()
+///     .any(|s| matches!(s, WorkerState::Polling { .. })));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerState {
     /// Asleep for want of work.

@@ -35,6 +35,23 @@ use std::time::{Duration, Instant};
 
 /// Spawns hyper's background futures (HTTP/2 connection tasks, client
 /// connection drivers) as bulwark tasks.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::hyper::BulwarkExecutor;
+/// use hyper::rt::Executor;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let (tx, rx) = bulwark::sync::oneshot::channel();
+///     // What hyper does with a connection's background future.
+///     BulwarkExecutor.execute(async move {
+///         tx.send(bulwark::task::try_id().is_some()).unwrap();
+///     });
+///     assert!(rx.await.unwrap(), "it ran as a bulwark task");
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BulwarkExecutor;
 
@@ -51,6 +68,27 @@ where
 
 /// hyper's timer (header-read timeouts, keep-alive timers) on bulwark's
 /// timer wheel.
+///
+/// # Examples
+///
+/// Its sleeps and its `now` follow the runtime's clock, paused in a test
+/// too:
+///
+/// ```
+/// use bulwark::hyper::BulwarkTimer;
+/// use hyper::rt::Timer;
+/// use std::time::Duration;
+///
+/// let rt = bulwark::runtime::Builder::new_current_thread()
+///     .start_paused(true)
+///     .build()
+///     .unwrap();
+/// rt.block_on(async {
+///     let start = BulwarkTimer.now();
+///     BulwarkTimer.sleep(Duration::from_secs(3600)).await; // the clock jumps
+///     assert!(BulwarkTimer.now() - start >= Duration::from_secs(3600));
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BulwarkTimer;
 

@@ -169,6 +169,21 @@ impl Limits {
 
 /// The response body of a connection served by [`serve_connection`]: the
 /// service's own, or the helper's `503` for a request past its deadline.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::hyper::ServedBody;
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Either, Full};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     // The service's body is the left side.
+///     let ours: ServedBody<Full<Bytes>> = Either::Left(Full::new(Bytes::from("hello")));
+///     assert_eq!(ours.collect().await.unwrap().to_bytes(), "hello");
+/// });
+/// ```
 pub type ServedBody<B> = Either<B, Full<<B as Body>::Data>>;
 
 /// Serves one HTTP/1 connection with hyper, with a deadline per request
@@ -191,9 +206,13 @@ pub type ServedBody<B> = Either<B, Full<<B as Body>::Data>>;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// A server whose `/slow` route overruns its deadline, and a client that
+/// sends two requests on one connection:
+///
+/// ```
 /// use bulwark::hyper::{serve_connection, Limits};
-/// use bulwark::net::TcpListener;
+/// use bulwark::io::{AsyncReadExt, AsyncWriteExt};
+/// use bulwark::net::{TcpListener, TcpStream};
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use hyper::service::service_fn;
@@ -201,22 +220,40 @@ pub type ServedBody<B> = Either<B, Full<<B as Body>::Data>>;
 /// use std::convert::Infallible;
 /// use std::time::Duration;
 ///
-/// async fn hello(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// async fn hello(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+///     if req.uri().path() == "/slow" {
+///         bulwark::time::sleep(Duration::from_secs(3600)).await;
+///     }
 ///     Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))
 /// }
 ///
-/// # fn main() -> std::io::Result<()> {
-/// let rt = bulwark::Runtime::builder().default_deadline(Some(Duration::from_secs(2))).build()?;
+/// const LIMITS: Limits = Limits::new().route_deadlines(&[("/slow", Duration::from_millis(20))]);
+///
+/// let rt = bulwark::Runtime::new()?;
 /// rt.block_on(async {
-///     let listener = TcpListener::bind("127.0.0.1:8080").await?;
-///     loop {
-///         let (stream, _) = listener.accept().await?;
-///         bulwark::spawn(async move {
-///             let _ = serve_connection(stream, service_fn(hello), Limits::new()).await;
-///         });
-///     }
-/// })
-/// # }
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     bulwark::spawn(async move {
+///         while let Ok((stream, _)) = listener.accept().await {
+///             bulwark::spawn(async move {
+///                 let _ = serve_connection(stream, service_fn(hello), LIMITS).await;
+///             });
+///         }
+///     });
+///
+///     let mut client = TcpStream::connect(addr).await?;
+///     client
+///         .write_all(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+///         .await?;
+///     let mut responses = String::new();
+///     client.read_to_string(&mut responses).await?;
+///     // The slow request is answered 503 at its deadline; the connection
+///     // goes on to the next one.
+///     assert!(responses.starts_with("HTTP/1.1 503 Service Unavailable"), "{responses}");
+///     assert!(responses.contains("HTTP/1.1 200 OK") && responses.ends_with("hello"));
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
 /// ```
 pub async fn serve_connection<I, S, B>(io: I, service: S, limits: Limits) -> hyper::Result<()>
 where

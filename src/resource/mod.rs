@@ -68,6 +68,27 @@ pub use pool::{Lease, Pool, PoolBuilder, PoolError, PoolStatus};
 
 /// A value of a tracked resource kind: derefs to it; dropping it gives its
 /// place in the kind's budget back. See the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let out = rt.block_on(rt.spawn(async {
+///     let mut buf = resource::track("buffer", Vec::<u8>::new());
+///     buf.push(7); // derefs to the value
+///     assert_eq!(buf.kind(), Some("buffer"));
+///     assert_eq!(buf.holder(), Some(bulwark::task::id().as_u64()));
+///     assert!(buf.site().is_some(), "the line that took it");
+///     buf.into_inner() // no longer tracked: its place is given back
+/// }));
+/// assert_eq!(out.unwrap(), [7]);
+///
+/// // Outside a runtime a value is wrapped, not tracked.
+/// let plain = resource::track("buffer", 5);
+/// assert_eq!((*plain, plain.kind()), (5, None));
+/// ```
 pub struct Tracked<T> {
     value: Option<T>,
     entry: Option<Entry>,
@@ -165,6 +186,24 @@ fn kind_of(books: &Arc<Books>, kind: &'static str) -> Arc<Kind> {
 /// Wraps `value` as a handle of the resource kind `kind`, held by the running
 /// task, taken here. Never refuses: past the kind's budget the handle is
 /// counted all the same (use [`try_track`] or [`track_wait`] to respect it).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource;
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread()
+///     .resource_budget("db", 1)
+///     .build()
+///     .unwrap();
+/// rt.block_on(async {
+///     let a = resource::track("db", "conn-a");
+///     let b = resource::track("db", "conn-b"); // past the budget: counted all the same
+///     let db = rt.metrics().kinds.into_iter().find(|k| k.name == "db").unwrap();
+///     assert_eq!((db.live, db.budget), (2, 1));
+///     assert_eq!((*a, *b), ("conn-a", "conn-b"));
+/// });
+/// ```
 #[track_caller]
 pub fn track<T>(kind: &'static str, value: T) -> Tracked<T> {
     let site = Location::caller();
@@ -180,6 +219,24 @@ pub fn track<T>(kind: &'static str, value: T) -> Tracked<T> {
 
 /// As [`track`], unless the kind is at its budget: then the value comes
 /// back in the error.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource;
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread()
+///     .resource_budget("upload", 1)
+///     .build()
+///     .unwrap();
+/// rt.block_on(async {
+///     let first = resource::try_track("upload", 1).unwrap();
+///     let refused = resource::try_track("upload", 2).unwrap_err();
+///     assert_eq!(refused.into_inner(), 2, "the value comes back");
+///     drop(first);
+///     assert!(resource::try_track("upload", 3).is_ok(), "room again");
+/// });
+/// ```
 #[track_caller]
 pub fn try_track<T>(kind: &'static str, value: T) -> Result<Tracked<T>, OverBudget<T>> {
     let site = Location::caller();
@@ -207,6 +264,27 @@ pub fn try_track<T>(kind: &'static str, value: T) -> Result<Tracked<T>, OverBudg
 /// budget. Cancel-safe: dropped while it waits, it takes no place and the
 /// value is dropped with it. Errors, giving the value back, if the runtime
 /// shuts down while it waits.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource;
+/// use bulwark::time::{timeout, Duration};
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread()
+///     .resource_budget("db", 1)
+///     .build()
+///     .unwrap();
+/// rt.block_on(async {
+///     let first = resource::track_wait("db", "conn-a").await.unwrap();
+///     let mut second = std::pin::pin!(resource::track_wait("db", "conn-b"));
+///     // At the budget it waits: it cannot finish while `first` lives.
+///     assert!(timeout(Duration::from_millis(10), second.as_mut()).await.is_err());
+///     drop(first);
+///     let second = second.await.unwrap();
+///     assert_eq!(*second, "conn-b");
+/// });
+/// ```
 #[track_caller]
 pub fn track_wait<T>(
     kind: &'static str,
@@ -327,6 +405,27 @@ impl<T: fmt::Debug> fmt::Debug for Tracked<T> {
 }
 
 /// [`try_track`] met the kind's budget; the value is given back.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource;
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread()
+///     .resource_budget("db", 1)
+///     .build()
+///     .unwrap();
+/// rt.block_on(async {
+///     let _held = resource::track("db", "conn-a");
+///     let refused = resource::try_track("db", "conn-b").unwrap_err();
+///     assert_eq!((refused.kind(), refused.budget()), ("db", 1));
+///     assert_eq!(
+///         refused.to_string(),
+///         "the resource kind `db` is at its budget of 1 live handles"
+///     );
+///     assert_eq!(refused.into_inner(), "conn-b");
+/// });
+/// ```
 pub struct OverBudget<T> {
     kind: &'static str,
     budget: usize,
@@ -373,6 +472,38 @@ impl<T> std::error::Error for OverBudget<T> {}
 
 /// [`track_wait`] was waiting when the runtime shut down; the value is given
 /// back.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource;
+/// use std::time::Duration;
+///
+/// let rt = bulwark::runtime::Builder::new_multi_thread()
+///     .resource_budget("db", 1)
+///     .build()
+///     .unwrap();
+/// let _held = rt.block_on(async { resource::track("db", "conn-a") });
+/// // Another thread waits for room in `db`.
+/// let handle = rt.handle().clone();
+/// let waiter = std::thread::spawn(move || {
+///     handle.block_on(async { resource::track_wait("db", "conn-b").await })
+/// });
+/// let waiting = |rt: &bulwark::Runtime| {
+///     rt.metrics().kinds.iter().any(|k| k.name == "db" && k.waiting == 1)
+/// };
+/// for _ in 0..1000 {
+///     if waiting(&rt) {
+///         break;
+///     }
+///     std::thread::sleep(Duration::from_millis(10));
+/// }
+/// assert!(waiting(&rt));
+/// drop(rt); // shut down while it waits
+/// let closed = waiter.join().unwrap().unwrap_err();
+/// assert_eq!(closed.kind(), "db");
+/// assert_eq!(closed.into_inner(), "conn-b");
+/// ```
 pub struct Closed<T> {
     kind: &'static str,
     value: T,

@@ -87,6 +87,33 @@ struct Inner<T> {
 }
 
 /// Builds a [`Pool`]: `Pool::builder(kind)`.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource::Pool;
+/// use std::time::Duration;
+///
+/// struct Conn {
+///     healthy: bool,
+/// }
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let pool = Pool::builder("db")
+///         .max_size(4)
+///         .acquire_timeout(Duration::from_secs(5))
+///         .recycle(|conn: &mut Conn| conn.healthy) // checked on return
+///         .reclaim_orphans(2)
+///         .build(|| async { Ok::<_, std::io::Error>(Conn { healthy: true }) })
+///         .unwrap();
+///     let mut conn = pool.acquire().await.unwrap();
+///     conn.healthy = false;
+///     drop(conn);
+///     assert_eq!(pool.status().size, 0, "an unhealthy value is dropped, not kept");
+///     assert!(pool.acquire().await.unwrap().healthy, "a new one is made");
+/// });
+/// ```
 pub struct PoolBuilder<T> {
     kind: &'static str,
     max_size: usize,
@@ -289,6 +316,28 @@ impl<T: Send + 'static> PoolBuilder<T> {
 
 /// A value leased from a [`Pool`]: derefs to it; dropped on any path, it
 /// goes back to the pool. A tracked handle: see [`Tracked`].
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource::Pool;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let pool = Pool::builder("buffers")
+///         .build(|| async { Ok::<_, std::io::Error>(Vec::<u8>::new()) })
+///         .unwrap();
+///     let mut buf = pool.acquire().await.unwrap();
+///     buf.extend_from_slice(b"abc"); // derefs to the value
+///     assert!(buf.site().is_some(), "the line that acquired it");
+///     drop(buf); // back in the pool
+///     let buf = pool.acquire().await.unwrap();
+///     assert_eq!(&buf[..], b"abc", "the same value again");
+///     let mine = buf.detach(); // out of the pool for good
+///     assert_eq!(mine, b"abc");
+///     assert_eq!(pool.status().size, 0);
+/// });
+/// ```
 pub struct Lease<T> {
     tracked: Option<Tracked<T>>,
     pool: Arc<Inner<T>>,
@@ -373,6 +422,27 @@ impl<T> Drop for Lease<T> {
 }
 
 /// A pool's state at one moment: [`Pool::status`].
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource::Pool;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let pool = Pool::builder("db")
+///         .max_size(3)
+///         .build(|| async { Ok::<_, std::io::Error>(()) })
+///         .unwrap();
+///     let a = pool.acquire().await.unwrap();
+///     let _b = pool.acquire().await.unwrap();
+///     drop(a);
+///     let status = pool.status();
+///     assert_eq!((status.max_size, status.size), (3, 2));
+///     assert_eq!((status.in_use, status.idle), (1, 1));
+///     assert_eq!((status.waiting, status.orphans, status.extra), (0, 0, 0));
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStatus {
@@ -394,6 +464,39 @@ pub struct PoolStatus {
 }
 
 /// Why a pool could not lease a value, or be built.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::resource::{Pool, PoolError};
+/// use std::time::Duration;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let pool = Pool::builder("db")
+///         .max_size(1)
+///         .acquire_timeout(Duration::from_millis(10))
+///         .build(|| async { Ok::<_, std::io::Error>(()) })
+///         .unwrap();
+///     let _only = pool.acquire().await.unwrap();
+///     match pool.acquire().await {
+///         Err(PoolError::Timeout { kind, waited }) => {
+///             assert_eq!((kind, waited), ("db", Duration::from_millis(10)))
+///         }
+///         other => panic!("expected a timeout, got {other:?}"),
+///     }
+///
+///     let failing = Pool::<()>::builder("upstream")
+///         .build(|| async { Err(std::io::Error::other("refused")) })
+///         .unwrap();
+///     let err = failing.acquire().await.unwrap_err();
+///     assert!(matches!(err, PoolError::Create { kind: "upstream", .. }));
+///     assert_eq!(err.to_string(), "the pool could not make a `upstream`: refused");
+///
+///     let bad = Pool::<()>::builder("db").max_size(0).build(|| async { Ok::<_, std::io::Error>(()) });
+///     assert!(matches!(bad, Err(PoolError::Config(_))));
+/// });
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PoolError {

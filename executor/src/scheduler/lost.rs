@@ -34,7 +34,7 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use bulwark_executor::runtime::{LostTask, Runtime};
+/// use bulwark::runtime::{LostTask, Runtime};
 ///
 /// let rt = Runtime::builder().on_lost_task(LostTask::Cancel).build().unwrap();
 /// let lost = rt.spawn(std::future::pending::<()>());

@@ -14,9 +14,9 @@ use std::fmt;
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let handle = bulwark_executor::spawn(std::future::pending::<()>());
+/// let handle = bulwark::spawn(std::future::pending::<()>());
 /// let abort = handle.abort_handle();
 /// abort.abort();
 /// assert!(handle.await.unwrap_err().is_cancelled());

@@ -97,9 +97,9 @@ pub(crate) fn restore_scope(before: Option<Instant>) {
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// let handle = bulwark_executor::spawn(async { bulwark_executor::task::id() });
+/// let handle = bulwark::spawn(async { bulwark::task::id() });
 /// let id = handle.id();
 /// assert_eq!(handle.await.unwrap(), id);
 /// # });
@@ -110,6 +110,21 @@ pub fn id() -> Id {
 }
 
 /// The id of the task being polled, or `None` outside a task.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::task;
+///
+/// assert_eq!(task::try_id(), None);
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     assert_eq!(task::try_id(), None, "`block_on` is not a task");
+///     let handle = bulwark::spawn(async { task::try_id() });
+///     let id = handle.id();
+///     assert_eq!(handle.await.unwrap(), Some(id));
+/// });
+/// ```
 pub fn try_id() -> Option<Id> {
     get().map(|cur| cur.id)
 }
@@ -147,12 +162,12 @@ pub fn holder_id() -> Option<Id> {
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
 /// use std::time::Duration;
-/// let handle = bulwark_executor::spawn::Builder::new()
+/// let handle = bulwark::task::Builder::new()
 ///     .timeout(Duration::from_secs(5))
-///     .spawn(async { bulwark_executor::task::deadline() })
+///     .spawn(async { bulwark::task::deadline() })
 ///     .unwrap();
 /// assert!(handle.await.unwrap().is_some());
 /// # });
@@ -181,13 +196,13 @@ pub(crate) fn deadline_std() -> Option<Instant> {
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::builder()
+/// # let rt = bulwark::Runtime::builder()
 /// #     .default_deadline(Some(std::time::Duration::from_secs(5)))
 /// #     .build()
 /// #     .unwrap();
 /// # rt.block_on(async {
-/// use bulwark_executor::task;
-/// let handle = bulwark_executor::spawn(async {
+/// use bulwark::task;
+/// let handle = bulwark::spawn(async {
 ///     assert!(task::deadline().is_some()); // the runtime's default
 ///     task::lift_deadline();
 ///     task::deadline()

@@ -10,6 +10,37 @@ use std::fmt;
 /// (no waker was left to wake it, under `LostTask::Cancel`).
 ///
 /// Its `Display` names the task (id, and name if it has one) and the reason.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let panicked = bulwark::task::Builder::new()
+///         .name("parser")
+///         .spawn(async { panic!("bad input") })
+///         .unwrap();
+///     let err = panicked.await.unwrap_err();
+///     assert!(err.is_panic());
+///     assert!(err.to_string().contains("\"parser\""), "{err}");
+///     let payload = err.into_panic();
+///     assert_eq!(payload.downcast_ref::<&str>(), Some(&"bad input"));
+///
+///     let aborted = bulwark::spawn(std::future::pending::<()>());
+///     aborted.abort();
+///     assert!(aborted.await.unwrap_err().is_cancelled());
+///
+///     let late = bulwark::task::Builder::new()
+///         .timeout(Duration::from_millis(1))
+///         .spawn(std::future::pending::<()>())
+///         .unwrap();
+///     let err = late.await.unwrap_err();
+///     assert!(err.is_deadline_exceeded() && !err.is_cancelled());
+///     assert!(err.try_into_panic().is_err(), "not a panic: the error comes back");
+/// });
+/// ```
 pub struct JoinError {
     id: Id,
     name: Option<Box<str>>,

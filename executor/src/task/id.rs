@@ -8,6 +8,22 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 ///
 /// Ids are unique among all tasks ever spawned by any bulwark runtime in this
 /// process and are never reused; printing one gives a number.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::task;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let a = bulwark::spawn(async { task::id() });
+///     let b = bulwark::spawn(async { task::id() });
+///     let (a_id, b_id) = (a.id(), b.id());
+///     assert_ne!(a_id, b_id);
+///     assert_eq!(a.await.unwrap(), a_id, "the task sees the id its handle shows");
+///     assert_eq!(b_id.to_string(), b_id.as_u64().to_string());
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, Hash, Eq, PartialEq, Ord, PartialOrd)]
 pub struct Id(pub(crate) NonZeroU64);
 

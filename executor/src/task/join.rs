@@ -16,9 +16,9 @@ use std::task::{Context, Poll};
 /// # Examples
 ///
 /// ```
-/// let rt = bulwark_executor::Runtime::new().unwrap();
+/// let rt = bulwark::Runtime::new().unwrap();
 /// let answer = rt.block_on(async {
-///     bulwark_executor::spawn(async { 6 * 7 }).await.unwrap()
+///     bulwark::spawn(async { 6 * 7 }).await.unwrap()
 /// });
 /// assert_eq!(answer, 42);
 /// ```
@@ -97,9 +97,9 @@ impl<T> JoinHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// # let rt = bulwark_executor::Runtime::new().unwrap();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// # rt.block_on(async {
-    /// let handle = bulwark_executor::spawn(std::future::pending::<()>());
+    /// let handle = bulwark::spawn(std::future::pending::<()>());
     /// let abort = handle.abort_handle();
     /// assert_eq!(abort.id(), handle.id());
     /// abort.abort();

@@ -10,12 +10,20 @@ use std::task::{Context, Poll};
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_executor::Runtime::new().unwrap();
-/// # rt.block_on(async {
-/// for _ in 0..3 {
-///     bulwark_executor::task::yield_now().await;
-/// }
-/// # });
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// // One worker: a spawned task runs only when the running one lets it.
+/// let rt = bulwark::runtime::Builder::new_current_thread().build().unwrap();
+/// let ran = rt.block_on(rt.spawn(async {
+///     let flag = Arc::new(AtomicBool::new(false));
+///     let flag2 = flag.clone();
+///     bulwark::spawn(async move { flag2.store(true, Ordering::SeqCst) });
+///     // The child is queued; this task goes behind it.
+///     bulwark::task::yield_now().await;
+///     flag.load(Ordering::SeqCst)
+/// }));
+/// assert!(ran.unwrap(), "it ran while this task yielded");
 /// ```
 pub async fn yield_now() {
     YieldNow { yielded: false }.await

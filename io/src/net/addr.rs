@@ -35,7 +35,7 @@ use std::panic::Location;
 /// # Examples
 ///
 /// ```
-/// use bulwark_io::net::ToSocketAddrs;
+/// use bulwark::net::ToSocketAddrs;
 /// use std::net::{Ipv4Addr, SocketAddr};
 ///
 /// fn takes(_: impl ToSocketAddrs) {}
@@ -129,9 +129,9 @@ use sealed::{Addrs, Internal, Resolve, ToSocketAddrsPriv};
 /// # Examples
 ///
 /// ```
-/// # let rt = bulwark_io::test_rt::Rt::new();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// # rt.block_on(async {
-/// use bulwark_io::net::lookup_host;
+/// use bulwark::net::lookup_host;
 ///
 /// let addrs: Vec<_> = lookup_host("localhost:8080").await?.collect();
 /// assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 8080));

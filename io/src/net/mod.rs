@@ -90,6 +90,20 @@ pub(crate) fn no_addresses() -> io::Error {
 /// is not a socket of the runtime (stdio, the driver's epoll and wake fds,
 /// files, pipes, sockets made by other code). 4,096 fds give a budget of
 /// 3,840. No limit (or no way to read it) gives no budget.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::net::default_socket_budget;
+///
+/// let budget = default_socket_budget();
+/// assert!(budget >= 1);
+/// // A runtime's sockets are the resource kind "socket", with this budget
+/// // unless `runtime::Builder::resource_budget("socket", n)` says otherwise.
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let sockets = rt.metrics().kinds.into_iter().find(|k| k.name == "socket").unwrap();
+/// assert_eq!(sockets.budget, budget);
+/// ```
 pub fn default_socket_budget() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

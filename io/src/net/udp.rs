@@ -22,6 +22,32 @@ use tokio::io::ReadBuf;
 /// any peer, or [`connect`](UdpSocket::connect) it to one peer and use
 /// [`send`](UdpSocket::send) and [`recv`](UdpSocket::recv). A datagram
 /// longer than the buffer given to a receive is cut to the buffer's length.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::net::UdpSocket;
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let server = UdpSocket::bind("127.0.0.1:0").await?;
+///     let client = UdpSocket::bind("127.0.0.1:0").await?;
+///
+///     // Any peer: send_to and recv_from.
+///     client.send_to(b"ping", server.local_addr()?).await?;
+///     let mut buf = [0; 16];
+///     let (n, from) = server.recv_from(&mut buf).await?;
+///     assert_eq!((&buf[..n], from), (&b"ping"[..], client.local_addr()?));
+///
+///     // One peer: connect, then send and recv.
+///     client.connect(server.local_addr()?).await?;
+///     server.send_to(b"pong", from).await?;
+///     let n = client.recv(&mut buf).await?;
+///     assert_eq!(&buf[..n], b"pong");
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 pub struct UdpSocket {
     io: PollEvented<mio::net::UdpSocket>,
 }

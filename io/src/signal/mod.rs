@@ -14,9 +14,9 @@
 //! # Example: graceful shutdown
 //!
 //! ```
-//! use bulwark_io::signal::unix::{signal, SignalKind};
+//! use bulwark::signal::unix::{signal, SignalKind};
 //!
-//! # let rt = bulwark_io::test_rt::Rt::new();
+//! # let rt = bulwark::Runtime::new().unwrap();
 //! rt.block_on(async {
 //!     let mut terminate = signal(SignalKind::terminate())?;
 //!     // ... serve until told to stop ...
@@ -56,9 +56,9 @@ use std::io;
 /// use std::pin::pin;
 /// use std::task::{Context, Poll};
 ///
-/// # let rt = bulwark_io::test_rt::Rt::new();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// rt.block_on(async {
-///     let mut ctrl_c = pin!(bulwark_io::signal::ctrl_c());
+///     let mut ctrl_c = pin!(bulwark::signal::ctrl_c());
 ///     // The first poll installs the handler; then a Ctrl-C is seen.
 ///     let first = std::future::poll_fn(|cx: &mut Context<'_>| {
 ///         Poll::Ready(ctrl_c.as_mut().poll(cx))

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 /// # Examples
 ///
 /// ```
-/// use bulwark_io::signal::unix::SignalKind;
+/// use bulwark::signal::unix::SignalKind;
 ///
 /// assert_eq!(SignalKind::terminate().as_raw_value(), libc::SIGTERM);
 /// assert_eq!(SignalKind::from_raw(libc::SIGUSR1), SignalKind::user_defined1());
@@ -116,6 +116,27 @@ impl From<SignalKind> for c_int {
 /// many times. Every listener for a signal gets each delivery, in every
 /// runtime of the process. Dropping the last listener does not give the
 /// signal its default action back (see [`signal`]).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::signal::unix::{signal, SignalKind};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// let mut reloads = rt.block_on(async {
+///     let mut reloads = signal(SignalKind::user_defined1())?;
+///     // SAFETY: raising a signal that has a handler (installed above).
+///     unsafe { libc::raise(libc::SIGUSR1) };
+///     assert_eq!(reloads.recv().await, Some(()));
+///     Ok::<_, std::io::Error>(reloads)
+/// })?;
+///
+/// // Its runtime gone, the listener ends.
+/// drop(rt);
+/// let other = bulwark::Runtime::new()?;
+/// assert_eq!(other.block_on(reloads.recv()), None);
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Signal {
     listener: Listener,
@@ -144,9 +165,9 @@ pub struct Signal {
 /// # Examples
 ///
 /// ```
-/// use bulwark_io::signal::unix::{signal, SignalKind};
+/// use bulwark::signal::unix::{signal, SignalKind};
 ///
-/// # let rt = bulwark_io::test_rt::Rt::new();
+/// # let rt = bulwark::Runtime::new().unwrap();
 /// rt.block_on(async {
 ///     let mut hangups = signal(SignalKind::hangup())?;
 ///     // SAFETY: raising a signal that has a handler (installed above).
@@ -176,9 +197,9 @@ impl Signal {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::signal::unix::{signal, SignalKind};
+    /// use bulwark::signal::unix::{signal, SignalKind};
     ///
-    /// # let rt = bulwark_io::test_rt::Rt::new();
+    /// # let rt = bulwark::Runtime::new().unwrap();
     /// rt.block_on(async {
     ///     let mut first = signal(SignalKind::user_defined2())?;
     ///     let mut second = signal(SignalKind::user_defined2())?;

@@ -32,6 +32,37 @@ const PAUSE_MAX: Duration = Duration::from_millis(10);
 ///
 /// One task at a time should wait in `accept`: the listener keeps a single
 /// waiting reader's waker.
+///
+/// # Examples
+///
+/// An echo server, and one client:
+///
+/// ```
+/// use bulwark::io::{AsyncReadExt, AsyncWriteExt};
+/// use bulwark::net::{TcpListener, TcpStream};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?; // the port the OS picked
+///     bulwark::spawn(async move {
+///         while let Ok((mut conn, _peer)) = listener.accept().await {
+///             bulwark::spawn(async move {
+///                 let (mut rd, mut wr) = conn.split();
+///                 bulwark::io::copy(&mut rd, &mut wr).await
+///             });
+///         }
+///     });
+///
+///     let mut client = TcpStream::connect(addr).await?;
+///     client.write_all(b"ping").await?;
+///     let mut buf = [0; 4];
+///     client.read_exact(&mut buf).await?;
+///     assert_eq!(&buf, b"ping");
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 pub struct TcpListener {
     io: PollEvented<mio::net::TcpListener>,
 }

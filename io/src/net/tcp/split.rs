@@ -16,16 +16,103 @@ use std::sync::Arc;
 
 /// The reading half of a borrowed [`TcpStream`], from
 /// [`TcpStream::split`].
+///
+/// # Examples
+///
+/// The halves of one stream, read and written at once in one task (here,
+/// an echo):
+///
+/// ```
+/// use bulwark::io::{self, AsyncReadExt, AsyncWriteExt};
+/// use bulwark::net::{TcpListener, TcpStream};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, _) = listener.accept().await?;
+///     let echo = bulwark::spawn(async move {
+///         let (mut rd, mut wr) = server.split();
+///         io::copy(&mut rd, &mut wr).await // until the client shuts down
+///     });
+///     client.write_all(b"abc").await?;
+///     client.shutdown().await?;
+///     let mut back = String::new();
+///     client.read_to_string(&mut back).await?;
+///     assert_eq!(back, "abc");
+///     assert_eq!(echo.await.unwrap()?, 3, "bytes copied");
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ReadHalf<'a>(&'a TcpStream);
 
 /// The writing half of a borrowed [`TcpStream`], from
 /// [`TcpStream::split`]. Shutting it down shuts the stream's write side
 /// down; dropping it does nothing.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::io::{AsyncReadExt, AsyncWriteExt};
+/// use bulwark::net::{TcpListener, TcpStream};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, _) = listener.accept().await?;
+///     let (_rd, mut wr) = client.split();
+///     wr.write_all(b"bye").await?;
+///     wr.shutdown().await?; // the peer reads end-of-file
+///     let mut got = Vec::new();
+///     server.read_to_end(&mut got).await?;
+///     assert_eq!(got, b"bye");
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct WriteHalf<'a>(&'a TcpStream);
 
 /// The reading half of a [`TcpStream`], from [`TcpStream::into_split`].
+///
+/// # Examples
+///
+/// The halves in two tasks, then put back together:
+///
+/// ```
+/// use bulwark::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+/// use bulwark::net::{TcpListener, TcpStream};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, _) = listener.accept().await?;
+///
+///     let (rd, mut wr) = client.into_split();
+///     let reader = bulwark::spawn(async move {
+///         let mut lines = BufReader::new(rd).lines();
+///         let line = lines.next_line().await?;
+///         Ok::<_, std::io::Error>((line, lines.into_inner().into_inner()))
+///     });
+///     let writer = bulwark::spawn(async move {
+///         wr.write_all(b"from the writer task\n").await?;
+///         Ok::<_, std::io::Error>(wr)
+///     });
+///     server.write_all(b"from the server\n").await?;
+///
+///     let (line, rd) = reader.await.unwrap()?;
+///     assert_eq!(line.as_deref(), Some("from the server"));
+///     let wr = writer.await.unwrap()?;
+///     let client = rd.reunite(wr).expect("halves of one stream");
+///     assert_eq!(client.peer_addr()?, server.local_addr()?);
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct OwnedReadHalf {
     inner: Arc<TcpStream>,
@@ -36,6 +123,30 @@ pub struct OwnedReadHalf {
 /// Dropping it shuts the write side of the stream down (unless
 /// [`forget`](OwnedWriteHalf::forget) was called), so the peer reads
 /// end-of-file.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::io::{AsyncReadExt, AsyncWriteExt};
+/// use bulwark::net::{TcpListener, TcpStream};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, _) = listener.accept().await?;
+///     let (_rd, mut wr) = client.into_split();
+///     bulwark::spawn(async move {
+///         wr.write_all(b"done").await
+///         // `wr` dropped here: the write side is shut down.
+///     });
+///     let mut got = String::new();
+///     server.read_to_string(&mut got).await?; // ends at end-of-file
+///     assert_eq!(got, "done");
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct OwnedWriteHalf {
     inner: Arc<TcpStream>,
@@ -44,6 +155,27 @@ pub struct OwnedWriteHalf {
 
 /// [`OwnedWriteHalf::reunite`] was given halves of two different streams;
 /// here they are back.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::net::{tcp::ReuniteError, TcpListener, TcpStream};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     let (a_rd, a_wr) = TcpStream::connect(addr).await?.into_split();
+///     let (b_rd, b_wr) = TcpStream::connect(addr).await?.into_split();
+///     let ReuniteError(a_rd, b_wr) = a_rd.reunite(b_wr).unwrap_err();
+///     // Each half back with its own.
+///     let a = a_rd.reunite(a_wr).unwrap();
+///     let b = b_rd.reunite(b_wr).unwrap();
+///     assert_ne!(a.local_addr()?, b.local_addr()?);
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
 

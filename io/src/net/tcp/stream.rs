@@ -23,8 +23,8 @@ use std::task::{ready, Context, Poll};
 /// Made by [`TcpStream::connect`], by [`TcpListener::accept`](super::super::TcpListener::accept)
 /// or from a std stream ([`TcpStream::from_std`]). Read and write it through
 /// `futures_io::{AsyncRead, AsyncWrite}` or `tokio::io::{AsyncRead,
-/// AsyncWrite}` (so `tokio::io::AsyncReadExt` and `futures::AsyncReadExt`
-/// both work), or with [`readable`](TcpStream::readable) and
+/// AsyncWrite}` (re-exported as `bulwark::io`; so `bulwark::io::AsyncReadExt`
+/// and `futures::AsyncReadExt` both work), or with [`readable`](TcpStream::readable) and
 /// [`try_read`](TcpStream::try_read). Flushing does nothing (there is no
 /// buffer); shutting down (`poll_shutdown`, `poll_close`) shuts the write
 /// side down, so the peer reads end-of-file. Dropping it closes the
@@ -32,6 +32,44 @@ use std::task::{ready, Context, Poll};
 ///
 /// A peer that resets the connection makes reads fail with an error
 /// (`ConnectionReset`), never a panic.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::io::{AsyncReadExt, AsyncWriteExt};
+/// use bulwark::net::{TcpListener, TcpStream};
+///
+/// let rt = bulwark::Runtime::new()?;
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await?;
+///     let client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, peer) = listener.accept().await?;
+///     assert_eq!(peer, client.local_addr()?);
+///     assert_eq!(client.peer_addr()?, server.local_addr()?);
+///
+///     client.set_nodelay(true)?;
+///     assert!(client.nodelay()?);
+///
+///     // Readiness and non-blocking reads, as tokio's.
+///     server.write_all(b"hello").await?;
+///     client.readable().await?;
+///     let mut buf = [0; 16];
+///     let n = loop {
+///         match client.try_read(&mut buf) {
+///             Ok(n) => break n,
+///             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => client.readable().await?,
+///             Err(e) => return Err(e),
+///         }
+///     };
+///     assert_eq!(&buf[..n], b"hello");
+///
+///     // Dropping the stream closes it: the peer reads end-of-file.
+///     drop(client);
+///     assert_eq!(server.read(&mut buf).await?, 0);
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// # Ok::<_, std::io::Error>(())
+/// ```
 pub struct TcpStream {
     io: PollEvented<mio::net::TcpStream>,
 }
