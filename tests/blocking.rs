@@ -278,3 +278,52 @@ fn a_blocking_closure_runs_inside_its_runtime() {
             .expect("a plain thread");
     });
 }
+
+/// At shutdown a closure still queued (every pool thread busy) is dropped
+/// without running and its handle resolves as cancelled; the running one
+/// finishes and its handle has its value.
+#[test]
+fn a_queued_blocking_closure_is_cancelled_at_shutdown() {
+    within(30, "a queued blocking closure at shutdown", || {
+        let rt = builder(1)
+            .max_blocking_threads(1)
+            .build()
+            .expect("build the runtime");
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let running = rt.spawn_blocking(move || {
+            started_tx.send(()).expect("the test waits");
+            release_rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("released within 20 s");
+            1
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("waited 10 s for the first closure to start");
+        let ran = Arc::new(AtomicUsize::new(0));
+        let ran2 = ran.clone();
+        let queued = rt.spawn_blocking(move || {
+            ran2.fetch_add(1, Ordering::SeqCst);
+            2
+        });
+        // The shutdown waits for the running closure: release it once the
+        // shutdown has cancelled the queued one (it does that first).
+        let queued_state = queued.abort_handle();
+        let releaser = thread::spawn(move || {
+            wait_until(20, "the queued closure to be cancelled at shutdown", || {
+                queued_state.is_finished()
+            });
+            release_tx.send(()).expect("the closure waits");
+        });
+        drop(rt);
+        releaser.join().expect("the releaser");
+        let queued = futures::executor::block_on(queued).expect_err("cancelled, not run");
+        assert!(queued.is_cancelled(), "{queued}");
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "the queued closure ran");
+        assert_eq!(
+            futures::executor::block_on(running).expect("the running one"),
+            1
+        );
+    });
+}

@@ -553,7 +553,9 @@ fn invalid(msg: &str) -> io::Error {
 /// finished has its future dropped (its destructors run) and its
 /// `JoinHandle` resolves as cancelled, and the threads are joined. Drop waits
 /// for running blocking closures to return; [`shutdown_timeout`] bounds the
-/// wait.
+/// wait. Blocking closures still queued (not started: every pool thread was
+/// busy) are dropped without running, and their `JoinHandle`s resolve as
+/// cancelled, as tokio's are.
 ///
 /// [`shutdown_timeout`]: Runtime::shutdown_timeout
 ///
@@ -925,6 +927,10 @@ impl Handle {
     /// The runtime's books: its ledger of kinds, worker slots and admission
     /// state, and (through them) its snapshot source, for a reader that
     /// outlives no runtime (the metrics endpoint).
+    ///
+    /// Plumbing between bulwark's crates (its types are not on the facade),
+    /// hence hidden from the docs.
+    #[doc(hidden)]
     pub fn books(&self) -> &Arc<Books> {
         self.shared.admit.books()
     }

@@ -294,7 +294,9 @@ pub struct LeakReport {
 }
 
 impl LeakReport {
-    /// The report of `holding`, for `why`.
+    /// The report of `holding`, for `why`. Plumbing for the executor
+    /// (`Holding` is not on the facade), hidden from the docs.
+    #[doc(hidden)]
     pub fn of(holding: &Holding, why: LeakKind) -> LeakReport {
         LeakReport {
             why,

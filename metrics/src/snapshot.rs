@@ -55,7 +55,9 @@ pub struct KindSnapshot {
 }
 
 impl KindSnapshot {
-    /// Reads `kind` now.
+    /// Reads `kind` now. Plumbing for the executor (`Kind` is not on the
+    /// facade), hidden from the docs.
+    #[doc(hidden)]
     pub fn of(kind: &Kind) -> KindSnapshot {
         KindSnapshot {
             name: kind.name().to_owned(),
@@ -292,7 +294,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// Merges the worker slots' counters (every slot in the books), the
     /// shared counters, the blocking pool's and the driver's figures, and
-    /// the ledger's kinds.
+    /// the ledger's kinds. Plumbing for the executor (its arguments are not
+    /// on the facade; a program reads `Runtime::metrics`), hidden from the
+    /// docs.
+    #[doc(hidden)]
     pub fn collect(
         books: &Books,
         shared: &SharedCounters,

@@ -30,9 +30,9 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use bulwark_io::time::{advance, pause, Duration, Instant};
+/// use bulwark::time::{advance, pause, Duration, Instant};
 ///
-/// # let rt = bulwark_io::test_rt::Rt::new();
+/// let rt = bulwark::Runtime::new().unwrap();
 /// rt.block_on(async {
 ///     let start = Instant::now();
 ///     pause();
@@ -55,9 +55,9 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{sleep, Duration, Instant};
+    /// use bulwark::time::{sleep, Duration, Instant};
     ///
-    /// # let rt = bulwark_io::test_rt::Rt::new();
+    /// let rt = bulwark::Runtime::new().unwrap();
     /// rt.block_on(async {
     ///     let before = Instant::now();
     ///     sleep(Duration::from_millis(5)).await;
@@ -75,7 +75,7 @@ impl Instant {
     ///
     /// ```
     /// let std = std::time::Instant::now();
-    /// assert_eq!(bulwark_io::time::Instant::from_std(std).into_std(), std);
+    /// assert_eq!(bulwark::time::Instant::from_std(std).into_std(), std);
     /// ```
     pub fn from_std(std: std::time::Instant) -> Instant {
         Instant { std }
@@ -86,7 +86,7 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{Duration, Instant};
+    /// use bulwark::time::{Duration, Instant};
     ///
     /// let t = Instant::now();
     /// let std: std::time::Instant = (t + Duration::from_secs(1)).into_std();
@@ -101,7 +101,7 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{Duration, Instant};
+    /// use bulwark::time::{Duration, Instant};
     ///
     /// let a = Instant::now();
     /// let b = a + Duration::from_millis(250);
@@ -117,7 +117,7 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{Duration, Instant};
+    /// use bulwark::time::{Duration, Instant};
     ///
     /// let a = Instant::now();
     /// let b = a + Duration::from_secs(2);
@@ -133,7 +133,7 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{Duration, Instant};
+    /// use bulwark::time::{Duration, Instant};
     ///
     /// let a = Instant::now();
     /// let b = a + Duration::from_secs(2);
@@ -149,9 +149,9 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{advance, pause, Duration, Instant};
+    /// use bulwark::time::{advance, pause, Duration, Instant};
     ///
-    /// # let rt = bulwark_io::test_rt::Rt::new();
+    /// let rt = bulwark::Runtime::new().unwrap();
     /// rt.block_on(async {
     ///     pause();
     ///     let t = Instant::now();
@@ -168,7 +168,7 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{Duration, Instant};
+    /// use bulwark::time::{Duration, Instant};
     ///
     /// let t = Instant::now();
     /// assert!(t.checked_add(Duration::from_secs(1)).is_some());
@@ -183,7 +183,7 @@ impl Instant {
     /// # Examples
     ///
     /// ```
-    /// use bulwark_io::time::{Duration, Instant};
+    /// use bulwark::time::{Duration, Instant};
     ///
     /// let t = Instant::now();
     /// assert!(t.checked_sub(Duration::MAX).is_none());

@@ -8,6 +8,25 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// What an [`Interval`] does when ticks were missed (the task was late).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{advance, interval, pause, Duration, MissedTickBehavior};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     pause();
+///     let mut ticks = interval(Duration::from_secs(10));
+///     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+///     let first = ticks.tick().await; // at once
+///     advance(Duration::from_secs(35)).await; // three ticks missed
+///     // The late tick fires at once, stamped with its scheduled time...
+///     assert_eq!(ticks.tick().await - first, Duration::from_secs(10));
+///     // ...and Skip drops the other missed ones: the next is on the grid.
+///     assert_eq!(ticks.tick().await - first, Duration::from_secs(40));
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MissedTickBehavior {
     /// Fire the missed ticks at once, one after another, until caught up
@@ -25,6 +44,21 @@ pub enum MissedTickBehavior {
 /// # Panics
 ///
 /// If `period` is zero, or outside a bulwark runtime (as tokio's does).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{interval, Duration};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let mut ticks = interval(Duration::from_millis(5));
+///     let first = ticks.tick().await; // the first tick is at once
+///     let second = ticks.tick().await;
+///     // Ticks are scheduled on a grid: one period apart.
+///     assert_eq!(second - first, Duration::from_millis(5));
+/// });
+/// ```
 #[track_caller]
 pub fn interval(period: Duration) -> Interval {
     interval_at(Instant::now(), period)
@@ -35,6 +69,20 @@ pub fn interval(period: Duration) -> Interval {
 /// # Panics
 ///
 /// If `period` is zero, or outside a bulwark runtime.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{interval_at, Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let start = Instant::now() + Duration::from_millis(5);
+///     let mut ticks = interval_at(start, Duration::from_millis(5));
+///     assert_eq!(ticks.tick().await, start);
+///     assert!(Instant::now() >= start);
+/// });
+/// ```
 #[track_caller]
 pub fn interval_at(start: Instant, period: Duration) -> Interval {
     assert!(!period.is_zero(), "`interval` needs a period above zero");
@@ -45,7 +93,28 @@ pub fn interval_at(start: Instant, period: Duration) -> Interval {
     }
 }
 
-/// The stream of ticks made by [`interval`].
+/// The stream of ticks made by [`interval`] and [`interval_at`].
+///
+/// # Examples
+///
+/// A periodic job that stops after three rounds:
+///
+/// ```
+/// use bulwark::time::{interval, Duration};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let rounds = rt.block_on(async {
+///     let mut ticks = interval(Duration::from_millis(2));
+///     assert_eq!(ticks.period(), Duration::from_millis(2));
+///     let mut rounds = 0;
+///     while rounds < 3 {
+///         ticks.tick().await;
+///         rounds += 1; // the job's work
+///     }
+///     rounds
+/// });
+/// assert_eq!(rounds, 3);
+/// ```
 #[derive(Debug)]
 pub struct Interval {
     sleep: Pin<Box<Sleep>>,

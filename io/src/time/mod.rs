@@ -44,7 +44,22 @@ pub(crate) fn now() -> std::time::Instant {
 ///
 /// Outside a bulwark runtime, as tokio's does.
 ///
-/// The facade's `bulwark::time` module shows it in a test.
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{pause, sleep, Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// let real = std::time::Instant::now();
+/// rt.block_on(async {
+///     pause();
+///     let start = Instant::now();
+///     // Nothing else can run: the clock jumps to the sleep's deadline.
+///     sleep(Duration::from_secs(24 * 3600)).await;
+///     assert!(start.elapsed() >= Duration::from_secs(24 * 3600));
+/// });
+/// assert!(real.elapsed() < Duration::from_secs(60), "a day took no time");
+/// ```
 #[track_caller]
 pub fn pause() {
     match crate::context::current() {
@@ -58,6 +73,23 @@ pub fn pause() {
 /// # Panics
 ///
 /// Outside a bulwark runtime.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{advance, pause, resume, sleep, Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     pause();
+///     let t = Instant::now();
+///     advance(Duration::from_secs(60)).await;
+///     resume();
+///     // Running again, from a minute ahead: real time moves it on.
+///     sleep(Duration::from_millis(2)).await;
+///     assert!(t.elapsed() >= Duration::from_secs(60) + Duration::from_millis(2));
+/// });
+/// ```
 #[track_caller]
 pub fn resume() {
     match crate::context::current() {
@@ -73,6 +105,31 @@ pub fn resume() {
 /// # Panics
 ///
 /// Outside a bulwark runtime, or if the clock is not paused (as tokio's).
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{advance, pause, sleep, Duration};
+/// use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+/// use std::sync::Arc;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     pause();
+///     let woke = Arc::new(AtomicBool::new(false));
+///     let flag = woke.clone();
+///     let nap = bulwark::spawn(async move {
+///         sleep(Duration::from_secs(10)).await;
+///         flag.store(true, SeqCst);
+///     });
+///     bulwark::task::yield_now().await; // let it set its timer
+///     advance(Duration::from_secs(9)).await;
+///     assert!(!woke.load(SeqCst), "a second early");
+///     advance(Duration::from_secs(1)).await;
+///     nap.await.unwrap();
+///     assert!(woke.load(SeqCst));
+/// });
+/// ```
 #[track_caller]
 pub fn advance(duration: Duration) -> impl std::future::Future<Output = ()> {
     let moved = match crate::context::current() {
@@ -91,6 +148,22 @@ pub mod error {
     use std::fmt;
 
     /// A [`timeout`](super::timeout) ran out before its future finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulwark::time::{error::Elapsed, timeout, Duration};
+    ///
+    /// let rt = bulwark::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let err: Elapsed = timeout(Duration::from_millis(1), std::future::pending::<()>())
+    ///         .await
+    ///         .unwrap_err();
+    ///     assert_eq!(err.to_string(), "deadline has elapsed");
+    ///     let io: std::io::Error = err.into();
+    ///     assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    /// });
+    /// ```
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct Elapsed(pub(super) ());
 

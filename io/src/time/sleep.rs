@@ -13,6 +13,20 @@ use std::time::Duration;
 /// # Panics
 ///
 /// Outside a bulwark runtime (there is no timer to set), as tokio's does.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{sleep, Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let start = Instant::now();
+///     sleep(Duration::from_millis(10)).await;
+///     // Never early: the deadline is rounded up to the wheel's next tick.
+///     assert!(start.elapsed() >= Duration::from_millis(10));
+/// });
+/// ```
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
     match crate::context::current() {
@@ -33,6 +47,21 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// # Panics
 ///
 /// Outside a bulwark runtime.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{sleep_until, Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let at = Instant::now() + Duration::from_millis(5);
+///     sleep_until(at).await;
+///     assert!(Instant::now() >= at);
+///     // A deadline already past is ready at once.
+///     sleep_until(at - Duration::from_secs(1)).await;
+/// });
+/// ```
 #[track_caller]
 pub fn sleep_until(deadline: Instant) -> Sleep {
     match crate::context::current() {
@@ -48,6 +77,26 @@ pub(crate) fn far_future() -> std::time::Instant {
 
 /// The future of [`sleep`] and [`sleep_until`]. It sets its timer when first
 /// polled and takes it out of the wheel when dropped.
+///
+/// # Examples
+///
+/// Moving the deadline of a sleep already under way, as a keep-alive timer
+/// does on each request:
+///
+/// ```
+/// use bulwark::time::{sleep, Duration, Instant};
+/// use std::pin::pin;
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let mut idle = pin!(sleep(Duration::from_secs(3600)));
+///     let sooner = Instant::now() + Duration::from_millis(5);
+///     idle.as_mut().reset(sooner);
+///     assert_eq!(idle.deadline(), sooner);
+///     idle.as_mut().await;
+///     assert!(idle.is_elapsed());
+/// });
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {

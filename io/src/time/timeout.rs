@@ -14,6 +14,19 @@ use std::time::Duration;
 /// # Panics
 ///
 /// Outside a bulwark runtime.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{timeout, Duration};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     assert_eq!(timeout(Duration::from_secs(10), async { 5 }).await, Ok(5));
+///     let never = std::future::pending::<()>();
+///     assert!(timeout(Duration::from_millis(5), never).await.is_err());
+/// });
+/// ```
 #[track_caller]
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     Timeout {
@@ -23,6 +36,26 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
 }
 
 /// As [`timeout`], with a deadline instead of a duration.
+///
+/// # Panics
+///
+/// Outside a bulwark runtime.
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{timeout_at, Duration, Instant};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     // One deadline for several steps.
+///     let deadline = Instant::now() + Duration::from_millis(20);
+///     assert_eq!(timeout_at(deadline, async { 1 }).await, Ok(1));
+///     let stuck = timeout_at(deadline, std::future::pending::<()>()).await;
+///     assert!(stuck.is_err());
+///     assert!(Instant::now() >= deadline);
+/// });
+/// ```
 #[track_caller]
 pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
     Timeout {
@@ -31,7 +64,21 @@ pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
     }
 }
 
-/// The future of [`timeout`].
+/// The future of [`timeout`] and [`timeout_at`].
+///
+/// # Examples
+///
+/// ```
+/// use bulwark::time::{timeout, Duration};
+///
+/// let rt = bulwark::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let t = timeout(Duration::from_secs(1), async { "inner" });
+///     // The wrapped future can be looked at, or taken back unpolled.
+///     let inner = t.into_inner();
+///     assert_eq!(inner.await, "inner");
+/// });
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Timeout<F> {
