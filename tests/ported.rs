@@ -25,7 +25,7 @@
 //! that both sides have the same files.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -238,50 +238,54 @@ fn the_ported_proxy_carries_bytes_to_the_ported_echo_server_and_back() {
     }
 }
 
-/// Reads lines from a chat connection until one equals `want` (10 s).
-fn expect_line(r: &mut BufReader<TcpStream>, want: &str) {
-    let mut seen = Vec::new();
-    loop {
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) => panic!("connection closed waiting for {want:?}; saw {seen:?}"),
-            Ok(_) => {
-                let line = line.trim_end().to_string();
-                if line == want {
-                    return;
-                }
-                seen.push(line);
-            }
-            Err(e) => panic!("waiting for {want:?} (saw {seen:?}): {e}"),
-        }
-    }
+/// Connects to the chat server at `addr` as `name`: the connection, and
+/// what the server sends it.
+fn chat_user(addr: SocketAddr, name: &str) -> (TcpStream, Lines) {
+    let s = connect(addr);
+    let mut lines = Lines::new(name, s.try_clone().unwrap());
+    lines.line("Please enter your username:");
+    (&s).write_all(format!("{name}\n").as_bytes()).unwrap();
+    (s, lines)
 }
 
 #[test]
 fn the_ported_chat_server_broadcasts_between_users() {
     let addr = free_addr();
     let _server = start("chat", &[addr.to_string()], addr);
-    let alice = connect(addr);
-    let mut alice_in = BufReader::new(alice.try_clone().unwrap());
-    let mut alice_out = alice;
-    expect_line(&mut alice_in, "Please enter your username:");
-    alice_out.write_all(b"alice\n").unwrap();
+    let (alice, mut alice_in) = chat_user(addr, "alice");
+    let (bob, mut bob_in) = chat_user(addr, "bob");
+    // The server answers nothing to a name: a user hears the others from
+    // some moment after it reads the name, and whoever joins before that
+    // is not announced to them. So Bob says "ping" until Alice hears one
+    // (then both are in: Bob's lines are read only once he is), and each
+    // wait for it is short; 10 s in all.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        (&bob).write_all(b"ping\n").unwrap();
+        if alice_in.comes_within("bob: ping", Duration::from_millis(100)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice heard no \"bob: ping\" within 10 s; she had {:?}",
+            alice_in.seen
+        );
+    }
 
-    let bob = connect(addr);
-    let mut bob_in = BufReader::new(bob.try_clone().unwrap());
-    let mut bob_out = bob;
-    expect_line(&mut bob_in, "Please enter your username:");
-    bob_out.write_all(b"bob\n").unwrap();
-    expect_line(&mut alice_in, "bob has joined the chat");
+    let (carol, mut carol_in) = chat_user(addr, "carol");
+    alice_in.line("carol has joined the chat");
+    bob_in.line("carol has joined the chat");
 
-    bob_out.write_all(b"hello alice\n").unwrap();
-    expect_line(&mut alice_in, "bob: hello alice");
-    alice_out.write_all(b"hi bob\n").unwrap();
-    expect_line(&mut bob_in, "alice: hi bob");
+    (&carol).write_all(b"hello all\n").unwrap();
+    alice_in.line("carol: hello all");
+    bob_in.line("carol: hello all");
+    (&alice).write_all(b"hi carol\n").unwrap();
+    bob_in.line("alice: hi carol");
+    carol_in.line("alice: hi carol");
 
-    drop(bob_out);
-    drop(bob_in);
-    expect_line(&mut alice_in, "bob has left the chat");
+    carol.shutdown(Shutdown::Both).unwrap();
+    alice_in.line("carol has left the chat");
+    bob_in.line("carol has left the chat");
 }
 
 /// Sends `line` and reads one line back (10 s), without its newline.
@@ -465,6 +469,34 @@ impl Lines {
             rx,
             seen: Vec::new(),
         }
+    }
+
+    /// Whether a line equal to `want` comes within `wait` (others are
+    /// passed over).
+    fn comes_within(&mut self, want: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) if line == want => return true,
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "{} reached its end waiting for {want:?}; it had {:?}",
+                    self.who, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits (10 s) for a line equal to `want`, passing over others.
+    fn line(&mut self, want: &str) {
+        assert!(
+            self.comes_within(want, Duration::from_secs(10)),
+            "{} had no line {want:?} within 10 s; it had {:?}",
+            self.who,
+            self.seen
+        );
     }
 
     /// The next line that starts with `prefix`, without it (10 s).
