@@ -1,20 +1,100 @@
 //! Per-task deadlines: an idle task past its deadline is dropped within a
-//! timer tick or so (never before); a running one when its poll returns, with
+//! timer tick (never before); a running one when its poll returns, with
 //! its destructors run before its handle resolves; children inherit their
 //! parent's deadline unless detached or given an earlier one; the runtime's
 //! `default_deadline` applies to plain spawns; and deadline timers leave the
 //! wheel when their tasks finish first.
+//!
+//! Where a test is about when a deadline passes, it runs on a paused clock
+//! (`Builder::start_paused`): the clock moves only when nothing else in the
+//! runtime can run, so a task is always polled before its deadline, however
+//! slow the machine, and a check one timer tick before or after a deadline
+//! is exact. Those deadlines are seconds to an hour of virtual time, which
+//! costs nothing, rather than milliseconds: a few of the runtime's deadline
+//! checks (a queued task's, at dequeue) still read the real clock, which must
+//! not reach them. The tests left on real time say what they assume next to
+//! it.
 
 mod common;
 
 use bulwark::time::{Duration, Instant};
-use std::future::pending;
+use std::future::{pending, Future};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 
+use bulwark::runtime::{Runtime, Watchdog};
 use bulwark::task::{self, JoinError, JoinHandle};
 use common::{builder, runtime, wait_until, within, DropCounter, LATE};
 use tokio::sync::{oneshot, watch};
+
+/// The timer wheel's resolution: on a paused clock, a check one tick
+/// before a deadline and one after it tell the two sides apart.
+const TICK: Duration = Duration::from_millis(1);
+
+/// A runtime with `workers` workers whose clock starts paused, and no
+/// watchdog: a destructor that takes a while here (`SlowDrop`) must keep its
+/// worker, not be handed a replacement thread, which the paused clock would
+/// count as idle and jump past.
+fn paused(workers: usize) -> Runtime {
+    builder(workers)
+        .start_paused(true)
+        .watchdog(Watchdog::off())
+        .build()
+        .expect("build a runtime on a paused clock")
+}
+
+/// Runs `test` as a task on `rt` and returns its output; a panic in it
+/// fails the test with its own message.
+///
+/// On a paused clock, a task is the place to look from: the clock jumps
+/// only once every worker is parked, and a task woken by a timer runs
+/// before it can jump again, whereas a `block_on` woken by a timer may not
+/// have looked yet when the clock jumps on to the next one.
+fn on_a_task<F>(rt: &Runtime, test: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    output(rt.block_on(rt.spawn(test)))
+}
+
+/// The output of a test's own task; a panic in it fails the test with its
+/// own message.
+fn output<T>(result: Result<T, JoinError>) -> T {
+    match result {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the test's own task ended without its output: {e}"),
+    }
+}
+
+/// On a paused clock, from a task: awaits `join`, whose deadline is `after`
+/// from now, and checks that its task is still there one tick before the
+/// deadline (where `just_before` may check more) and has ended by one tick
+/// after it. Returns what the handle said.
+async fn ends_at_its_deadline<T>(
+    join: JoinHandle<T>,
+    after: Duration,
+    what: &str,
+    just_before: impl FnOnce(),
+) -> Result<T, JoinError> {
+    // Made now, first polled once `join` has resolved: then it says whether
+    // the clock has reached a tick past the deadline, without being a timer
+    // the clock could jump to meanwhile.
+    let mut too_late = bulwark::time::sleep(after + TICK);
+    bulwark::time::sleep(after - TICK).await;
+    assert!(
+        !join.is_finished(),
+        "{what} ended before its deadline ({after:?})"
+    );
+    just_before();
+    let result = join.await;
+    assert!(
+        futures::poll!(&mut too_late).is_pending(),
+        "{what} ended a tick or more after its deadline ({after:?})"
+    );
+    result
+}
 
 /// Counts into a shared counter when dropped, after a pause: if the runtime
 /// resolved a handle before dropping the future, a check made right after
@@ -47,48 +127,47 @@ fn assert_deadline_exceeded<T: std::fmt::Debug>(result: Result<T, JoinError>, wh
 
 #[test]
 fn an_idle_task_is_dropped_at_its_deadline_and_not_before() {
-    within(20, "an idle task's 50 ms deadline", || {
-        let rt = runtime(2);
+    within(20, "an idle task's deadline", || {
+        // Paused: the task is polled before its deadline however slow the
+        // machine, and its end is watched a tick either side of it.
+        const DEADLINE: Duration = Duration::from_secs(50);
+        let rt = paused(2);
         let drops = Arc::new(AtomicUsize::new(0));
         let polls = Arc::new(AtomicUsize::new(0));
         let guard = SlowDrop(Arc::clone(&drops));
         let counted = Arc::clone(&polls);
+        let (seen_drops, seen_polls) = (Arc::clone(&drops), Arc::clone(&polls));
 
-        let began = Instant::now();
-        let join = task::Builder::new()
-            .name("idle")
-            .timeout(Duration::from_millis(50))
-            .spawn_on(
-                async move {
+        let result = on_a_task(&rt, async move {
+            let join = task::Builder::new()
+                .name("idle")
+                .timeout(DEADLINE)
+                .spawn(async move {
                     let _guard = guard;
                     counted.fetch_add(1, SeqCst);
                     pending::<()>().await
-                },
-                rt.handle(),
-            )
-            .expect("spawn a task with a deadline");
-        let result = rt.block_on(join);
-        let waited = began.elapsed();
-        assert_eq!(
-            drops.load(SeqCst),
-            1,
-            "the handle resolved before the expired future was dropped"
-        );
+                })
+                .expect("spawn a task with a deadline");
+            let before = Arc::clone(&seen_drops);
+            let result = ends_at_its_deadline(join, DEADLINE, "an idle task", move || {
+                assert_eq!(seen_polls.load(SeqCst), 1, "the idle task's first poll");
+                assert_eq!(before.load(SeqCst), 0, "dropped before its deadline");
+            })
+            .await;
+            assert_eq!(
+                seen_drops.load(SeqCst),
+                1,
+                "the handle resolved before the expired future was dropped"
+            );
+            result
+        });
         let err = result.as_ref().expect_err("a pending task completed");
         let shown = err.to_string();
         assert!(
             shown.contains("idle"),
             "JoinError {shown:?} does not name the task"
         );
-        assert_deadline_exceeded(result, "an idle task with a 50 ms deadline");
-        assert!(
-            waited >= Duration::from_millis(50),
-            "dropped after {waited:?}, before its 50 ms deadline"
-        );
-        assert!(
-            waited < LATE,
-            "dropped {waited:?} after spawn, for a 50 ms deadline"
-        );
+        assert_deadline_exceeded(result, "an idle task with a deadline");
         assert_eq!(
             polls.load(SeqCst),
             1,
@@ -118,158 +197,157 @@ struct Seen {
 #[test]
 fn children_inherit_the_parent_deadline_unless_detached_or_given_an_earlier_one() {
     within(30, "a parent's deadline and its children's", || {
-        const PARENT: Duration = Duration::from_millis(300);
-        const EARLY: Duration = Duration::from_millis(30);
-        let rt = runtime(2);
-        let (seen_tx, seen_rx) = mpsc::channel::<Seen>();
+        // Paused: every child reports its deadline in its first poll, which
+        // comes before any deadline passes however slow the machine, and
+        // each end is watched a tick either side of its deadline.
+        const PARENT: Duration = Duration::from_secs(300);
+        const EARLY: Duration = Duration::from_secs(30);
+        let rt = paused(2);
         let inherit_drops = Arc::new(AtomicUsize::new(0));
-        let (go_tx, go_rx) = oneshot::channel::<()>();
         let detached_ran_late = Arc::new(AtomicBool::new(false));
-        let (handles_tx, handles_rx) = oneshot::channel();
+        let inherit_guard = DropCounter::new(&inherit_drops);
+        let ran_late = Arc::clone(&detached_ran_late);
+        let seen_drops = Arc::clone(&inherit_drops);
 
-        let parent = {
-            let inherit_guard = DropCounter::new(&inherit_drops);
-            let detached_ran_late = Arc::clone(&detached_ran_late);
-            task::Builder::new()
+        on_a_task(&rt, async move {
+            let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+            let (go_tx, go_rx) = oneshot::channel::<()>();
+            let (handles_tx, handles_rx) = oneshot::channel();
+            let parent = task::Builder::new()
                 .timeout(PARENT)
-                .spawn_on(
-                    async move {
-                        let own = task::deadline();
-                        let report = |who: &'static str, tx: &mpsc::Sender<Seen>| {
+                .spawn(async move {
+                    let own = task::deadline();
+                    let report =
+                        |who: &'static str, tx: &tokio::sync::mpsc::UnboundedSender<Seen>| {
                             tx.send(Seen {
                                 who,
                                 deadline: task::deadline(),
                             })
                             .unwrap()
                         };
-                        let tx = seen_tx.clone();
-                        let inherit: JoinHandle<()> = bulwark::spawn(async move {
-                            let _guard = inherit_guard;
-                            report("inherit", &tx);
-                            pending::<()>().await
-                        });
-                        let tx = seen_tx.clone();
-                        let detached = task::Builder::new()
-                            .detached_deadline()
-                            .spawn(async move {
-                                report("detached", &tx);
-                                go_rx.await.expect("the go signal was dropped");
-                                detached_ran_late.store(true, SeqCst);
-                                "detached done"
-                            })
-                            .unwrap();
-                        let tx = seen_tx.clone();
-                        let early_spawned = Instant::now();
-                        let early = task::Builder::new()
-                            .timeout(EARLY)
-                            .spawn(async move {
-                                report("early", &tx);
-                                pending::<()>().await
-                            })
-                            .unwrap();
-                        let tx = seen_tx.clone();
-                        let late = task::Builder::new()
-                            .timeout(Duration::from_secs(60))
-                            .spawn(async move {
-                                report("late", &tx);
-                                pending::<()>().await
-                            })
-                            .unwrap();
-                        let _ =
-                            handles_tx.send((own, early_spawned, inherit, detached, early, late));
+                    let tx = seen_tx.clone();
+                    let inherit: JoinHandle<()> = bulwark::spawn(async move {
+                        let _guard = inherit_guard;
+                        report("inherit", &tx);
                         pending::<()>().await
-                    },
-                    rt.handle(),
-                )
-                .expect("spawn the parent")
-        };
+                    });
+                    let tx = seen_tx.clone();
+                    let detached = task::Builder::new()
+                        .detached_deadline()
+                        .spawn(async move {
+                            report("detached", &tx);
+                            go_rx.await.expect("the go signal was dropped");
+                            ran_late.store(true, SeqCst);
+                            "detached done"
+                        })
+                        .unwrap();
+                    let tx = seen_tx.clone();
+                    let early = task::Builder::new()
+                        .timeout(EARLY)
+                        .spawn(async move {
+                            report("early", &tx);
+                            pending::<()>().await
+                        })
+                        .unwrap();
+                    let tx = seen_tx.clone();
+                    let late = task::Builder::new()
+                        .timeout(Duration::from_secs(3600))
+                        .spawn(async move {
+                            report("late", &tx);
+                            pending::<()>().await
+                        })
+                        .unwrap();
+                    let _ = handles_tx.send((own, inherit, detached, early, late));
+                    pending::<()>().await
+                })
+                .expect("spawn the parent");
+            // Set at the parent's spawn, as its deadline and its children's
+            // were (the clock cannot move before they are all polled); each
+            // is first polled (and so set) where it is awaited.
+            let early_before = bulwark::time::sleep(EARLY - TICK);
+            let mut early_after = bulwark::time::sleep(EARLY + TICK);
+            let parent_before = bulwark::time::sleep(PARENT - TICK);
+            let mut parent_after = bulwark::time::sleep(PARENT + TICK);
 
-        let (own, early_spawned, inherit, detached, early, late) = rt
-            .block_on(handles_rx)
-            .expect("the parent ended before sending its children");
-        let parent_deadline = own.expect("task::deadline() inside a task with a timeout is None");
-        let mut seen = std::collections::HashMap::new();
-        for _ in 0..4 {
-            let s = seen_rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("waited 10 s for the children to report their deadlines");
-            seen.insert(s.who, s.deadline);
-        }
-        assert_eq!(
-            seen["inherit"],
-            Some(parent_deadline),
-            "a plain child's deadline"
-        );
-        assert_eq!(seen["detached"], None, "a detached child's deadline");
-        assert_eq!(
-            seen["late"],
-            Some(parent_deadline),
-            "a child with a later own deadline"
-        );
-        let early_deadline = seen["early"].expect("the early child has no deadline");
-        assert!(
-            early_deadline < parent_deadline,
-            "the early child's deadline is not its own earlier one"
-        );
-        assert!(
-            early_deadline >= early_spawned + EARLY
-                && early_deadline <= early_spawned + EARLY + Duration::from_millis(200),
-            "the early child's deadline is {:?} after its spawn, for a timeout of {EARLY:?}",
-            early_deadline - early_spawned
-        );
+            let (own, inherit, detached, early, late) = handles_rx
+                .await
+                .expect("the parent ended before sending its children");
+            let parent_deadline =
+                own.expect("task::deadline() inside a task with a timeout is None");
+            let mut seen = std::collections::HashMap::new();
+            for _ in 0..4 {
+                let s = seen_rx.recv().await.expect("the children's reports");
+                seen.insert(s.who, s.deadline);
+            }
+            assert_eq!(
+                seen["inherit"],
+                Some(parent_deadline),
+                "a plain child's deadline"
+            );
+            assert_eq!(seen["detached"], None, "a detached child's deadline");
+            assert_eq!(
+                seen["late"],
+                Some(parent_deadline),
+                "a child with a later own deadline"
+            );
+            // Spawned at the parent's instant: its own timeout from there.
+            assert_eq!(
+                seen["early"],
+                Some(parent_deadline - (PARENT - EARLY)),
+                "the early child's deadline is not its own earlier one"
+            );
 
-        // The early child expires on its own deadline, well before the parent.
-        rt.block_on(async {
-            let early = early.await;
-            let at = Instant::now();
-            assert_deadline_exceeded(early, "the child with an earlier deadline");
+            // The early child expires on its own deadline, well before the
+            // parent.
+            early_before.await;
             assert!(
-                at >= early_deadline,
+                !early.is_finished(),
                 "the early child expired before its deadline"
             );
+            let early = early.await;
             assert!(
-                at < parent_deadline,
-                "the early child expired only {:?} after its deadline, at the parent's",
-                at - early_deadline
+                futures::poll!(&mut early_after).is_pending(),
+                "the early child expired a tick or more after its deadline"
             );
-        });
-        assert!(
-            !parent.is_finished(),
-            "the parent expired with the early child"
-        );
+            assert_deadline_exceeded(early, "the child with an earlier deadline");
+            assert!(
+                !parent.is_finished(),
+                "the parent expired with the early child"
+            );
 
-        // The parent, and with it the inheriting children, at its deadline.
-        rt.block_on(async {
+            // The parent, and with it the inheriting children, at its
+            // deadline.
+            parent_before.await;
+            assert!(!parent.is_finished(), "the parent expired early");
+            assert!(!inherit.is_finished(), "the inheriting child expired early");
+            assert!(
+                !late.is_finished(),
+                "the child with a later own deadline expired early"
+            );
             assert_deadline_exceeded(parent.await, "the parent");
-            assert!(
-                Instant::now() >= parent_deadline,
-                "the parent expired early"
-            );
-            let inherit = inherit.await;
-            assert!(
-                Instant::now() >= parent_deadline,
-                "the inheriting child expired early"
-            );
-            assert_deadline_exceeded(inherit, "the inheriting child");
+            assert_deadline_exceeded(inherit.await, "the inheriting child");
             assert_deadline_exceeded(late.await, "the child with a later own deadline");
-        });
-        assert_eq!(
-            inherit_drops.load(SeqCst),
-            1,
-            "the inheriting child's future was not dropped"
-        );
+            assert!(
+                futures::poll!(&mut parent_after).is_pending(),
+                "the parent's family expired a tick or more after its deadline"
+            );
+            assert_eq!(
+                seen_drops.load(SeqCst),
+                1,
+                "the inheriting child's future was not dropped"
+            );
 
-        // The detached child lives on past the parent's deadline.
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(
-            !detached.is_finished(),
-            "the detached child ended with its parent"
-        );
-        go_tx.send(()).expect("the detached child is gone");
-        let done = rt
-            .block_on(detached)
-            .expect("the detached child failed after its parent's deadline");
-        assert_eq!(done, "detached done");
+            // The detached child lives on past the parent's deadline.
+            assert!(
+                !detached.is_finished(),
+                "the detached child ended with its parent"
+            );
+            go_tx.send(()).expect("the detached child is gone");
+            let done = detached
+                .await
+                .expect("the detached child failed after its parent's deadline");
+            assert_eq!(done, "detached done");
+        });
         assert!(detached_ran_late.load(SeqCst));
 
         let m = rt.metrics();
@@ -277,7 +355,10 @@ fn children_inherit_the_parent_deadline_unless_detached_or_given_an_earlier_one(
             m.tasks_deadline_exceeded, 4,
             "metrics: parent, inherit, early, late"
         );
-        assert_eq!(m.tasks_completed, 1, "metrics: the detached child");
+        assert_eq!(
+            m.tasks_completed, 2,
+            "metrics: the detached child and the test's own task"
+        );
         assert_eq!(m.tasks_live, 0, "metrics: tasks_live");
         assert_eq!(m.timers_pending, 0, "metrics: timers left");
     });
@@ -286,25 +367,23 @@ fn children_inherit_the_parent_deadline_unless_detached_or_given_an_earlier_one(
 #[test]
 fn the_runtime_default_deadline_applies_to_plain_spawns() {
     within(20, "tasks under a default deadline", || {
-        const DEFAULT: Duration = Duration::from_millis(80);
+        // Paused: each task reports its deadline in its first poll, which
+        // comes before any deadline passes however slow the machine.
+        const DEFAULT: Duration = Duration::from_secs(80);
+        const LONG: Duration = Duration::from_secs(3600);
         let rt = builder(2)
             .default_deadline(Some(DEFAULT))
+            .start_paused(true)
             .build()
             .expect("build the runtime");
-        let drops = Arc::new(AtomicUsize::new(0));
 
-        let began = Instant::now();
-        let guard = DropCounter::new(&drops);
-        let (tx, rx) = oneshot::channel();
-        let plain = rt.spawn(async move {
-            let _guard = guard;
-            let _ = tx.send(task::deadline());
-            pending::<()>().await
-        });
-        // An explicit timeout overrides the default.
+        // An explicit timeout overrides the default. Spawned first, it ends
+        // without waiting and so leaves no timer: the paused clock has
+        // nothing to jump to, and the plain spawn below is made at the same
+        // instant.
         let (long_tx, long_rx) = oneshot::channel();
         let long = task::Builder::new()
-            .timeout(Duration::from_secs(60))
+            .timeout(LONG)
             .spawn_on(
                 async move {
                     let _ = long_tx.send(task::deadline());
@@ -313,108 +392,167 @@ fn the_runtime_default_deadline_applies_to_plain_spawns() {
                 rt.handle(),
             )
             .unwrap();
-        // A spawn from block_on gets the default too.
+        assert_eq!(
+            rt.block_on(long).expect("the long task failed"),
+            "long done"
+        );
+        let long_deadline = rt
+            .block_on(long_rx)
+            .expect("the long task did not report")
+            .expect("the long task has no deadline");
+
+        // A plain spawn from outside any task.
+        let drops = Arc::new(AtomicUsize::new(0));
+        let guard = DropCounter::new(&drops);
+        let (tx, rx) = oneshot::channel();
+        let plain = rt.spawn(async move {
+            let _guard = guard;
+            let _ = tx.send(task::deadline());
+            pending::<()>().await
+        });
+        let deadline = rt
+            .block_on(rx)
+            .expect("the plain task did not report")
+            .expect("a plain spawn has no deadline under default_deadline");
+        assert_eq!(
+            long_deadline - deadline,
+            LONG - DEFAULT,
+            "the default deadline is not {DEFAULT:?} after the spawn"
+        );
+
+        // A spawn from block_on gets the default too, and ends at it: watched
+        // from a task spawned at the same instant (which lifts its own
+        // default deadline).
         let (inner_deadline, inner) = rt.block_on(async {
             let (tx, rx) = oneshot::channel();
             let join = bulwark::spawn(async move {
                 let _ = tx.send(task::deadline());
                 pending::<()>().await
             });
-            (rx.await.expect("the inner task did not report"), join)
+            let watch = bulwark::spawn(async move {
+                task::lift_deadline();
+                ends_at_its_deadline(join, DEFAULT, "a spawn from block_on", || {}).await
+            });
+            (rx.await.expect("the inner task did not report"), watch)
         });
-
-        let deadline = rt
-            .block_on(rx)
-            .expect("the plain task did not report")
-            .expect("a plain spawn has no deadline under default_deadline");
-        assert!(
-            deadline >= began + DEFAULT && deadline <= began + DEFAULT + LATE,
-            "the default deadline is {:?} after the spawn, for {DEFAULT:?}",
-            deadline - began
-        );
         let inner_deadline = inner_deadline.expect("a spawn from block_on has no deadline");
         assert!(
-            inner_deadline >= began + DEFAULT,
-            "the inner deadline is early"
+            inner_deadline >= deadline,
+            "the inner deadline is early: made after the plain spawn, with the same default"
         );
-        let long_deadline = rt
-            .block_on(long_rx)
-            .expect("the long task did not report")
-            .expect("the long task has no deadline");
-        assert!(
-            long_deadline >= began + Duration::from_secs(60),
-            "an explicit timeout did not override the default"
-        );
-        assert_eq!(
-            rt.block_on(long).expect("the long task failed"),
-            "long done"
-        );
+        let inner = output(rt.block_on(inner));
+        assert_deadline_exceeded(inner, "a spawn from block_on");
 
-        let result = rt.block_on(plain);
-        let waited = began.elapsed();
-        assert_deadline_exceeded(result, "a plain spawn under default_deadline");
-        assert!(
-            waited >= DEFAULT,
-            "expired after {waited:?}, before {DEFAULT:?}"
-        );
-        assert!(
-            waited < DEFAULT + LATE,
-            "expired after {waited:?}, for {DEFAULT:?}"
-        );
+        assert_deadline_exceeded(rt.block_on(plain), "a plain spawn under default_deadline");
         assert_eq!(drops.load(SeqCst), 1, "the expired future was not dropped");
-        assert_deadline_exceeded(rt.block_on(inner), "a spawn from block_on");
         assert_eq!(rt.metrics().timers_pending, 0, "metrics: timers left");
     });
 }
 
+/// What became of a task that blocked its worker past its own deadline.
+struct Overrun {
+    rt: Runtime,
+    result: Result<&'static str, JoinError>,
+    /// Drops of its future counted when its handle resolved.
+    drops_at_resolve: usize,
+    polls: usize,
+    /// It was polled again after its deadline and ran on.
+    resumed: bool,
+    /// When its poll got past the block, if it did before the handle
+    /// resolved (real time).
+    blocked_until: Option<std::time::Instant>,
+    resolved_at: std::time::Instant,
+}
+
+/// Spawns a task with `timeout` whose first poll blocks its worker until
+/// past the deadline, then yields; waits for its handle.
+fn overrun(timeout: Duration) -> Overrun {
+    let rt = runtime(2);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let resumed = Arc::new(AtomicBool::new(false));
+    let blocked_until = Arc::new(Mutex::new(None));
+    let guard = SlowDrop(Arc::clone(&drops));
+    let (counted, after, block_end) = (
+        Arc::clone(&polls),
+        Arc::clone(&resumed),
+        Arc::clone(&blocked_until),
+    );
+    let join = task::Builder::new()
+        .timeout(timeout)
+        .spawn_on(
+            async move {
+                let _guard = guard;
+                counted.fetch_add(1, SeqCst);
+                // Blocks the worker through the deadline (the task was
+                // spawned before this poll began), then yields.
+                std::thread::sleep(timeout + Duration::from_millis(20));
+                *block_end.lock().unwrap() = Some(std::time::Instant::now());
+                task::yield_now().await;
+                after.store(true, SeqCst);
+                "ran on past its deadline"
+            },
+            rt.handle(),
+        )
+        .expect("spawn an overrunning task");
+    let result = rt.block_on(join);
+    let resolved_at = std::time::Instant::now();
+    let drops_at_resolve = drops.load(SeqCst);
+    let blocked_until = *blocked_until.lock().unwrap();
+    Overrun {
+        rt,
+        result,
+        drops_at_resolve,
+        polls: polls.load(SeqCst),
+        resumed: resumed.load(SeqCst),
+        blocked_until,
+        resolved_at,
+    }
+}
+
 #[test]
 fn a_task_running_past_its_deadline_is_dropped_when_its_poll_returns() {
-    within(20, "a task that overruns its deadline in one poll", || {
-        let rt = runtime(2);
-        let drops = Arc::new(AtomicUsize::new(0));
-        let polls = Arc::new(AtomicUsize::new(0));
-        let resumed = Arc::new(AtomicBool::new(false));
-        let guard = SlowDrop(Arc::clone(&drops));
-        let (counted, after) = (Arc::clone(&polls), Arc::clone(&resumed));
-
-        // Timing assumption: the task's first poll begins within 300 ms of
-        // its spawn (on an idle 2-worker runtime it begins at once; a machine
-        // so slow that it does not would drop the task unpolled, which
-        // another test covers). The poll then blocks past the deadline.
-        let began = Instant::now();
-        let join = task::Builder::new()
-            .timeout(Duration::from_millis(300))
-            .spawn_on(
-                async move {
-                    let _guard = guard;
-                    counted.fetch_add(1, SeqCst);
-                    // Blocks the worker through the deadline, then yields.
-                    std::thread::sleep(Duration::from_millis(500));
-                    task::yield_now().await;
-                    after.store(true, SeqCst);
-                    "ran on past its deadline"
-                },
-                rt.handle(),
-            )
-            .expect("spawn an overrunning task");
-        let result = rt.block_on(join);
-        let waited = began.elapsed();
+    within(60, "a task that overruns its deadline in one poll", || {
+        // Real time: the runtime reads the real clock as a poll that ran
+        // past its deadline returns, which is what this tests (on a paused
+        // clock that read does not see `time::advance` yet).
+        //
+        // A run says something only if the task's first poll begins before
+        // its deadline. On a machine so slow or busy that it does not, the
+        // task is dropped unpolled (`tasks_queued_past_their_deadline...`
+        // covers that), and the run is made again with a deadline four
+        // times longer.
+        let mut timeout = Duration::from_millis(100);
+        let run = loop {
+            let run = overrun(timeout);
+            if run.polls > 0 {
+                break run;
+            }
+            assert_deadline_exceeded(run.result, "a task dropped unpolled");
+            assert!(
+                timeout < Duration::from_secs(5),
+                "the task was never polled before its deadline, up to {timeout:?}"
+            );
+            timeout *= 4;
+        };
         assert_eq!(
-            drops.load(SeqCst),
-            1,
+            run.drops_at_resolve, 1,
             "the handle resolved before the overrunning future was dropped"
         );
-        assert_deadline_exceeded(result, "a task running past its deadline");
+        assert_deadline_exceeded(run.result, "a task running past its deadline");
+        let blocked_until = run
+            .blocked_until
+            .expect("the handle resolved while the task's poll was still blocked");
+        let after = run.resolved_at.saturating_duration_since(blocked_until);
         assert!(
-            waited >= Duration::from_millis(500),
-            "resolved after {waited:?}, inside the 500 ms poll"
+            after < LATE,
+            "resolved {after:?} after the overrunning poll returned"
         );
-        assert!(waited < LATE, "resolved {waited:?} after spawn");
-        assert_eq!(polls.load(SeqCst), 1, "polled more than once");
-        assert!(!resumed.load(SeqCst), "polled again after its deadline");
+        assert_eq!(run.polls, 1, "polled more than once");
+        assert!(!run.resumed, "polled again after its deadline");
 
         // The worker it blocked is fine: more tasks run.
-        let sum: usize = rt.block_on(async {
+        let sum: usize = run.rt.block_on(async {
             let handles: Vec<_> = (0..100).map(|i| bulwark::spawn(async move { i })).collect();
             let mut sum = 0;
             for h in handles {
@@ -423,7 +561,7 @@ fn a_task_running_past_its_deadline_is_dropped_when_its_poll_returns() {
             sum
         });
         assert_eq!(sum, 4_950);
-        let m = rt.metrics();
+        let m = run.rt.metrics();
         assert_eq!(
             m.tasks_deadline_exceeded, 1,
             "metrics: tasks_deadline_exceeded"
@@ -503,9 +641,13 @@ fn a_child_spawned_past_its_parents_deadline_while_queued_for_admission_ends_at_
     // it was in the admission wait list; it was then queued anyway, and its
     // handle resolved only when a permit freed (here: never).
     within(30, "the queued child to end at its deadline", || {
+        // Paused: the parent is in its first poll before its deadline, and
+        // the test moves the clock past the deadline while it is there.
+        const PARENT: Duration = Duration::from_secs(300);
         let rt = builder(2)
             .max_tasks(2)
             .admission(bulwark::runtime::Admission::Wait)
+            .start_paused(true)
             .build()
             .unwrap();
         let (hold_tx, hold_rx) = watch::channel(false);
@@ -514,27 +656,36 @@ fn a_child_spawned_past_its_parents_deadline_while_queued_for_admission_ends_at_
         let holder = rt.spawn(async move {
             let _ = hold.wait_for(|go| *go).await;
         });
-        // Timing assumption: the parent's first poll begins within 300 ms
-        // of its spawn (it would be dropped unpolled otherwise).
+        let (polling_tx, polling_rx) = mpsc::channel();
+        let (past_tx, past_rx) = mpsc::channel::<()>();
         let parent = task::Builder::new()
-            .timeout(Duration::from_millis(300))
+            .timeout(PARENT)
             .spawn_on(
                 async move {
-                    // Run past the parent's own deadline without yielding, so
-                    // the child is spawned with a deadline already gone and
-                    // at a full ceiling (holder + parent).
-                    std::thread::sleep(Duration::from_millis(400));
+                    polling_tx.send(()).unwrap();
+                    // Holds the worker, without yielding, until the clock
+                    // is past this task's deadline; then the child is
+                    // spawned with a deadline already gone and at a full
+                    // ceiling (holder + parent).
+                    past_rx
+                        .recv_timeout(Duration::from_secs(20))
+                        .expect("the test to move the clock past the deadline");
                     let child = task::spawn(async { pending::<()>().await });
                     (child,)
                 },
                 rt.handle(),
             )
             .unwrap();
+        polling_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the parent's first poll");
+        rt.block_on(async { bulwark::time::advance(PARENT + Duration::from_secs(1)).await });
+        past_tx.send(()).unwrap();
         let child = match rt.block_on(parent) {
             Ok((child,)) => child,
             Err(e) => panic!("the parent ended without its output: {e}"),
         };
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         assert_deadline_exceeded(rt.block_on(child), "the queued child");
         assert!(started.elapsed() < LATE, "the queued child ended late");
         hold_tx.send(true).unwrap();
@@ -552,13 +703,19 @@ fn tasks_queued_past_their_deadline_are_dropped_and_few_are_ever_polled() {
     // deadline is dropped unpolled once the worker's coarse clock shows it
     // (refreshed every 61 polls and on each wake-up): a long queue of dead
     // tasks is not run.
+    //
+    // Real time: the coarse clock is the real one. The worker is held until
+    // every queued task is past its deadline, however long the spawns take,
+    // and with the watchdog off no replacement takes its queue meanwhile.
     within(30, "the queued tasks to end at their deadlines", || {
         const TASKS: usize = 500;
-        let rt = builder(1).build().unwrap();
+        const TIMEOUT: Duration = Duration::from_millis(20);
+        let rt = builder(1).watchdog(Watchdog::off()).build().unwrap();
         let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
         let blocker = rt.spawn(async move {
             started_tx.send(()).unwrap();
-            std::thread::sleep(Duration::from_millis(150));
+            let _ = release_rx.recv_timeout(Duration::from_secs(20));
         });
         started_rx
             .recv_timeout(Duration::from_secs(10))
@@ -568,7 +725,7 @@ fn tasks_queued_past_their_deadline_are_dropped_and_few_are_ever_polled() {
             .map(|_| {
                 let polled = polled.clone();
                 task::Builder::new()
-                    .timeout(Duration::from_millis(20))
+                    .timeout(TIMEOUT)
                     .spawn_on(
                         async move {
                             polled.fetch_add(1, SeqCst);
@@ -579,6 +736,10 @@ fn tasks_queued_past_their_deadline_are_dropped_and_few_are_ever_polled() {
                     .unwrap()
             })
             .collect();
+        // Past the last one's deadline (sleeping longer only leaves them
+        // further past it).
+        std::thread::sleep(TIMEOUT * 2);
+        release_tx.send(()).unwrap();
         rt.block_on(blocker).unwrap();
         for (i, h) in handles.into_iter().enumerate() {
             assert_deadline_exceeded(rt.block_on(h), &format!("queued task {i}"));
@@ -594,17 +755,20 @@ fn tasks_queued_past_their_deadline_are_dropped_and_few_are_ever_polled() {
 #[test]
 fn a_task_that_lifts_its_deadline_outlives_it_even_after_its_timer_was_set() {
     within(30, "tasks that lift their deadlines", || {
-        let rt = runtime(2);
+        // Paused: the task wakes from its first sleep, and polls for the
+        // first time in the second part, before its deadline however slow
+        // the machine.
+        let rt = paused(2);
         let handle = task::Builder::new()
-            .timeout(Duration::from_millis(100))
+            .timeout(Duration::from_secs(100))
             .spawn_on(
                 async {
                     // Waits first, so the deadline timer is set, then lifts.
-                    bulwark::time::sleep(Duration::from_millis(20)).await;
+                    bulwark::time::sleep(Duration::from_secs(20)).await;
                     let lifted = task::lift_deadline();
                     assert!(lifted.is_some(), "the task had a deadline to lift");
                     assert_eq!(task::deadline(), None);
-                    bulwark::time::sleep(Duration::from_millis(300)).await;
+                    bulwark::time::sleep(Duration::from_secs(300)).await;
                     // A child spawned now inherits nothing.
                     bulwark::spawn(async { task::deadline() }).await.unwrap()
                 },
@@ -617,12 +781,14 @@ fn a_task_that_lifts_its_deadline_outlives_it_even_after_its_timer_was_set() {
             None
         );
         // A task that lifts in its first poll never sets the timer at all.
-        let mut b = builder(2);
-        b.default_deadline(Some(Duration::from_millis(50)));
-        let rt = b.build().expect("runtime");
+        let rt = builder(2)
+            .default_deadline(Some(Duration::from_secs(50)))
+            .start_paused(true)
+            .build()
+            .expect("runtime");
         let handle = rt.spawn(async {
             task::lift_deadline();
-            bulwark::time::sleep(Duration::from_millis(200)).await;
+            bulwark::time::sleep(Duration::from_secs(200)).await;
             "served"
         });
         assert_eq!(rt.block_on(handle).expect("lifted"), "served");

@@ -108,24 +108,33 @@ fn a_leased_connection_moved_into_a_global_vec_is_reported_with_its_acquire_line
 #[test]
 fn a_deadline_cancel_and_a_lost_task_cancel_give_the_lease_back() {
     within(60, "cancelled leases", || {
+        // Paused: the timed task takes the connection before its deadline
+        // however slow the machine (the clock moves only when nothing can
+        // run), so the deadline always finds a lease to give back.
         let mut b = builder(2);
-        b.on_lost_task(bulwark::runtime::LostTask::Cancel);
+        b.on_lost_task(bulwark::runtime::LostTask::Cancel)
+            .start_paused(true);
         let rt = b.build().expect("runtime");
         let (pool, _) = rt.block_on(async { new_pool("cancelled", 1, 0) });
         // Past its deadline while it holds the only connection.
         let (_keep, never) = tokio::sync::oneshot::channel::<()>();
         let p = pool.clone();
+        let (leased_tx, leased_rx) = std::sync::mpsc::channel();
         let timed = bulwark::task::Builder::new()
-            .timeout(Duration::from_millis(50))
+            .timeout(Duration::from_secs(60))
             .spawn_on(
                 async move {
                     let _conn = p.acquire().await.unwrap();
+                    leased_tx.send(()).unwrap();
                     let _ = never.await;
                 },
                 rt.handle(),
             )
             .unwrap();
         assert!(rt.block_on(timed).unwrap_err().is_deadline_exceeded());
+        leased_rx
+            .try_recv()
+            .expect("the timed task held the connection before its deadline");
         assert_eq!(pool.status().in_use, 0);
         // Lost: it waits on a future that keeps no waker.
         let p = pool.clone();

@@ -50,6 +50,25 @@ fn a_handle_moved_into_a_global_vec_is_an_orphan_named_by_its_line() {
     });
 }
 
+/// Returns once `n` handles of `kind` wait for room (bounded: fails after
+/// 10 s).
+async fn waiting_for(kind: &str, n: usize) {
+    let waiting = || {
+        bulwark::runtime::Handle::current()
+            .metrics()
+            .kinds
+            .iter()
+            .find(|k| k.name == kind)
+            .map_or(0, |k| k.waiting)
+    };
+    common::bounded(10, &format!("{n} `{kind}` waiters"), async {
+        while waiting() < n {
+            bulwark::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
 #[test]
 fn budgets_refuse_with_the_value_back_and_waiters_are_served_in_order() {
     within(60, "budgets", || {
@@ -63,11 +82,12 @@ fn budgets_refuse_with_the_value_back_and_waiters_are_served_in_order() {
             assert_eq!(refused.budget(), 2);
             assert!(refused.to_string().contains("`conn`"), "{refused}");
             assert_eq!(refused.into_inner(), 3);
-            // Waiters: the first in line gets the first place freed.
+            // Waiters: the first in line gets the first place freed. Each
+            // is in line before the next one comes.
             let first = bulwark::spawn(resource::track_wait("conn", 10));
-            bulwark::time::sleep(Duration::from_millis(20)).await;
+            waiting_for("conn", 1).await;
             let second = bulwark::spawn(resource::track_wait("conn", 20));
-            bulwark::time::sleep(Duration::from_millis(20)).await;
+            waiting_for("conn", 2).await;
             // A waiter that gives up takes no place.
             let quitter =
                 bulwark::time::timeout(Duration::from_millis(10), resource::track_wait("conn", 30))
@@ -93,13 +113,20 @@ fn a_handle_held_past_max_hold_is_reported_and_a_rebound_one_is_no_orphan() {
         let lease = rt
             .block_on(rt.spawn(async { resource::track("slow", ()) }))
             .expect("the task ends");
-        // Handed to a task that lives on: not an orphan once rebound.
+        // Handed to a task that lives on: not an orphan once rebound (and
+        // looked at only then: until the keeper's first poll its holder is
+        // the task that ended).
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (rebound_tx, rebound_rx) = std::sync::mpsc::channel();
         let keeper = rt.spawn(async move {
             lease.rebind();
+            rebound_tx.send(()).unwrap();
             let _ = rx.await;
             drop(lease);
         });
+        rebound_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the keeper to rebind the handle");
         wait_until(5, "the long hold to be listed", || {
             rt.handle()
                 .leaks()
@@ -138,14 +165,19 @@ fn a_blocking_closures_handle_is_not_an_orphan() {
 #[test]
 fn a_deadline_cancelled_task_gives_its_handle_back() {
     within(60, "a cancelled task's handle", || {
+        // Paused: the holder takes its handle before its deadline however
+        // slow the machine (the clock moves only when nothing can run), so
+        // the deadline always finds a handle to give back.
         let mut b = builder(2);
-        b.resource_budget("pool", 1);
+        b.resource_budget("pool", 1).start_paused(true);
         let rt = b.build().expect("runtime");
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
         let holder = bulwark::task::Builder::new()
-            .timeout(Duration::from_millis(50))
+            .timeout(Duration::from_secs(60))
             .spawn_on(
-                async {
+                async move {
                     let _lease = resource::track_wait("pool", ()).await.unwrap();
+                    held_tx.send(()).unwrap();
                     std::future::pending::<()>().await;
                 },
                 rt.handle(),
@@ -153,6 +185,9 @@ fn a_deadline_cancelled_task_gives_its_handle_back() {
             .expect("spawn");
         let err = rt.block_on(holder).expect_err("past its deadline");
         assert!(err.is_deadline_exceeded() || err.is_lost(), "{err}");
+        held_rx
+            .try_recv()
+            .expect("the holder took its handle before its deadline");
         rt.block_on(async {
             let again = resource::try_track("pool", ()).expect("the place came back");
             drop(again);
