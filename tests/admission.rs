@@ -668,6 +668,9 @@ fn probe_while_shedding(rt: &Runtime) -> (JoinHandle<&'static str>, bool) {
     panic!("waited 10 s to catch the runtime shedding between two spawns");
 }
 
+// Real time, by nature: CoDel measures real scheduling delays under a real
+// overload of real CPU. Its bounds are waits for an event (shedding on and
+// off, each up to 10 or 15 s), not claims about speed.
 #[test]
 fn adaptive_admission_sheds_a_10x_overload_admits_essential_tasks_and_stops_after() {
     let _cpu = cpu_heavy();
@@ -744,6 +747,13 @@ fn adaptive_admission_sheds_a_10x_overload_admits_essential_tasks_and_stops_afte
     });
 }
 
+// Real time, by nature, and the one claim here about speed: the p99
+// scheduling delay of the admitted tasks stays under 100 ms (20x CoDel's
+// 5 ms target; without shedding it is seconds). It assumes the machine
+// gives the two workers their cores during the one-second overload: a
+// worker descheduled for 100 ms delays every task queued behind it, and a
+// few such stalls put more than one task in a hundred over the bound
+// (valgrind, a box busy with other heavy jobs).
 #[test]
 fn adaptive_admission_keeps_the_p99_scheduling_delay_of_admitted_tasks_under_100ms() {
     let _cpu = cpu_heavy();

@@ -121,21 +121,32 @@ fn answers_within_a_second_while_every_worker_is_blocked() {
     within(30, "the endpoint with every worker blocked", || {
         let (rt, addr) = runtime_with_endpoint(2, 1_000);
         // Two per worker: with the watchdog's replacement threads (its
-        // default) taking a stuck worker's seat, they block too.
+        // default) taking a stuck worker's seat, they block too. They block
+        // until the test has looked (bounded, so they end if it fails).
+        let released = Arc::new(AtomicBool::new(false));
         let blockers: Vec<_> = (0..4)
             .map(|i| {
+                let released = released.clone();
                 bulwark::task::Builder::new()
                     .name(&format!("blocker-{i}"))
                     .spawn_on(
-                        async { thread::sleep(Duration::from_millis(2_500)) },
+                        async move {
+                            let until = Instant::now() + Duration::from_secs(30);
+                            while !released.load(Ordering::SeqCst) && Instant::now() < until {
+                                thread::sleep(Duration::from_millis(10));
+                            }
+                        },
                         rt.handle(),
                     )
                     .expect("spawn a blocker")
             })
             .collect();
+        // The claim of this test, in real time by nature: each answer within
+        // a second while every worker is stuck (a normal answer takes about
+        // a millisecond; a second is for a loaded machine).
         let bound = Duration::from_secs(1);
         // The watchdog (25 ms by default) reports each stuck worker.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + Duration::from_secs(10);
         let stalls = loop {
             let page = json(&get_within(addr, "/stalls", bound));
             let stalls = page["stalls"].as_array().unwrap().clone();
@@ -144,7 +155,7 @@ fn answers_within_a_second_while_every_worker_is_blocked() {
             }
             assert!(
                 Instant::now() < deadline,
-                "waited 2 s for /stalls to list both stuck workers: {page}"
+                "waited 10 s for /stalls to list both stuck workers: {page}"
             );
             thread::sleep(Duration::from_millis(20));
         };
@@ -176,6 +187,7 @@ fn answers_within_a_second_while_every_worker_is_blocked() {
         let running = json(&get_within(addr, "/tasks?state=running", bound));
         assert!(running["total"].as_u64().unwrap() >= 2, "{running}");
         assert_eq!(get_within(addr, "/", bound).status, 200);
+        released.store(true, Ordering::SeqCst);
         rt.shutdown_timeout(Duration::from_secs(5));
         drop(blockers);
     });
@@ -244,7 +256,7 @@ fn endpoint_fds(port: u16) -> usize {
 
 #[test]
 fn idle_and_trickling_connections_neither_starve_a_client_nor_grow_its_fds() {
-    within(60, "the endpoint under a connection flood", || {
+    within(90, "the endpoint under a connection flood", || {
         let limit = raise_fd_limit();
         // 1,000 idle and 100 slow, as the issue asks, unless the hard fd
         // limit is too low for them and the runtime (then fewer, said so).
@@ -289,15 +301,21 @@ fn idle_and_trickling_connections_neither_starve_a_client_nor_grow_its_fds() {
             })
         };
 
+        // Three seconds of the flood, and at least ten answers: a slow
+        // machine takes longer for them (up to 30 s), rather than failing.
         let started = Instant::now();
         let mut answered = 0;
         let mut worst = Duration::ZERO;
         let mut most_fds = 0;
-        while started.elapsed() < Duration::from_secs(3) {
+        while started.elapsed() < Duration::from_secs(3)
+            || (answered < 10 && started.elapsed() < Duration::from_secs(30))
+        {
             let t = Instant::now();
             let a = get(addr, "/health");
             let took = t.elapsed();
             assert_eq!(a.status, 200, "{}", a.body);
+            // Real time, by nature: an answer takes about a millisecond
+            // here; the second is for a loaded machine.
             assert!(
                 took < Duration::from_secs(1),
                 "a well-behaved client waited {took:?} for /health under the flood"
@@ -319,7 +337,11 @@ fn idle_and_trickling_connections_neither_starve_a_client_nor_grow_its_fds() {
             total <= base + idle_n + 100 + 65 + 16,
             "{total} fds open (from {base}, with {idle_n} idle and 100 slow clients)"
         );
-        assert!(answered >= 10, "only {answered} answers in 3 s");
+        assert!(
+            answered >= 10,
+            "only {answered} answers in {:?}",
+            started.elapsed()
+        );
         eprintln!(
             "flood: {idle_n} idle connections opened in {opened_in:?}; {answered} answers, the slowest in {worst:?}; the endpoint held at most {most_fds} sockets; {reconnects} slow reconnects"
         );

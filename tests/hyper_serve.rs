@@ -7,6 +7,11 @@
 //!
 //! The clients are plain blocking sockets on the test thread, with read
 //! timeouts, so what the server sends (or does not) is seen byte for byte.
+//!
+//! Real time, by nature: a paused clock would jump to the next timer while
+//! the server waits for a client outside the runtime. So the deadlines here
+//! leave a request with no work half a second or more, ample for a loaded
+//! machine, and each bound on when something happens is seconds wide.
 
 mod common;
 
@@ -27,10 +32,17 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 
+/// How long `/slow` takes.
+const SLOW: Duration = Duration::from_secs(1);
+/// The request deadline of the tests that set one: it bounds requests that
+/// do no work, so it leaves a loaded machine ample time for them.
+const DEADLINE: Duration = Duration::from_millis(500);
+
 /// A server on `rt` serving every connection with `limits`: `/ok` answers
-/// 200, `/slow` answers 200 after 300 ms, `/hang` never answers, `/spawn` spawns and detaches a child (which
-/// counts its drop in `dropped` and notes whether it had a deadline in
-/// `had_deadline`) that never finishes, and never answers either.
+/// 200, `/slow` answers 200 after `SLOW`, `/hang` never answers, `/spawn`
+/// spawns and detaches a child (which counts its drop in `dropped` and
+/// notes whether it had a deadline in `had_deadline`) that never finishes,
+/// and never answers either.
 fn serve(
     rt: &Runtime,
     limits: Limits,
@@ -40,6 +52,9 @@ fn serve(
     let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("local addr");
     rt.spawn(async move {
+        // The accept loop is no request: under a runtime default deadline it
+        // would end at it, and connections made later would go unserved.
+        bulwark::task::lift_deadline();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
@@ -53,7 +68,7 @@ fn serve(
                     async move {
                         match req.uri().path() {
                             "/hang" => std::future::pending::<()>().await,
-                            "/slow" => bulwark::time::sleep(Duration::from_millis(300)).await,
+                            "/slow" => bulwark::time::sleep(SLOW).await,
                             "/spawn" => {
                                 let count = DropCounter::new(&dropped);
                                 let child = bulwark::spawn(async move {
@@ -94,9 +109,12 @@ fn get(s: &mut TcpStream, path: &str) -> u16 {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
-        let n = s
-            .read(&mut byte)
-            .unwrap_or_else(|e| panic!("reading the response to {path}: {e}"));
+        let n = match s.read(&mut byte) {
+            // A signal (a debugger, a profiler) cuts a read with a timeout
+            // short: read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap_or_else(|e| panic!("reading the response to {path}: {e}")),
+        };
         assert!(n == 1, "connection closed before the response to {path}");
         buf.push(byte[0]);
     }
@@ -111,15 +129,15 @@ fn get(s: &mut TcpStream, path: &str) -> u16 {
     head[9..12].parse().expect("status code")
 }
 
-/// Reads until the server closes the connection; returns how long that took.
-fn time_to_close(s: &mut TcpStream) -> Duration {
-    let start = Instant::now();
+/// Reads until the server closes the connection.
+fn wait_for_close(s: &mut TcpStream) {
     let mut buf = [0u8; 256];
     loop {
         match s.read(&mut buf) {
-            Ok(0) => return start.elapsed(),
+            Ok(0) => return,
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("waiting for the server to close the connection: {e}"),
         }
     }
@@ -130,7 +148,7 @@ fn a_hung_request_gets_503_at_its_deadline_and_the_connection_serves_on() {
     let mut b = builder(2);
     // The runtime's default deadline is the request deadline here; the
     // connection itself must outlive it.
-    b.default_deadline(Some(Duration::from_millis(150)));
+    b.default_deadline(Some(DEADLINE));
     let rt = b.build().expect("runtime");
     let addr = serve(&rt, Limits::new(), Arc::default(), Arc::default());
     let mut s = connect(addr);
@@ -139,12 +157,12 @@ fn a_hung_request_gets_503_at_its_deadline_and_the_connection_serves_on() {
     assert_eq!(get(&mut s, "/hang"), 503, "a hung request is answered 503");
     let took = start.elapsed();
     assert!(
-        took >= Duration::from_millis(150) && took < Duration::from_secs(3),
-        "the 503 came after {took:?}, not at the 150 ms deadline"
+        took >= DEADLINE && took < DEADLINE + Duration::from_secs(3),
+        "the 503 came after {took:?}, not at the {DEADLINE:?} deadline"
     );
-    // The same keep-alive connection, well past the default deadline of the
+    // The same keep-alive connection, past the default deadline of the
     // connection's task.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(DEADLINE);
     assert_eq!(
         get(&mut s, "/ok"),
         200,
@@ -164,7 +182,9 @@ fn a_handler_s_children_inherit_the_request_deadline_and_go_with_it() {
     let rt = builder(2).build().expect("runtime");
     let dropped = Arc::new(AtomicUsize::new(0));
     let had_deadline = Arc::new(AtomicUsize::new(0));
-    let limits = Limits::new().request_deadline(Some(Duration::from_millis(100)));
+    // Each child reports in its first poll, which must come before the
+    // request's deadline ends it: `DEADLINE` leaves ample time for that.
+    let limits = Limits::new().request_deadline(Some(DEADLINE));
     let addr = serve(&rt, limits, dropped.clone(), had_deadline.clone());
     let mut s = connect(addr);
     for _ in 0..3 {
@@ -224,19 +244,30 @@ fn slowloris_is_closed_at_the_header_read_timeout() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
+    const IDLE: Duration = Duration::from_millis(300);
     let rt = builder(2).build().expect("runtime");
-    let limits = Limits::new().idle_timeout(Some(Duration::from_millis(300)));
+    let limits = Limits::new().idle_timeout(Some(IDLE));
     let addr = serve(&rt, limits, Arc::default(), Arc::default());
     let mut s = connect(addr);
+    // Timed from before the request: the idle time starts after the
+    // response, so however long this thread takes to read it, the close
+    // comes at least `IDLE` after this.
+    let start = Instant::now();
     assert_eq!(get(&mut s, "/ok"), 200);
-    let took = time_to_close(&mut s);
+    wait_for_close(&mut s);
+    let took = start.elapsed();
     assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
-        "an idle connection closed after {took:?}, not at the 300 ms idle timeout"
+        took >= IDLE && took < IDLE + Duration::from_secs(3),
+        "an idle connection closed {took:?} after its request, not at the {IDLE:?} idle timeout"
     );
-    // Busy connections are not idle: requests every 100 ms for 1 s.
+    // Busy connections are not idle: requests every 100 ms for 1.5 s, on a
+    // server whose idle timeout is shorter than that but leaves a loaded
+    // machine ample time between two requests.
+    const BUSY_IDLE: Duration = Duration::from_secs(1);
+    let limits = Limits::new().idle_timeout(Some(BUSY_IDLE));
+    let addr = serve(&rt, limits, Arc::default(), Arc::default());
     let mut s = connect(addr);
-    for _ in 0..10 {
+    for _ in 0..15 {
         assert_eq!(get(&mut s, "/ok"), 200);
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -244,18 +275,22 @@ fn an_idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
 
 #[test]
 fn a_listed_route_gets_its_own_deadline() {
-    const ROUTES: &[(&str, Duration)] = &[("/slow", Duration::from_secs(2))];
+    const ROUTES: &[(&str, Duration)] = &[("/slow", Duration::from_secs(5))];
     let rt = builder(2).build().expect("runtime");
     let limits = Limits::new()
-        .request_deadline(Some(Duration::from_millis(100)))
+        .request_deadline(Some(DEADLINE))
         .route_deadlines(ROUTES);
     let addr = serve(&rt, limits, Arc::default(), Arc::default());
     let mut s = connect(addr);
-    assert_eq!(get(&mut s, "/slow"), 200, "/slow has 2 s for its 300 ms");
+    assert_eq!(
+        get(&mut s, "/slow"),
+        200,
+        "/slow has 5 s for its {SLOW:?}, past the request deadline"
+    );
     assert_eq!(
         get(&mut s, "/hang"),
         503,
-        "/hang has the 100 ms request deadline"
+        "/hang has the {DEADLINE:?} request deadline"
     );
     assert_eq!(get(&mut s, "/ok"), 200);
 }

@@ -14,15 +14,25 @@ use bulwark::task;
 use common::{builder, wait_until, within};
 
 const THRESHOLD: Duration = Duration::from_millis(500);
-/// How long the holder keeps the lock: well past the threshold.
-const HOLD: Duration = Duration::from_secs(2);
 
-/// A task named "holder" takes a `tokio::sync::Mutex` and sleeps `HOLD`
-/// with it; a task named "waiter" then waits for the lock. Returns once the
-/// waiter is waiting, with both handles.
-fn holder_and_waiter(rt: &Runtime) -> (task::JoinHandle<()>, task::JoinHandle<()>) {
+/// A task named "holder" takes a `tokio::sync::Mutex` and waits with it
+/// until the test lets go (through the sender returned); a task named
+/// "waiter" then waits for the lock. Returns once the waiter is waiting,
+/// with both handles.
+///
+/// The holder keeps the lock until told, not for a fixed time: the idle
+/// report needs real time to pass (the threshold), and a test that checks
+/// the listing before a timer lets go would need the machine to be fast.
+fn holder_and_waiter(
+    rt: &Runtime,
+) -> (
+    task::JoinHandle<()>,
+    task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let lock = Arc::new(tokio::sync::Mutex::new(()));
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let held = lock.clone();
     let holder = task::Builder::new()
         .name("holder")
@@ -30,7 +40,7 @@ fn holder_and_waiter(rt: &Runtime) -> (task::JoinHandle<()>, task::JoinHandle<()
             async move {
                 let _guard = held.lock().await;
                 locked_tx.send(()).unwrap();
-                bulwark::time::sleep(HOLD).await;
+                let _ = release_rx.await;
             },
             rt.handle(),
         )
@@ -47,7 +57,7 @@ fn holder_and_waiter(rt: &Runtime) -> (task::JoinHandle<()>, task::JoinHandle<()
             rt.handle(),
         )
         .unwrap();
-    (holder, waiter)
+    (holder, waiter, release_tx)
 }
 
 fn named(handle: &Handle, name: &str) -> Option<bulwark::metrics::TaskInfo> {
@@ -64,7 +74,7 @@ fn a_task_blocked_on_a_mutex_held_by_an_idle_task_is_listed() {
             .idle_report(THRESHOLD)
             .build()
             .expect("build the runtime");
-        let (holder, waiter) = holder_and_waiter(&rt);
+        let (holder, waiter, release) = holder_and_waiter(&rt);
         let waiter_id = waiter.id().as_u64();
 
         wait_until(10, "the waiter to be listed as idle", || {
@@ -82,9 +92,9 @@ fn a_task_blocked_on_a_mutex_held_by_an_idle_task_is_listed() {
             idle_for > THRESHOLD && idle_for < Duration::from_secs(20),
             "{w:?}"
         );
-        // The holder, asleep in a timer with the lock, is idle too (what
-        // the blocked task waits for shows up next to it), and the list is
-        // longest idle first.
+        // The holder, waiting with the lock, is idle too (what the blocked
+        // task waits for shows up next to it), and the list is longest idle
+        // first.
         wait_until(10, "the holder to be listed as idle", || {
             named(rt.handle(), "holder").is_some()
         });
@@ -97,12 +107,17 @@ fn a_task_blocked_on_a_mutex_held_by_an_idle_task_is_listed() {
         let w = all.iter().find(|t| t.id == waiter_id).unwrap();
         assert!(w.idle_for.is_some_and(|d| d > THRESHOLD), "{w:?}");
 
-        // The holder wakes, lets go, and both finish: nothing is left.
+        // The holder is let go, and both finish: nothing is left.
+        release.send(()).unwrap();
         rt.block_on(async {
             common::bounded(10, "the holder", holder).await.unwrap();
             common::bounded(10, "the waiter", waiter).await.unwrap();
         });
-        assert!(rt.handle().idle_tasks().is_empty());
+        // A task leaves the registry just after its handle resolves (until
+        // then the list can still show it, idle since its last wait).
+        wait_until(10, "the finished tasks to leave the idle list", || {
+            rt.handle().idle_tasks().is_empty()
+        });
         let m = rt.metrics();
         assert_eq!(m.tasks_lost, 0, "a blocked task is not lost: {m:?}");
     });
@@ -112,14 +127,16 @@ fn a_task_blocked_on_a_mutex_held_by_an_idle_task_is_listed() {
 fn with_the_report_off_nothing_is_listed() {
     within(30, "the blocked task to be waited on", || {
         let rt = builder(2).build().expect("build the runtime");
-        let (holder, waiter) = holder_and_waiter(&rt);
+        let (holder, waiter, release) = holder_and_waiter(&rt);
         let waiter_id = waiter.id().as_u64();
-        // Past the threshold the other test uses.
-        std::thread::sleep(Duration::from_secs(1));
+        // Past the threshold the other test uses (a lower bound: the holder
+        // keeps the lock until told, however long this takes).
+        std::thread::sleep(THRESHOLD * 2);
         assert!(rt.handle().idle_tasks().is_empty());
         let all = rt.handle().tasks();
         let w = all.iter().find(|t| t.id == waiter_id).expect("live");
         assert_eq!((w.state, w.idle_for), (TaskState::Idle, None), "{w:?}");
+        release.send(()).unwrap();
         rt.block_on(async {
             common::bounded(10, "the holder", holder).await.unwrap();
             common::bounded(10, "the waiter", waiter).await.unwrap();

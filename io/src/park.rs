@@ -430,11 +430,13 @@ mod tests {
         }
         let p = Parker::with_driver(slot.clone());
         let u = p.unparker();
+        // Timed from before the unparker starts: the unpark comes 30 ms
+        // after this at the earliest, however this thread is scheduled.
+        let start = Instant::now();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(30));
             u.unpark();
         });
-        let start = Instant::now();
         p.park();
         // Returned on the unpark, not on a busy-driver retry.
         assert!(
