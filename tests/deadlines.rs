@@ -48,8 +48,7 @@ fn paused(workers: usize) -> Runtime {
 ///
 /// On a paused clock, a task is the place to look from: the clock jumps
 /// only once every worker is parked, and a task woken by a timer runs
-/// before it can jump again, whereas a `block_on` woken by a timer may not
-/// have looked yet when the clock jumps on to the next one.
+/// before it can jump again.
 fn on_a_task<F>(rt: &Runtime, test: F) -> F::Output
 where
     F: Future + Send + 'static,
@@ -187,11 +186,12 @@ fn an_idle_task_is_dropped_at_its_deadline_and_not_before() {
     });
 }
 
-/// What a child task saw of itself.
+/// What a child task saw of itself: its deadline as `task::deadline()`
+/// gives it (`I`, its instant type).
 #[derive(Debug)]
-struct Seen {
+struct Seen<I> {
     who: &'static str,
-    deadline: Option<Instant>,
+    deadline: Option<I>,
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn children_inherit_the_parent_deadline_unless_detached_or_given_an_earlier_one(
         let seen_drops = Arc::clone(&inherit_drops);
 
         on_a_task(&rt, async move {
-            let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+            let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<Seen<_>>();
             let (go_tx, go_rx) = oneshot::channel::<()>();
             let (handles_tx, handles_rx) = oneshot::channel();
             let parent = task::Builder::new()
@@ -218,7 +218,7 @@ fn children_inherit_the_parent_deadline_unless_detached_or_given_an_earlier_one(
                 .spawn(async move {
                     let own = task::deadline();
                     let report =
-                        |who: &'static str, tx: &tokio::sync::mpsc::UnboundedSender<Seen>| {
+                        |who: &'static str, tx: &tokio::sync::mpsc::UnboundedSender<Seen<_>>| {
                             tx.send(Seen {
                                 who,
                                 deadline: task::deadline(),
