@@ -162,3 +162,82 @@ fn instant_now_follows_the_paused_clock_on_every_worker() {
         assert!(b.saturating_duration_since(a.into_std()) < Duration::from_secs(60));
     });
 }
+
+/// Deadlines are on the paused clock everywhere the runtime checks them:
+/// real time passing while the clock stands still expires nothing (the
+/// check at dequeue once compared a virtual deadline with real time and
+/// dropped such a task unpolled), and a deadline passed by `advance` during
+/// a task's first poll ends the task when that poll returns.
+#[test]
+fn deadlines_are_checked_against_the_paused_clock_not_real_time() {
+    within(30, "deadlines on a paused clock", || {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            // Real time runs 200 ms; the paused clock does not move.
+            std::thread::sleep(Duration::from_millis(200));
+            let polled = bulwark::task::Builder::new()
+                .timeout(Duration::from_millis(50))
+                .spawn(async { 7 })
+                .expect("spawn");
+            assert_eq!(
+                polled
+                    .await
+                    .expect("not past a deadline of the paused clock"),
+                7
+            );
+
+            // Past its deadline by the paused clock within its first poll.
+            let ran_on = Arc::new(AtomicBool::new(false));
+            let flag = ran_on.clone();
+            let task = bulwark::task::Builder::new()
+                .timeout(Duration::from_secs(1))
+                .spawn(async move {
+                    advance(Duration::from_secs(2)).await;
+                    flag.store(true, SeqCst);
+                })
+                .expect("spawn");
+            let err = task.await.expect_err("dropped at its deadline");
+            assert!(err.is_deadline_exceeded(), "{err}");
+            assert!(!ran_on.load(SeqCst), "the task ran on past its deadline");
+        });
+    });
+}
+
+/// A worker stuck in a poll (its seat handed to a replacement by the
+/// watchdog) is work still running: the clock does not jump past it.
+/// Timing assumption: the watchdog (20 ms threshold) compensates within
+/// the 300 ms the blocker holds its thread; if it does not, the test
+/// still passes (nothing jumps while a worker is unparked), so it can only
+/// fail on a jump.
+#[test]
+fn the_clock_does_not_jump_while_a_compensated_worker_is_stuck() {
+    within(30, "no jump past a stuck worker", || {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(2)
+            .watchdog(bulwark::runtime::Watchdog::new(Duration::from_millis(20)))
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let slept = Arc::new(AtomicBool::new(false));
+        let flag = slept.clone();
+        let sleeper = rt.spawn(async move {
+            sleep(HOUR).await;
+            flag.store(true, SeqCst);
+        });
+        let seen = slept.clone();
+        let blocker = rt.spawn(async move {
+            std::thread::sleep(Duration::from_millis(300));
+            // Still inside the poll that blocked: the hour has not passed.
+            !seen.load(SeqCst)
+        });
+        assert!(
+            rt.block_on(blocker).expect("the blocker"),
+            "the clock jumped an hour while a worker was stuck in a poll"
+        );
+        rt.block_on(sleeper).expect("the sleeper");
+    });
+}

@@ -409,6 +409,8 @@ fn effective_deadline(
     if spec.deadline.is_none() && timeout.is_none() && inherited.is_none() {
         return (None, None, false);
     }
+    // The coarse time is real time: no use against a paused clock.
+    let coarse = coarse.filter(|_| shared.io().clock_is_real());
     if let (None, Some(t), Some(inherited), Some(coarse)) =
         (spec.deadline, timeout, inherited, coarse)
     {

@@ -321,6 +321,10 @@ impl Shared {
     pub(crate) fn only_timers_can_move(&self) -> bool {
         let blocking = self.blocking.snapshot();
         self.block_on_active.load(SeqCst) == 0
+            // No thread beyond the seats: none is stuck in a poll whose
+            // seat a replacement took (the watchdog's compensation) or gave
+            // away (`block_in_place`), which would not count as running.
+            && self.live_threads() <= self.remotes.len()
             && self.idle.all_parked()
             && self.injector.is_empty()
             && blocking.threads == blocking.idle
@@ -429,9 +433,10 @@ pub(crate) fn task_info(task: &Task<Sched>) -> TaskInfo {
             .load(std::sync::atomic::Ordering::Relaxed)
         {
             u64::MAX => None,
-            at => Some(std::time::Duration::from_nanos(
-                at.saturating_sub(crate::clock::now()),
-            )),
+            // On the deadlines' clock (the driver's).
+            at => Some(std::time::Duration::from_nanos(at.saturating_sub(
+                crate::clock::nanos_at(task.scheduler().shared.io().now()),
+            ))),
         },
         resources: 0,
     };
@@ -509,6 +514,10 @@ impl Schedule for Sched {
     }
 
     #[inline]
+    fn deadline_now(&self) -> std::time::Instant {
+        self.shared.io().now()
+    }
+
     fn idle_stamp(&self) -> Option<u64> {
         // Off (the default): one load and a branch per `Pending` poll. On:
         // the worker's coarse time, no clock read.

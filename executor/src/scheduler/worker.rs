@@ -305,6 +305,20 @@ impl WorkerCx {
         self.now.get()
     }
 
+    /// The time deadlines are measured against, in `clock` nanoseconds:
+    /// the coarse time while the driver's clock is real time, else (a test
+    /// paused it) the driver's virtual time, which the deadlines were set
+    /// on and which real time does not move.
+    #[inline]
+    fn deadline_clock(&self) -> u64 {
+        let io = self.shared().io();
+        if io.clock_is_real() {
+            self.coarse_now()
+        } else {
+            crate::clock::nanos_at(io.now())
+        }
+    }
+
     /// Queues a task from this worker: into the LIFO slot, or (a yield) on
     /// the deferred list, behind everything else this worker could run.
     pub(crate) fn schedule_local(&self, task: Queued, is_yield: bool) {
@@ -411,7 +425,8 @@ impl WorkerCx {
             self.now.set(now);
         }
         let header = task.header();
-        if header.deadline_nanos.load(Relaxed) <= self.coarse_now() {
+        let deadline = header.deadline_nanos.load(Relaxed);
+        if deadline != u64::MAX && deadline <= self.deadline_clock() {
             // Past its deadline while it waited in a queue (its timer is set
             // only once it first waits): dropped unpolled. The coarse time is
             // never ahead of the clock, so this never drops a task early.

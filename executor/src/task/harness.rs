@@ -170,7 +170,7 @@ where
         // The poll that ends here may have run past the deadline (a task
         // that blocks its worker), and no timer was there to see it: the
         // clock says. One read per task that waits, not per poll.
-        if std::time::Instant::now() >= deadline {
+        if self.cell().scheduler.deadline_now() >= deadline {
             header.set_cancel_reason(reason::DEADLINE);
             // Still RUNNING: this only marks the task, and the transition to
             // idle that follows drops its future.

@@ -110,6 +110,12 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// lifetime.
     fn on_finish(&self, how: Finish, spawned_at: u64);
 
+    /// The clock the task's deadline is on (the driver's: virtual while a
+    /// test has paused it).
+    fn deadline_now(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+
     /// Set the task's deadline timer: `waker` (which cancels the task) is
     /// woken at `deadline`, at once if it is past.
     fn set_timer(
