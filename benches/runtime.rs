@@ -673,9 +673,6 @@ fn spawn_many_remote_busy1(c: &mut Criterion) {
     g.bench_function("bulwark", |b| {
         b.iter(|| on_bulwark::spawn_many_remote(&rts.bulwark))
     });
-    g.bench_function("bulwark-main", |b| {
-        b.iter_custom(|iters| on_bulwark_main::spawn_many_remote(iters, false))
-    });
     bulwark_busy.store(false, Relaxed);
     // Its own busy tasks, started in its own runtime.
     g.bench_function("bulwark-main", |b| {
