@@ -42,6 +42,8 @@
 //! | `tokio::sync` | `bulwark::sync` | `tokio::sync` re-exported; it also works used directly |
 //! | `signal::{ctrl_c, unix::signal}` | `bulwark::signal::{ctrl_c, unix::signal}` | |
 //! | `select!`, `join!`, `try_join!`, `pin!` | `bulwark::{select, join, try_join, pin}` | |
+//! | `tokio_util::sync::CancellationToken`, `tokio_util::codec`, `tokio_stream` | the same crates | runtime-free: they work in bulwark tasks |
+//! | `tokio_util::task::{TaskTracker::spawn, JoinMap, LocalPoolHandle}`, `tokio_util::time::DelayQueue` | none | they spawn on tokio's runtime or set tokio's timers, and panic without one: use `bulwark::task::JoinSet`, or `tracker.track_future(fut)` handed to `bulwark::spawn` |
 //! | `#[tokio::main]`, `#[tokio::test]` | `#[bulwark::main]`, `#[bulwark::test]` | arguments `flavor`, `worker_threads`, `start_paused`, and also `max_tasks`, `default_deadline` |
 //!
 //! # What behaves differently
