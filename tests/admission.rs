@@ -747,18 +747,20 @@ fn adaptive_admission_sheds_a_10x_overload_admits_essential_tasks_and_stops_afte
     });
 }
 
-// Real time, by nature, and the one claim here about speed: the p99
-// scheduling delay of the admitted tasks stays under 100 ms (20x CoDel's
-// 5 ms target; without shedding it is seconds). It assumes the machine
-// gives the two workers their cores during the one-second overload: a
-// worker descheduled for 100 ms delays every task queued behind it, and a
-// few such stalls put more than one task in a hundred over the bound
-// (valgrind, a box busy with other heavy jobs).
+// Real time, by nature: the same overload with and without shedding, and
+// the claim is a ratio between the two, so a slow or descheduled machine
+// (valgrind, a box busy with other jobs), which delays both, does not fail
+// it: the p99 scheduling delay of the admitted tasks under adaptive
+// admission is under a fifth of the unshed run's (which is seconds, a
+// lower bound: tasks not started yet count at their delay so far). On this
+// project's 2-core machine the shed p99 stays under 100 ms (20x CoDel's
+// 5 ms target; 97 ms in a run beside a full CI build, whose unshed p99 was
+// over 1.4 s); the test prints it, and asserts no absolute bound, which a
+// descheduled worker would break.
 #[test]
-fn adaptive_admission_keeps_the_p99_scheduling_delay_of_admitted_tasks_under_100ms() {
+fn adaptive_admission_cuts_the_p99_scheduling_delay_of_admitted_tasks_fivefold() {
     let _cpu = cpu_heavy();
     within(60, "the same overload with and without shedding", || {
-        const BOUND: Duration = Duration::from_millis(100); // 20x the 5 ms target
         let rt = runtime_with_admission(
             OVERLOAD_WORKERS,
             bulwark::runtime::DEFAULT_MAX_TASKS,
@@ -807,9 +809,11 @@ fn adaptive_admission_keeps_the_p99_scheduling_delay_of_admitted_tasks_under_100
         );
         eprintln!("{report}");
         assert!(shed.rejected > 0, "nothing shed: {report}");
+        let unshed_p99 = unshed.admitted_at_least(0.99);
         assert!(
-            shed.started(0.99) < BOUND,
-            "p99 scheduling delay of admitted tasks is {:?}, over {BOUND:?}: {report}",
+            shed.started(0.99) * 5 < unshed_p99,
+            "p99 scheduling delay of admitted tasks is {:?} with shedding, not a fifth of \
+             the {unshed_p99:?} without: {report}",
             shed.started(0.99)
         );
     });
