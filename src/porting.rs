@@ -72,8 +72,8 @@
 //!   code that reads "not a panic" as "cancelled" must look again.
 //! - **The watchdog is on.** A poll that holds its worker past 25 ms is
 //!   logged as a `tracing` warning (target `bulwark::watchdog`) with the
-//!   task's name and spawn site, and the worker's queue is handed to a
-//!   replacement thread, so the runtime can briefly run more threads than
+//!   task's name and spawn site, and from 5 ms the worker's queue is handed
+//!   to a replacement thread, so the runtime can briefly run more threads than
 //!   workers (at most `max(workers, 4)` more by default). Compensation
 //!   needs Linux's `membarrier(2)`; without it stalls are only reported.
 //!   `Watchdog::off()` turns it all off.

@@ -346,3 +346,39 @@ fn the_ceiling_and_deadlines_hold_while_replacements_serve() {
         );
     });
 }
+
+/// The seat is handed over at the hand-over time, before the report: with
+/// the report at 2 s and the hand-over at 20 ms, a task queued behind a
+/// blocker on a one-worker runtime runs while no stall has been reported
+/// yet. Timing assumption: the watchdog and the replacement thread get the
+/// CPU within the 2 s before the report (the blocker holds on for 3 s).
+#[test]
+fn the_seat_is_handed_over_before_the_stall_is_reported() {
+    within(60, "a hand-over before the report", || {
+        let rt = builder(1)
+            .watchdog(
+                Watchdog::new(Duration::from_secs(2)).hand_over_after(Duration::from_millis(20)),
+            )
+            .build()
+            .expect("runtime");
+        let (started_tx, started_rx) = mpsc::channel();
+        let blocker = rt.spawn(async move {
+            started_tx.send(()).expect("the test waits");
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("waited 10 s for the blocker to start");
+        let behind = rt.spawn(async { 7 });
+        let value = rt.block_on(async { common::bounded(10, "the task behind", behind).await });
+        assert_eq!(value.expect("the task behind the blocker"), 7);
+        assert!(
+            rt.handle().stalls().is_empty(),
+            "the stall was reported before the hand-over: {:?}",
+            rt.handle().stalls()
+        );
+        assert!(rt.metrics().compensations >= 1);
+        rt.block_on(blocker).expect("the blocker ends");
+        assert_eq!(rt.metrics().stalls, 1, "reported once, at 2 s");
+    });
+}

@@ -146,13 +146,14 @@ fn a_stuck_worker_is_reported_and_the_tasks_behind_it_still_run() {
             !blocker_done.load(SeqCst),
             "the task behind the blocker ran only after the blocker returned"
         );
-        let stalls = rt.handle().stalls();
-        assert!(
-            stalls
+        // The seat is handed over at 5 ms, the report comes at the 50 ms
+        // threshold: wait for it (the blocker holds on for 3 s).
+        wait_until(10, "the blocker's stall report", || {
+            rt.handle()
+                .stalls()
                 .iter()
-                .any(|s| s.task_name.as_deref() == Some("blocker")),
-            "the blocker is reported: {stalls:?}"
-        );
+                .any(|s| s.task_name.as_deref() == Some("blocker"))
+        });
         rt.block_on(blocker).expect("the blocker ends");
         assert!(rt.metrics().compensations >= 1);
     });
