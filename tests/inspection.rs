@@ -152,3 +152,23 @@ fn queue_depths_and_remote_schedules_are_read_while_the_worker_is_stuck() {
         assert_eq!(rt.metrics().global_queue_depth, 0);
     });
 }
+
+/// A task whose handle has resolved is not listed: it stays in the registry
+/// until its last reference goes, a moment later, and was listed as idle
+/// in that moment.
+#[test]
+fn a_finished_task_is_not_listed_once_its_handle_resolves() {
+    within(60, "finished tasks left out of the task list", || {
+        let rt = builder(2).build().expect("runtime");
+        for i in 0..500u32 {
+            let h = rt.spawn(async move { i });
+            let id = h.id();
+            assert_eq!(rt.block_on(h).expect("the task"), i);
+            let listed = rt.handle().tasks();
+            assert!(
+                listed.iter().all(|t| t.id != id.as_u64()),
+                "round {i}: task {id} listed after its handle resolved: {listed:?}"
+            );
+        }
+    });
+}

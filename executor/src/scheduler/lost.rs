@@ -103,7 +103,10 @@ pub(crate) fn idle_tasks(shared: &Shared) -> Vec<TaskInfo> {
     shared.registry.for_each(|task| {
         let header = task.header();
         let state = header.state.load();
-        if state.is_running() || state.is_notified() || state.is_cancelled() {
+        // A finished task stays in the registry for a moment after its
+        // handle resolves (until its last reference goes): not idle.
+        if state.is_running() || state.is_notified() || state.is_cancelled() || state.is_complete()
+        {
             return;
         }
         let since = header.idle_since.load(std::sync::atomic::Ordering::Relaxed);

@@ -368,6 +368,11 @@ impl Source for Shared {
         let held = self.held_by_task();
         let mut out = Vec::new();
         self.registry.for_each(|task| {
+            // A finished task stays in the registry for a moment after its
+            // handle resolves (until its last reference goes): not live.
+            if task.header().state.load().is_complete() {
+                return;
+            }
             let mut info = task_info(task);
             info.resources = held.get(&info.id).copied().unwrap_or(0);
             out.push(info)
